@@ -1,0 +1,1 @@
+"""Faust agents, one module per pipeline stage. They only wire topics, tables and pure functions."""

@@ -1,0 +1,72 @@
+"""The ``persona`` command line."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from app.errors import PersonaError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """persona-stream: real-time customer personalization on Kafka, Faust and Redis.
+
+    `persona up` runs everything on an embedded broker and Redis; `persona worker`
+    runs one stream worker against the Kafka and Redis named by KAFKA_BOOTSTRAP_SERVERS
+    and REDIS_URL.
+    """
+
+
+@cli.command()
+@click.option("--web-port", type=int, help="Port of this worker's HTTP server (default PERSONA_WEB_PORT or 6066).")
+@click.option("--loglevel", "-l", default=None, help="Log level (default PERSONA_LOG_LEVEL or warning).")
+def worker(web_port: int | None, loglevel: str | None) -> None:
+    """Run one stream-processing worker (Faust) until SIGTERM or Ctrl-C.
+
+    Workers of the same PERSONA_APP_ID form one consumer group: start more of them
+    to share the partitions. Each serves /health, /metrics and POST /v1/events.
+    """
+    if web_port is not None:
+        os.environ["PERSONA_WEB_PORT"] = str(web_port)
+    try:
+        from faust import Worker
+
+        from app.faust_app import faust_app, load_components, settings
+    except PersonaError as exc:
+        raise click.ClickException(str(exc)) from exc
+    load_components()
+    Worker(faust_app, loglevel=loglevel or settings.log_level).execute_from_commandline()
+
+
+def _register_optional_commands() -> None:
+    """Commands contributed by other packages of this project."""
+    from app.console import up
+
+    cli.add_command(up)
+    try:
+        from app.simulator.command import simulate
+    except ImportError:
+        pass
+    else:
+        cli.add_command(simulate)
+    try:
+        from app.identity_cli import identity, link
+    except ImportError:
+        pass
+    else:
+        cli.add_command(link)
+        cli.add_command(identity)
+
+
+_register_optional_commands()
+
+
+def main() -> None:
+    cli(prog_name="persona")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

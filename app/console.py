@@ -1,0 +1,246 @@
+"""``persona up``: the embedded stack, the workers and the simulator, with a live terminal view.
+
+The view reads each worker's ``/metrics`` (the same numbers Grafana shows), so what it
+prints is measured, not estimated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import time
+import urllib.request
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+import click
+from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from app.errors import StackError
+from app.stack import EmbeddedStack, ManagedProcess, free_port, worker_argv
+
+
+@dataclass
+class Snapshot:
+    """Counters summed over all workers at one moment."""
+
+    at: float
+    processed: float = 0.0
+    processed_by_type: dict[str, float] = field(default_factory=dict)
+    dead_letters: dict[str, float] = field(default_factory=dict)
+    duplicates: dict[str, float] = field(default_factory=dict)
+    table_keys: dict[str, float] = field(default_factory=dict)
+    redis_writes: float = 0.0
+    redis_errors: float = 0.0
+    workers_up: int = 0
+
+    @property
+    def dead_letter_total(self) -> float:
+        return sum(self.dead_letters.values())
+
+
+def scrape(ports: list[int]) -> Snapshot:
+    snap = Snapshot(at=time.monotonic())
+    by_type: dict[str, float] = defaultdict(float)
+    dead: dict[str, float] = defaultdict(float)
+    dups: dict[str, float] = defaultdict(float)
+    keys: dict[str, float] = defaultdict(float)
+    for port in ports:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1.0) as response:
+                text = response.read().decode()
+        except OSError:
+            continue
+        snap.workers_up += 1
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = sample.labels
+                if sample.name == "persona_events_processed_total":
+                    by_type[labels["type"]] += sample.value
+                elif sample.name == "persona_dead_letters_total":
+                    dead[labels["reason"]] += sample.value
+                elif sample.name == "persona_duplicates_total":
+                    dups[labels["kind"]] += sample.value
+                elif sample.name == "persona_table_keys":
+                    keys[labels["table"]] += sample.value
+                elif sample.name == "persona_redis_writes_total":
+                    snap.redis_writes += sample.value
+                elif sample.name == "persona_redis_errors_total":
+                    snap.redis_errors += sample.value
+    snap.processed_by_type, snap.dead_letters, snap.duplicates, snap.table_keys = (
+        dict(by_type), dict(dead), dict(dups), dict(keys)
+    )
+    snap.processed = sum(by_type.values())
+    return snap
+
+
+def render(snap: Snapshot, previous: Snapshot | None, elapsed: float, workers: int, note: str) -> Table:
+    rate = 0.0
+    if previous is not None and snap.at > previous.at:
+        rate = (snap.processed - previous.processed) / (snap.at - previous.at)
+    table = Table(title=f"persona-stream · {elapsed:,.0f} s · {snap.workers_up}/{workers} workers up", min_width=60)
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("events/s (last interval)", f"{rate:,.0f}")
+    table.add_row("events processed", f"{snap.processed:,.0f}")
+    table.add_row("profiles (anonymous ids with activity)", f"{snap.table_keys.get('activity', 0):,.0f}")
+    table.add_row("sessions", "not built yet (sessions issue)")
+    table.add_row("segments", "not built yet (segmentation issue)")
+    table.add_row("dead letters", f"{snap.dead_letter_total:,.0f}")
+    for reason, n in sorted(snap.dead_letters.items()):
+        table.add_row(f"  {reason}", f"{n:,.0f}")
+    table.add_row("duplicates skipped", f"{sum(snap.duplicates.values()):,.0f}")
+    table.add_row("Redis keys written", f"{snap.redis_writes:,.0f}")
+    if snap.redis_errors:
+        table.add_row("Redis write errors", f"{snap.redis_errors:,.0f}")
+    if note:
+        table.caption = note
+    return table
+
+
+class Stopper:
+    """Turns SIGINT/SIGTERM into a flag so shutdown happens in one place, in order."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+        signal.signal(signal.SIGINT, self._stop)
+        signal.signal(signal.SIGTERM, self._stop)
+
+    def _stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True
+
+
+@click.command()
+@click.option("--duration", type=float, default=0, help="Stop after this many seconds and print a summary (0: until Ctrl-C).")
+@click.option("--workers", type=click.IntRange(1, 8), default=1, show_default=True, help="Worker processes.")
+@click.option("--partitions", type=click.IntRange(1, 64), default=None, help="Partitions per topic (default: number of workers).")
+@click.option("--rate", type=float, default=1000, show_default=True, help="Simulator records/s (0: as fast as possible).")
+@click.option("--customers", type=int, default=2000, show_default=True, help="Simulated customers.")
+@click.option("--seed", type=int, default=42, show_default=True, help="Simulator seed.")
+@click.option("--no-simulator", is_flag=True, help="Start the stack and workers only; publish your own events.")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".persona/run"),
+              show_default=True, help="Where process logs go.")
+def up(duration: float, workers: int, partitions: int | None, rate: float, customers: int, seed: int,
+       no_simulator: bool, run_dir: Path) -> None:
+    """Run everything on this machine: embedded broker and Redis, workers, simulator, live view.
+
+    Ctrl-C (or --duration) stops every process it started and prints a summary.
+    Process logs are in RUN_DIR.
+    """
+    console = Console()
+    stopper = Stopper()
+    partitions = partitions or workers
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for old_log in run_dir.glob("*.log"):
+        old_log.unlink()
+    stack = EmbeddedStack(run_dir)
+    processes: list[ManagedProcess] = []
+    final: Snapshot | None = None
+    started = time.monotonic()
+    try:
+        with console.status("starting the embedded broker and Redis…"):
+            stack.start()
+        console.print(f"broker [bold]{stack.bootstrap}[/]  redis [bold]{stack.redis_url}[/]  logs [bold]{run_dir}[/]")
+        env = {**stack.env, "PERSONA_TOPIC_PARTITIONS": str(partitions), "PERSONA_DATA_DIR": str(run_dir / "data")}
+        ports = [free_port() for _ in range(workers)]
+        for i, port in enumerate(ports):
+            processes.append(ManagedProcess.start(f"worker-{i + 1}", worker_argv(port), run_dir,
+                                                  {**env, "PERSONA_WEB_PORT": str(port)}))
+            console.print(f"worker-{i + 1}: http://127.0.0.1:{port}/health  /metrics  POST /v1/events")
+        wait_until_ready(ports, processes, timeout=90, stopper=stopper)
+        if not no_simulator:
+            processes.append(ManagedProcess.start(
+                "simulator",
+                [sys.executable, "-m", "app.cli", "simulate", "--rate", str(rate), "--customers", str(customers),
+                 "--seed", str(seed), "--bootstrap", stack.bootstrap],
+                run_dir, env,
+            ))
+        previous: Snapshot | None = None
+        note = "Ctrl-C to stop" if not duration else f"stopping after {duration:g} s"
+        with Live(console=console, refresh_per_second=2, transient=False) as live:
+            while not stopper.stopping:
+                elapsed = time.monotonic() - started
+                if duration and elapsed >= duration:
+                    break
+                dead = [p.name for p in processes if not p.running and p.name != "simulator"]
+                if dead:
+                    raise StackError(f"{', '.join(dead)} exited; see {run_dir}/{dead[0]}.log")
+                snap = scrape(ports)
+                live.update(render(snap, previous, elapsed, workers, note))
+                previous = snap
+                time.sleep(1.0)
+            final = settle(ports, processes)
+    except StackError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        for p in [*processes, *stack.processes]:
+            if not p.running:
+                console.print(f"--- last lines of {p.log_path}:\n{p.tail()}")
+        raise SystemExit(1) from exc
+    finally:
+        with console.status("stopping every process…"):
+            for p in reversed(processes):
+                p.stop()
+            stack.stop()
+    if final is not None:
+        console.print(summary(final, time.monotonic() - started))
+        console.print("all processes stopped.")
+
+
+def wait_until_ready(ports: list[int], processes: list[ManagedProcess], timeout: float, stopper: Stopper) -> None:
+    deadline = time.monotonic() + timeout
+    pending = set(ports)
+    while pending and time.monotonic() < deadline and not stopper.stopping:
+        for port in list(pending):
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1.0) as response:
+                    if response.status == 200:
+                        pending.discard(port)
+        dead = [p for p in processes if not p.running]
+        if dead:
+            raise StackError(f"{dead[0].name} exited during start-up; see {dead[0].log_path}")
+        time.sleep(0.25)
+    if pending and not stopper.stopping:
+        raise StackError(f"workers on ports {sorted(pending)} were not ready within {timeout:.0f} s")
+
+
+def settle(ports: list[int], processes: list[ManagedProcess], quiet_for: float = 3.0, limit: float = 30.0) -> Snapshot:
+    """Stop the simulator, then wait until the workers have processed what was produced."""
+    for p in processes:
+        if p.name == "simulator":
+            p.stop()
+    deadline = time.monotonic() + limit
+    last = scrape(ports)
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        snap = scrape(ports)
+        total, last_total = snap.processed + snap.dead_letter_total, last.processed + last.dead_letter_total
+        if total != last_total:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_for:
+            return snap
+        last = snap
+    return last
+
+
+def summary(snap: Snapshot, elapsed: float) -> Table:
+    table = Table(title=f"summary after {elapsed:,.0f} s")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("events processed", f"{snap.processed:,.0f}")
+    for event_type, n in sorted(snap.processed_by_type.items()):
+        table.add_row(f"  {event_type}", f"{n:,.0f}")
+    table.add_row("anonymous ids with state", f"{snap.table_keys.get('activity', 0):,.0f}")
+    table.add_row("dead letters", f"{snap.dead_letter_total:,.0f}")
+    for reason, n in sorted(snap.dead_letters.items()):
+        table.add_row(f"  {reason}", f"{n:,.0f}")
+    for kind, n in sorted(snap.duplicates.items()):
+        table.add_row(f"duplicates skipped ({kind})", f"{n:,.0f}")
+    table.add_row("Redis keys written", f"{snap.redis_writes:,.0f}")
+    return table

@@ -1,0 +1,80 @@
+"""The Faust application and its topics, configured from :class:`app.settings.Settings`.
+
+Importing this module reads the environment once. Agents, tables and web views
+register themselves on :data:`faust_app` when their modules are imported
+(:func:`load_components` imports them all, the worker calls it).
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+
+import faust
+
+from app.pii import Hasher
+from app.settings import Settings
+from app.validation import Limits, Validator
+
+settings = Settings.from_env()
+
+faust_app = faust.App(
+    settings.app_id,
+    broker=settings.broker_url,
+    store=settings.table_store,
+    datadir=settings.data_dir,
+    topic_partitions=settings.topic_partitions,
+    topic_allow_declare=True,
+    web_enabled=True,
+    web_host=settings.web_host,
+    web_port=settings.web_port,
+    # Records are validated by our own code, so they arrive as bytes.
+    key_serializer="raw",
+    value_serializer="raw",
+    broker_commit_interval=1.0,
+    # A worker that loses its partitions must not keep serving stale keys.
+    table_cleanup_interval=30.0,
+    autodiscover=False,
+    consumer_auto_offset_reset="earliest",
+    # The group join waits up to the rebalance timeout for members; keep it short so a
+    # restarted worker is back in seconds (Tansu waits the full timeout on a first join).
+    broker_rebalance_timeout=settings.rebalance_timeout_seconds,
+    broker_session_timeout=settings.session_timeout_seconds,
+    broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
+)
+
+validator = Validator(
+    Limits(
+        max_record_bytes=settings.max_record_bytes,
+        max_clock_skew_seconds=settings.max_clock_skew_seconds,
+        max_event_age_days=settings.max_event_age_days,
+    )
+)
+hasher = Hasher(settings.hmac_secret)
+started_at = time.time()
+
+
+def _topic(name: str) -> faust.TopicT:
+    return faust_app.topic(
+        name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.topic_partitions,
+    )
+
+
+clickstream_topic = _topic(settings.topics.clickstream)
+crm_profiles_topic = _topic(settings.topics.crm_profiles)
+dead_letters_topic = _topic(settings.topics.dead_letters)
+output_topics = {name: _topic(name) for name in settings.topics.outputs()}
+
+
+COMPONENT_MODULES = ("tables.definitions", "agents.ingest", "app.web", "app.lifecycle")
+
+
+def load_components() -> None:
+    """Import every module that registers agents, tables, timers and web views."""
+    for module in COMPONENT_MODULES:
+        importlib.import_module(module)

@@ -1,0 +1,35 @@
+"""Worker lifecycle: output-topic creation at start, the Redis flusher, table gauges."""
+
+from __future__ import annotations
+
+import logging
+
+from app.faust_app import faust_app, output_topics, settings
+from app.metrics import TABLE_KEYS
+from app.redis_sink import RedisSink
+
+log = logging.getLogger(__name__)
+
+redis_sink = RedisSink(settings.redis_url, settings.redis_ttl_seconds, settings.redis_max_pending)
+
+
+@faust_app.task
+async def declare_output_topics() -> None:
+    """Create every output topic at start, so downstream consumers can subscribe before data flows."""
+    for topic in output_topics.values():
+        await topic.maybe_declare()
+
+
+@faust_app.timer(settings.redis_flush_interval)
+async def flush_redis() -> None:
+    await redis_sink.flush()
+
+
+@faust_app.timer(2.0)
+async def export_table_sizes() -> None:
+    from tables.exact import ExactTable
+
+    for name, table in faust_app.tables.items():
+        size = table.state_keys() if isinstance(table, ExactTable) else len(table.data)
+        TABLE_KEYS.labels(name).set(size)
+

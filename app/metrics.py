@@ -1,0 +1,68 @@
+"""Prometheus metrics of the worker, one place so dashboards and code agree on names.
+
+Every worker serves them at ``GET /metrics`` on its web port. Names are prefixed
+``persona_``; the Grafana dashboards in ``grafana/`` are built from this list.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_PROCESSED = Counter(
+    "persona_events_processed_total",
+    "Valid input records applied to state, by topic and event type.",
+    ["topic", "type"],
+)
+DEAD_LETTERS = Counter(
+    "persona_dead_letters_total",
+    "Input records sent to the dead-letter topic, by source topic and reason code.",
+    ["topic", "reason"],
+)
+DUPLICATES = Counter(
+    "persona_duplicates_total",
+    "Input records skipped as duplicates, by why: event_id (publisher retry) or offset (replay).",
+    ["topic", "kind"],
+)
+HTTP_EVENTS = Counter(
+    "persona_http_events_total",
+    "Events received on POST /v1/events, by outcome (accepted or rejected).",
+    ["outcome"],
+)
+STAGE_SECONDS = Histogram(
+    "persona_stage_seconds",
+    "Time spent in one pipeline stage per record, by stage.",
+    ["stage"],
+    buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1),
+)
+EVENT_LAG_SECONDS = Histogram(
+    "persona_event_lag_seconds",
+    "Age of a record when the worker applied it: now minus the Kafka record timestamp.",
+    ["topic"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+TABLE_KEYS = Gauge(
+    "persona_table_keys",
+    "Keys held in a table on this worker (its active partitions).",
+    ["table"],
+)
+REDIS_WRITES = Counter(
+    "persona_redis_writes_total",
+    "Keys written to Redis by the serving-layer flusher.",
+)
+REDIS_ERRORS = Counter(
+    "persona_redis_errors_total",
+    "Failed Redis flushes (the keys stay pending and are retried).",
+)
+REDIS_SKIPPED = Counter(
+    "persona_redis_skipped_total",
+    "Changed keys not written to Redis because the pending buffer was full while Redis was down.",
+)
+REDIS_PENDING = Gauge(
+    "persona_redis_pending_keys",
+    "Changed keys waiting to be written to Redis.",
+)
+RECOVERY_REWINDS = Counter(
+    "persona_recovery_rewinds_total",
+    "Source partitions rewound at recovery because the committed offset was ahead of the state.",
+    ["topic"],
+)

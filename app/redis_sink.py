@@ -1,0 +1,90 @@
+"""The Redis serving layer's writer: coalesced, pipelined, and tolerant of Redis being down.
+
+Agents call :meth:`RedisSink.put` on the hot path (a dict assignment); a timer calls
+:meth:`RedisSink.flush`, which writes every changed key in one pipeline. When Redis is
+unreachable the keys stay pending (newest value wins) up to ``max_pending``; beyond
+that new keys are skipped and counted, and ``persona rebuild-redis`` (from the tables)
+restores them. Redis is a cache; the tables are the truth.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from app.metrics import REDIS_ERRORS, REDIS_PENDING, REDIS_SKIPPED, REDIS_WRITES
+
+log = logging.getLogger(__name__)
+
+RedisHash = Mapping[str, str | int | float]
+
+
+class RedisSink:
+    def __init__(self, url: str, ttl_seconds: int, max_pending: int) -> None:
+        self.url = url
+        self.ttl_seconds = ttl_seconds
+        self.max_pending = max_pending
+        self.healthy = True
+        self._pending: dict[str, RedisHash] = {}
+        self._client: aioredis.Redis | None = None
+
+    def put(self, key: str, fields: RedisHash) -> None:
+        """Schedule ``fields`` to replace the hash at ``key`` at the next flush."""
+        if key not in self._pending and len(self._pending) >= self.max_pending:
+            REDIS_SKIPPED.inc()
+            return
+        self._pending[key] = fields
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def flush(self) -> int:
+        """Write every pending key in one pipeline; return how many were written."""
+        REDIS_PENDING.set(len(self._pending))
+        if not self._pending:
+            return 0
+        batch, self._pending = self._pending, {}
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for key, fields in batch.items():
+                pipe.delete(key)
+                pipe.hset(key, mapping=dict(fields))
+                pipe.expire(key, self.ttl_seconds)
+            await pipe.execute()
+        except (RedisError, OSError) as exc:
+            # Keep what failed, unless a newer value arrived meanwhile.
+            self._pending = {**batch, **self._pending}
+            REDIS_ERRORS.inc()
+            if self.healthy:
+                log.warning("Redis write failed (%s); keeping %d keys pending", exc, len(self._pending))
+            self.healthy = False
+            return 0
+        if not self.healthy:
+            log.warning("Redis is reachable again; wrote %d pending keys", len(batch))
+        self.healthy = True
+        REDIS_WRITES.inc(len(batch))
+        REDIS_PENDING.set(len(self._pending))
+        return len(batch)
+
+    @property
+    def client(self) -> aioredis.Redis:
+        if self._client is None:
+            self._client = aioredis.from_url(
+                self.url, socket_timeout=2.0, socket_connect_timeout=2.0, decode_responses=True
+            )
+        return self._client
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.client.ping())
+        except (RedisError, OSError):
+            return False
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None

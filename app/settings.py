@@ -1,0 +1,189 @@
+"""Worker configuration, read once from the environment.
+
+Every setting has a default that works on the embedded stack; production sets the
+``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL`` variables at least. The README's
+configuration table is generated from :data:`SETTINGS_DOC` so the two never drift.
+
+Examples
+--------
+>>> s = Settings.from_env({"PERSONA_TOPIC_PARTITIONS": "4"})
+>>> s.topic_partitions
+4
+>>> Settings.from_env({"PERSONA_TOPIC_PARTITIONS": "zero"})
+Traceback (most recent call last):
+...
+app.errors.ConfigError: PERSONA_TOPIC_PARTITIONS must be an integer, got 'zero'
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from app.errors import ConfigError
+
+DEV_HMAC_SECRET = "persona-dev-secret-change-me"
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic names; each can be overridden with ``PERSONA_TOPIC_<NAME>``."""
+
+    clickstream: str = "clickstream"
+    crm_profiles: str = "crm-profiles"
+    segment_changes: str = "segment-changes"
+    recommendations: str = "recommendations"
+    identity_changes: str = "identity-changes"
+    session_summaries: str = "session-summaries"
+    dead_letters: str = "dead-letters"
+    consent_audit: str = "consent-audit"
+    profile_erasures: str = "profile-erasures"
+
+    def outputs(self) -> list[str]:
+        return [
+            self.segment_changes,
+            self.recommendations,
+            self.identity_changes,
+            self.session_summaries,
+            self.dead_letters,
+            self.consent_audit,
+            self.profile_erasures,
+        ]
+
+    def inputs(self) -> list[str]:
+        return [self.clickstream, self.crm_profiles]
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap_servers: str = "kafka://127.0.0.1:9092"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    app_id: str = "persona-stream"
+    topic_partitions: int = 1
+    table_store: str = "memory://"
+    data_dir: str = ".persona/data"
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    hmac_secret: str = DEV_HMAC_SECRET
+    max_record_bytes: int = 65536
+    max_clock_skew_seconds: float = 300.0
+    max_event_age_days: float = 90.0
+    dedup_window: int = 64
+    redis_ttl_seconds: int = 30 * 24 * 3600
+    redis_flush_interval: float = 0.2
+    redis_max_pending: int = 100_000
+    log_level: str = "warning"
+    rebalance_timeout_seconds: float = 10.0
+    session_timeout_seconds: float = 10.0
+    topics: Topics = field(default_factory=Topics)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``env`` (default: ``os.environ``), raising ConfigError on bad values."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name == "topics":
+                continue
+            name = _env_name(f.name)
+            if name in env:
+                values[f.name] = _PARSERS[f.type](name, env[name])  # type: ignore[index]
+        topic_values = {
+            t.name: env[f"PERSONA_TOPIC_{t.name.upper()}"]
+            for t in fields(Topics)
+            if f"PERSONA_TOPIC_{t.name.upper()}" in env
+        }
+        settings = cls(**values, topics=Topics(**topic_values))
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if self.topic_partitions < 1:
+            raise ConfigError("PERSONA_TOPIC_PARTITIONS must be at least 1")
+        if not self.table_store.startswith(("memory://", "rocksdb://", "aerospike://")):
+            raise ConfigError(f"PERSONA_TABLE_STORE must be memory:// or rocksdb://, got {self.table_store!r}")
+        if self.max_record_bytes < 1024:
+            raise ConfigError("PERSONA_MAX_RECORD_BYTES must be at least 1024")
+        if self.dedup_window < 1:
+            raise ConfigError("PERSONA_DEDUP_WINDOW must be at least 1")
+        if len(self.hmac_secret) < 16:
+            raise ConfigError("PERSONA_HMAC_SECRET must be at least 16 characters")
+
+    @property
+    def broker_url(self) -> str:
+        """The bootstrap servers in Faust's ``kafka://host:port;host:port`` form."""
+        servers = self.kafka_bootstrap_servers.removeprefix("kafka://")
+        return ";".join(f"kafka://{s.strip()}" for s in servers.replace(";", ",").split(",") if s.strip())
+
+    @property
+    def bootstrap_list(self) -> str:
+        """The bootstrap servers in aiokafka's ``host:port,host:port`` form."""
+        return ",".join(u.removeprefix("kafka://") for u in self.broker_url.split(";"))
+
+
+def _env_name(field_name: str) -> str:
+    if field_name in ("kafka_bootstrap_servers", "redis_url"):
+        return field_name.upper()
+    return f"PERSONA_{field_name.upper()}"
+
+
+def _parse_int(name: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _parse_float(name: str, raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _parse_str(name: str, raw: str) -> str:
+    if not raw.strip():
+        raise ConfigError(f"{name} must not be empty")
+    return raw.strip()
+
+
+_PARSERS: dict[str, Callable[[str, str], Any]] = {"int": _parse_int, "float": _parse_float, "str": _parse_str}
+
+SETTINGS_DOC: dict[str, str] = {
+    "kafka_bootstrap_servers": "Kafka bootstrap servers, `host:port[,host:port]`. `persona up` sets it to the embedded broker.",
+    "redis_url": "Redis URL for the serving layer. `persona up` sets it to the embedded redis-server.",
+    "app_id": "Faust application id: the consumer group and the prefix of changelog topics.",
+    "topic_partitions": "Partitions of every topic the worker creates (inputs, outputs, changelogs).",
+    "table_store": "Faust table store: `memory://` (default) or `rocksdb://` for large state.",
+    "data_dir": "Directory for Faust's local data (RocksDB files, worker state).",
+    "web_host": "Address the worker's HTTP server binds to (`/health`, `/metrics`, `/v1/events`).",
+    "web_port": "Port of the worker's HTTP server.",
+    "hmac_secret": "Secret key of the keyed hashes (HMAC-SHA256) that replace identifiers. Change it in production.",
+    "max_record_bytes": "Largest input record accepted; larger ones are dead-lettered as `record_too_large`.",
+    "max_clock_skew_seconds": "How far in the future an event timestamp may be before it is rejected.",
+    "max_event_age_days": "How old an event timestamp may be before it is rejected.",
+    "dedup_window": "How many recent `event_id`s are remembered per anonymous id to drop publisher retries.",
+    "redis_ttl_seconds": "TTL of the serving keys written to Redis.",
+    "redis_flush_interval": "Seconds between pipelined flushes of changed state to Redis.",
+    "redis_max_pending": "Most changed keys held for Redis while it is unreachable; beyond that writes are skipped and counted.",
+    "log_level": "Worker log level.",
+    "rebalance_timeout_seconds": "Kafka consumer-group rebalance timeout: how long a join waits for members.",
+    "session_timeout_seconds": "Kafka consumer-group session timeout: how soon a dead worker's partitions move.",
+}
+
+
+def settings_table() -> str:
+    """The README configuration table, one row per environment variable."""
+    defaults = Settings()
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for f in fields(Settings):
+        if f.name == "topics":
+            continue
+        rows.append(f"| `{_env_name(f.name)}` | `{getattr(defaults, f.name)}` | {SETTINGS_DOC[f.name]} |")
+    for t in fields(Topics):
+        rows.append(
+            f"| `PERSONA_TOPIC_{t.name.upper()}` | `{getattr(defaults.topics, t.name)}` | Name of the `{t.default}` topic. |"
+        )
+    return "\n".join(rows)

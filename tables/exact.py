@@ -1,0 +1,127 @@
+"""Exact recovery for changelog-backed tables: no lost and no double-applied input.
+
+Faust commits input offsets on its own schedule, separately from the table's
+changelog. Two failure orders follow, and each is handled here, in one place:
+
+* the changelog is **ahead** of the committed offset (crash after the state was
+  written, before the commit): the input is replayed; every state value carries the
+  source offset it reflects and the pure ``apply`` functions skip offsets they have
+  already seen;
+* the committed offset is **ahead** of the changelog (the commit landed, the state
+  write did not — seen on the embedded broker across a SIGTERM): the table writes a
+  per-partition *watermark* — the newest source offset whose effects are all in the
+  changelog — into the same changelog partition, *after* the state records it covers.
+  On recovery, before Faust seeks to the committed offsets, any committed offset past
+  ``watermark + 1`` is committed back to ``watermark + 1``, so the lost events are
+  read again.
+
+The watermark is written every ``watermark_every`` events rather than per event: a
+stale watermark only means a longer (idempotent) replay, never a lost event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from typing import Any
+
+import faust
+from aiokafka.structs import TopicPartition
+from faust.types import TP
+
+from app.metrics import RECOVERY_REWINDS
+
+log = logging.getLogger(__name__)
+
+WATERMARK_PREFIX = "__watermark__/"
+
+
+def watermark_key(partition: int) -> str:
+    return f"{WATERMARK_PREFIX}{partition}"
+
+
+def is_watermark_key(key: Any) -> bool:
+    return isinstance(key, str) and key.startswith(WATERMARK_PREFIX)
+
+
+def rewind_target(watermark: int | None, committed: int | None) -> int | None:
+    """The offset to commit back to, or ``None`` when the committed offset is safe.
+
+    >>> rewind_target(watermark=41, committed=42)     # committed = next to read: consistent
+    >>> rewind_target(watermark=41, committed=50)     # 42..49 committed but not in state
+    42
+    >>> rewind_target(watermark=None, committed=50)   # no state at all for this partition
+    0
+    >>> rewind_target(watermark=None, committed=None)
+    """
+    if committed is None or committed <= 0:
+        return None
+    next_unapplied = 0 if watermark is None else watermark + 1
+    return next_unapplied if committed > next_unapplied else None
+
+
+class ExactTable(faust.Table):
+    """A Faust table whose recovery rewinds its source topic to what the state reflects.
+
+    Parameters
+    ----------
+    source_topic
+        The input topic whose partition ``p`` feeds changelog partition ``p``.
+    watermark_every
+        How many applied source records between two watermark writes.
+    """
+
+    def __init__(self, app: faust.App, *, source_topic: str, watermark_every: int = 100, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.source_topic = source_topic
+        self.watermark_every = watermark_every
+        self._since_watermark: dict[int, int] = {}
+        self._pending_outputs: list[Awaitable[Any]] = []
+
+    def hold_watermark_for(self, delivery: Awaitable[Any]) -> None:
+        """Do not move the watermark past the current record until ``delivery`` is acknowledged.
+
+        Used for side outputs (dead letters) that must not be lost either.
+        """
+        self._pending_outputs.append(delivery)
+
+    async def applied(self, partition: int, offset: int) -> None:
+        """Record that the effects of source ``offset`` are written; maybe write the watermark."""
+        count = self._since_watermark.get(partition, 0) + 1
+        if count < self.watermark_every:
+            self._since_watermark[partition] = count
+            return
+        self._since_watermark[partition] = 0
+        if self._pending_outputs:
+            pending, self._pending_outputs = self._pending_outputs, []
+            await asyncio.gather(*pending)
+        self[watermark_key(partition)] = offset
+
+    def state_keys(self) -> int:
+        return sum(1 for key in self.data if not is_watermark_key(key))
+
+    async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
+        await super().on_recovery_completed(active_tps, standby_tps)
+        rewinds: dict[TP, int] = {}
+        for changelog_tp in active_tps:
+            source_tp = TP(self.source_topic, changelog_tp.partition)
+            watermark = self.data.get(watermark_key(changelog_tp.partition))
+            committed = await self._committed(source_tp)
+            target = rewind_target(watermark, committed)
+            if target is not None:
+                log.warning(
+                    "%s: committed offset %s of %s is ahead of the table (watermark %s); rewinding to %s",
+                    self.name, committed, source_tp, watermark, target,
+                )
+                rewinds[source_tp] = target
+                RECOVERY_REWINDS.labels(self.source_topic).inc()
+        if rewinds:
+            # Faust seeks every partition to its committed offset right after this hook.
+            await self.app.consumer._commit(rewinds)
+
+    async def _committed(self, tp: TP) -> int | None:
+        thread = self.app.consumer._thread  # type: ignore[attr-defined]
+        consumer = thread._ensure_consumer()
+        offset = await thread.call_thread(consumer.committed, TopicPartition(tp.topic, tp.partition))
+        return int(offset) if offset is not None else None
