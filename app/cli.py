@@ -37,6 +37,12 @@ def worker(web_port: int | None, loglevel: str | None) -> None:
         from app.faust_app import faust_app, load_components, settings
     except PersonaError as exc:
         raise click.ClickException(str(exc)) from exc
+    from app.topics_admin import ensure_topics_sync
+
+    try:
+        ensure_topics_sync(settings)
+    except PersonaError as exc:
+        raise click.ClickException(str(exc)) from exc
     load_components()
     Worker(faust_app, loglevel=loglevel or settings.log_level).execute_from_commandline()
 

@@ -184,7 +184,11 @@ def _check(validate: Any, doc: dict[str, Any]) -> Rejection | None:
         validate(doc)
     except fastjsonschema.JsonSchemaValueException as exc:
         path = ".".join(str(p) for p in exc.path[1:]) if exc.path else None
-        message = exc.message.replace("data.", "", 1) if exc.message.startswith("data.") else exc.message
+        message = exc.message
+        if message.startswith("data."):
+            message = message[len("data."):]
+        elif message.startswith("data "):
+            message = "record " + message[len("data "):]
         return Rejection("schema_violation", message, path or None)
     return None
 

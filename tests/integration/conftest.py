@@ -1,0 +1,195 @@
+"""Fixtures that run the real embedded broker (Tansu) and a real redis-server.
+
+One broker and one Redis serve the whole session; each test gets its own consumer
+group, topic names and Redis database through a :class:`Pipeline`, so tests do not
+see each other's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from app.pii import keyed_hash
+from app.settings import DEV_HMAC_SECRET, Settings, Topics
+from app.topics_admin import ensure_topics_sync
+from app.stack import EmbeddedStack, ManagedProcess, free_port, worker_argv
+
+_redis_db = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
+    stack = EmbeddedStack(tmp_path_factory.mktemp("stack")).start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+class Pipeline:
+    """One isolated deployment on the shared stack: its own group, topics and Redis db."""
+
+    def __init__(self, stack: EmbeddedStack, run_dir: Path, partitions: int = 1) -> None:
+        self.stack = stack
+        self.run_dir = run_dir
+        self.app_id = f"test-{uuid.uuid4().hex[:8]}"
+        self.topics = Topics(**{f: f"{self.app_id}.{getattr(Topics(), f)}" for f in Topics.__dataclass_fields__})
+        self.redis_db = next(_redis_db) % 16
+        self.redis_url = stack.redis_url.rsplit("/", 1)[0] + f"/{self.redis_db}"
+        self.partitions = partitions
+        self.workers: list[tuple[ManagedProcess, int]] = []
+        self.redis = redis.Redis.from_url(self.redis_url, decode_responses=True)
+        self.redis.flushdb()
+        ensure_topics_sync(Settings.from_env(self.env))
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": self.stack.bootstrap,
+            "REDIS_URL": self.redis_url,
+            "PERSONA_APP_ID": self.app_id,
+            "PERSONA_TOPIC_PARTITIONS": str(self.partitions),
+            "PERSONA_DATA_DIR": str(self.run_dir / "data"),
+            "PERSONA_REDIS_FLUSH_INTERVAL": "0.1",
+            "PERSONA_LOG_LEVEL": "info",
+        }
+        env.update({f"PERSONA_TOPIC_{f.upper()}": getattr(self.topics, f) for f in Topics.__dataclass_fields__})
+        return env
+
+    def start_worker(self, wait: bool = True) -> tuple[ManagedProcess, int]:
+        port = free_port()
+        name = f"{self.app_id}-worker-{len(self.workers) + 1}"
+        worker = ManagedProcess.start(name, worker_argv(port), self.run_dir, {**self.env, "PERSONA_WEB_PORT": str(port)})
+        self.workers.append((worker, port))
+        if wait:
+            self.wait_ready(worker, port)
+        return worker, port
+
+    def wait_ready(self, worker: ManagedProcess, port: int, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert worker.running, f"worker exited during start-up:\n{worker.tail(60)}"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.25)
+        raise AssertionError(f"worker not ready within {timeout} s:\n{worker.tail(60)}")
+
+    def metric(self, port: int, name: str, **labels: str) -> float:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            text = response.read().decode()
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+        )
+
+    def produce(self, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
+        asyncio.run(produce(self.stack.bootstrap, topic, records))
+
+    def consume(self, topic: str, expected: int, timeout: float = 60) -> list[Any]:
+        return asyncio.run(consume(self.stack.bootstrap, topic, expected, timeout))
+
+    def activity(self, anonymous_id: str) -> dict[str, str]:
+        key = keyed_hash(DEV_HMAC_SECRET, "anonymous_id", anonymous_id)
+        result: dict[str, str] = self.redis.hgetall(f"persona:activity:{key}")
+        return result
+
+    def stop(self) -> None:
+        for worker, _ in self.workers:
+            worker.stop()
+        self.redis.flushdb()
+        self.redis.close()
+
+
+@pytest.fixture
+def pipeline(stack: EmbeddedStack, tmp_path: Path) -> Iterator[Pipeline]:
+    p = Pipeline(stack, tmp_path)
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+async def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, key=key, value=value) for key, value in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def consume(bootstrap: str, topic: str, expected: int, timeout: float) -> list[Any]:
+    """Read ``topic`` from the beginning until ``expected`` records or ``timeout``."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    out: list[Any] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(out) < expected and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for messages in batch.values():
+                out.extend(json.loads(m.value) for m in messages)
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def commit_group_offset(bootstrap: str, group: str, topic: str, partition: int, offset: int) -> None:
+    """Set a consumer group's committed offset, as a crash after a premature commit would leave it."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.structs import OffsetAndMetadata
+
+    # Join the group as a member (Tansu refuses commits from non-members), then commit.
+    from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+
+    class SameProtocolAssignor(RoundRobinPartitionAssignor):  # the group's protocol is Faust's
+        name = "faust"
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+                                session_timeout_ms=10000, rebalance_timeout_ms=10000,
+                                partition_assignment_strategy=(SameProtocolAssignor,))
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, partition)
+        for _ in range(120):
+            if tp in consumer.assignment():
+                break
+            await consumer.getmany(timeout_ms=250, max_records=1)
+        await consumer.commit({tp: OffsetAndMetadata(offset, "")})
+        assert (await consumer.committed(tp)) == offset
+    finally:
+        await consumer.stop()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, message: Callable[[], str]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(message())
