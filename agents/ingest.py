@@ -44,8 +44,12 @@ async def ingest_clickstream(stream: StreamT) -> None:
         else:
             key = hasher("anonymous_id", result.anonymous_id)
             state, outcome = activity.apply(
-                activity_table.get(key), result.type, result.event_id, result.ts,
-                message.offset, settings.dedup_window,
+                activity_table.get(key),
+                result.type,
+                result.event_id,
+                result.ts,
+                message.offset,
+                settings.dedup_window,
             )
             if outcome == "replayed":
                 DUPLICATES.labels(CLICKSTREAM, "offset").inc()
@@ -74,13 +78,16 @@ async def ingest_crm(stream: StreamT) -> None:
 async def send_dead_letter(record: EventT, rejection: Rejection) -> None:
     message = record.message
     letter = dead_letter(
-        record.value, rejection, topic=message.topic, partition=message.partition,
-        offset=message.offset, key=message.key, timestamp_ms=int(message.timestamp * 1000),
+        record.value,
+        rejection,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        timestamp_ms=int(message.timestamp * 1000),
         now=time.time(),
     )
-    delivery = await dead_letters_topic.send(
-        key=letter["dead_letter_id"].encode(), value=orjson.dumps(letter)
-    )
+    delivery = await dead_letters_topic.send(key=letter["dead_letter_id"].encode(), value=orjson.dumps(letter))
     if message.topic == CLICKSTREAM:
         activity_table.hold_watermark_for(delivery)
     DEAD_LETTERS.labels(message.topic, rejection.code).inc()

@@ -74,7 +74,10 @@ def scrape(ports: list[int]) -> Snapshot:
                 elif sample.name == "persona_redis_errors_total":
                     snap.redis_errors += sample.value
     snap.processed_by_type, snap.dead_letters, snap.duplicates, snap.table_keys = (
-        dict(by_type), dict(dead), dict(dups), dict(keys)
+        dict(by_type),
+        dict(dead),
+        dict(dups),
+        dict(keys),
     )
     snap.processed = sum(by_type.values())
     return snap
@@ -117,17 +120,36 @@ class Stopper:
 
 
 @click.command()
-@click.option("--duration", type=float, default=0, help="Stop after this many seconds and print a summary (0: until Ctrl-C).")
+@click.option(
+    "--duration", type=float, default=0, help="Stop after this many seconds and print a summary (0: until Ctrl-C)."
+)
 @click.option("--workers", type=click.IntRange(1, 8), default=1, show_default=True, help="Worker processes.")
-@click.option("--partitions", type=click.IntRange(1, 64), default=None, help="Partitions per topic (default: number of workers).")
-@click.option("--rate", type=float, default=1000, show_default=True, help="Simulator records/s (0: as fast as possible).")
+@click.option(
+    "--partitions", type=click.IntRange(1, 64), default=None, help="Partitions per topic (default: number of workers)."
+)
+@click.option(
+    "--rate", type=float, default=1000, show_default=True, help="Simulator records/s (0: as fast as possible)."
+)
 @click.option("--customers", type=int, default=2000, show_default=True, help="Simulated customers.")
 @click.option("--seed", type=int, default=42, show_default=True, help="Simulator seed.")
 @click.option("--no-simulator", is_flag=True, help="Start the stack and workers only; publish your own events.")
-@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".persona/run"),
-              show_default=True, help="Where process logs go.")
-def up(duration: float, workers: int, partitions: int | None, rate: float, customers: int, seed: int,
-       no_simulator: bool, run_dir: Path) -> None:
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".persona/run"),
+    show_default=True,
+    help="Where process logs go.",
+)
+def up(
+    duration: float,
+    workers: int,
+    partitions: int | None,
+    rate: float,
+    customers: int,
+    seed: int,
+    no_simulator: bool,
+    run_dir: Path,
+) -> None:
     """Run everything on this machine: embedded broker and Redis, workers, simulator, live view.
 
     Ctrl-C (or --duration) stops every process it started and prints a summary.
@@ -150,17 +172,35 @@ def up(duration: float, workers: int, partitions: int | None, rate: float, custo
         env = {**stack.env, "PERSONA_TOPIC_PARTITIONS": str(partitions), "PERSONA_DATA_DIR": str(run_dir / "data")}
         ports = [free_port() for _ in range(workers)]
         for i, port in enumerate(ports):
-            processes.append(ManagedProcess.start(f"worker-{i + 1}", worker_argv(port), run_dir,
-                                                  {**env, "PERSONA_WEB_PORT": str(port)}))
+            processes.append(
+                ManagedProcess.start(
+                    f"worker-{i + 1}", worker_argv(port), run_dir, {**env, "PERSONA_WEB_PORT": str(port)}
+                )
+            )
             console.print(f"worker-{i + 1}: http://127.0.0.1:{port}/health  /metrics  POST /v1/events")
         wait_until_ready(ports, processes, timeout=90, stopper=stopper)
         if not no_simulator:
-            processes.append(ManagedProcess.start(
-                "simulator",
-                [sys.executable, "-m", "app.cli", "simulate", "--rate", str(rate), "--customers", str(customers),
-                 "--seed", str(seed), "--bootstrap", stack.bootstrap],
-                run_dir, env,
-            ))
+            processes.append(
+                ManagedProcess.start(
+                    "simulator",
+                    [
+                        sys.executable,
+                        "-m",
+                        "app.cli",
+                        "simulate",
+                        "--rate",
+                        str(rate),
+                        "--customers",
+                        str(customers),
+                        "--seed",
+                        str(seed),
+                        "--bootstrap",
+                        stack.bootstrap,
+                    ],
+                    run_dir,
+                    env,
+                )
+            )
         previous: Snapshot | None = None
         note = "Ctrl-C to stop" if not duration else f"stopping after {duration:g} s"
         with Live(console=console, refresh_per_second=2, transient=False) as live:
@@ -197,10 +237,13 @@ def wait_until_ready(ports: list[int], processes: list[ManagedProcess], timeout:
     pending = set(ports)
     while pending and time.monotonic() < deadline and not stopper.stopping:
         for port in list(pending):
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1.0) as response:
-                    if response.status == 200:
-                        pending.discard(port)
+            # A recovering worker answers 503, which urllib raises as an OSError.
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1.0) as response,
+            ):
+                if response.status == 200:
+                    pending.discard(port)
         dead = [p for p in processes if not p.running]
         if dead:
             raise StackError(f"{dead[0].name} exited during start-up; see {dead[0].log_path}")

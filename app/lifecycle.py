@@ -32,4 +32,3 @@ async def export_table_sizes() -> None:
     for name, table in faust_app.tables.items():
         size = table.state_keys() if isinstance(table, ExactTable) else len(table.data)
         TABLE_KEYS.labels(name).set(size)
-

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -52,7 +53,7 @@ class RedisSink:
             pipe = self.client.pipeline(transaction=False)
             for key, fields in batch.items():
                 pipe.delete(key)
-                pipe.hset(key, mapping=dict(fields))
+                pipe.hset(key, mapping=cast("Mapping[Any, Any]", fields))
                 pipe.expire(key, self.ttl_seconds)
             await pipe.execute()
         except (RedisError, OSError) as exc:

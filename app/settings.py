@@ -103,7 +103,9 @@ class Settings:
         if self.topic_partitions < 1:
             raise ConfigError("PERSONA_TOPIC_PARTITIONS must be at least 1")
         if not self.table_store.startswith(("memory://", "rocksdb://", "aerospike://")):
-            raise ConfigError(f"PERSONA_TABLE_STORE must be memory:// or rocksdb://, got {self.table_store!r}")
+            raise ConfigError(
+                f"PERSONA_TABLE_STORE must be memory:// or rocksdb://, got {self.table_store!r}"
+            )
         if self.max_record_bytes < 1024:
             raise ConfigError("PERSONA_MAX_RECORD_BYTES must be at least 1024")
         if self.dedup_window < 1:
@@ -152,7 +154,7 @@ def _parse_str(name: str, raw: str) -> str:
 _PARSERS: dict[str, Callable[[str, str], Any]] = {"int": _parse_int, "float": _parse_float, "str": _parse_str}
 
 SETTINGS_DOC: dict[str, str] = {
-    "kafka_bootstrap_servers": "Kafka bootstrap servers, `host:port[,host:port]`. `persona up` sets it to the embedded broker.",
+    "kafka_bootstrap_servers": "Kafka bootstrap servers, `host:port[,host:port]`; `persona up` sets the embedded one.",
     "redis_url": "Redis URL for the serving layer. `persona up` sets it to the embedded redis-server.",
     "app_id": "Faust application id: the consumer group and the prefix of changelog topics.",
     "topic_partitions": "Partitions of every topic the worker creates (inputs, outputs, changelogs).",
@@ -167,7 +169,9 @@ SETTINGS_DOC: dict[str, str] = {
     "dedup_window": "How many recent `event_id`s are remembered per anonymous id to drop publisher retries.",
     "redis_ttl_seconds": "TTL of the serving keys written to Redis.",
     "redis_flush_interval": "Seconds between pipelined flushes of changed state to Redis.",
-    "redis_max_pending": "Most changed keys held for Redis while it is unreachable; beyond that writes are skipped and counted.",
+    "redis_max_pending": (
+        "Most changed keys held for Redis while it is unreachable; beyond that writes are skipped and counted."
+    ),
     "log_level": "Worker log level.",
     "rebalance_timeout_seconds": "Kafka consumer-group rebalance timeout: how long a join waits for members.",
     "session_timeout_seconds": "Kafka consumer-group session timeout: how soon a dead worker's partitions move.",
@@ -184,6 +188,7 @@ def settings_table() -> str:
         rows.append(f"| `{_env_name(f.name)}` | `{getattr(defaults, f.name)}` | {SETTINGS_DOC[f.name]} |")
     for t in fields(Topics):
         rows.append(
-            f"| `PERSONA_TOPIC_{t.name.upper()}` | `{getattr(defaults.topics, t.name)}` | Name of the `{t.default}` topic. |"
+            f"| `PERSONA_TOPIC_{t.name.upper()}` | `{getattr(defaults.topics, t.name)}` "
+            f"| Name of the `{t.default}` topic. |"
         )
     return "\n".join(rows)

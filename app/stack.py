@@ -136,8 +136,16 @@ def start_broker(log_dir: Path, port: int | None = None) -> tuple[ManagedProcess
     url = f"tcp://127.0.0.1:{port}"
     proc = ManagedProcess.start(
         "broker",
-        [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-         "--storage-engine", "memory://tansu/"],
+        [
+            broker_binary(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
         log_dir,
         env={"RUST_LOG": os.environ.get("RUST_LOG", "warn")},
     )
@@ -150,8 +158,23 @@ def start_redis(log_dir: Path, port: int | None = None) -> tuple[ManagedProcess,
     port = port or free_port()
     proc = ManagedProcess.start(
         "redis",
-        [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--maxmemory", "1gb", "--maxmemory-policy", "allkeys-lru", "--dir", str(log_dir)],
+        [
+            redis_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--maxmemory",
+            "1gb",
+            "--maxmemory-policy",
+            "allkeys-lru",
+            "--dir",
+            str(log_dir),
+        ],
         log_dir,
     )
     wait_for_port(port, 30, proc.proc)

@@ -8,6 +8,7 @@ break co-partitioning of inputs, tables and outputs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -36,10 +37,8 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
         wanted = [*settings.topics.inputs(), *settings.topics.outputs()]
         missing = [name for name in wanted if name not in existing]
         for name in missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker created it first
                 await admin.create_topics([NewTopic(name, settings.topic_partitions, 1)])
-            except TopicAlreadyExistsError:
-                pass  # another worker created it first
         return missing
     finally:
         await admin.close()

@@ -10,7 +10,7 @@ Examples
 >>> v = Validator.default()
 >>> ok = v.clickstream(b'{"schema_version": 1, "event_id": "e1", "type": "page_view",'
 ...                    b' "timestamp": "2026-11-23T10:00:00Z", "anonymous_id": "a1"}',
-...                    now=1795428000.0)
+...                    now=1795428060.0)
 >>> ok.type, ok.anonymous_id, ok.ts
 ('page_view', 'a1', 1795428000.0)
 >>> v.clickstream(b'{"schema_version": 1', now=0.0).code
@@ -83,9 +83,7 @@ class Validator:
         self.limits = limits or Limits()
         clickstream = _load(schema_dir / "clickstream.v1.json")
         defs = clickstream["$defs"]
-        self.event_types: frozenset[str] = frozenset(
-            defs["envelope"]["properties"]["type"]["enum"]
-        )
+        self.event_types: frozenset[str] = frozenset(defs["envelope"]["properties"]["type"]["enum"])
         self._envelope = _compile_def(defs, "envelope")
         self._by_type = {t: _compile_def(defs, t) for t in self.event_types}
         self._crm = fastjsonschema.compile(_load(schema_dir / "crm-profiles.v1.json"))
@@ -115,7 +113,11 @@ class Validator:
         event_type = doc.get("type")
         if isinstance(event_type, str) and event_type not in self.event_types:
             return Rejection("unknown_type", f"unknown event type {event_type[:64]!r}", "type")
-        rejection = _check(self._envelope, doc) or _check(self._by_type[event_type], doc)
+        rejection = _check(self._envelope, doc)
+        if rejection:
+            return rejection
+        event_type = str(doc["type"])  # the envelope guarantees one of the known types
+        rejection = _check(self._by_type[event_type], doc)
         if rejection:
             return rejection
         ts = _parse_timestamp(doc["timestamp"])
@@ -186,9 +188,9 @@ def _check(validate: Any, doc: dict[str, Any]) -> Rejection | None:
         path = ".".join(str(p) for p in exc.path[1:]) if exc.path else None
         message = exc.message
         if message.startswith("data."):
-            message = message[len("data."):]
+            message = message[len("data.") :]
         elif message.startswith("data "):
-            message = "record " + message[len("data "):]
+            message = "record " + message[len("data ") :]
         return Rejection("schema_violation", message, path or None)
     return None
 
@@ -204,6 +206,4 @@ def _parse_timestamp(value: str) -> float | None:
 
 
 def _json_kind(doc: Any) -> str:
-    return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
-        type(doc), "a number"
-    )
+    return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(doc), "a number")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from faust.web import Request, Response, View
@@ -71,7 +71,7 @@ class EventsView(View):
             return json_response(self, {"error": f"body is not valid JSON: {exc}"}, 400)
         events = split_batch(body)
         if events is None:
-            return json_response(self, {"error": "body must be an event object, an array, or {\"events\": [...]}"}, 400)
+            return json_response(self, {"error": 'body must be an event object, an array, or {"events": [...]}'}, 400)
         if len(events) > MAX_BATCH:
             return json_response(self, {"error": f"at most {MAX_BATCH} events per request"}, 413)
         results, accepted = judge(events, time.time(), settings.max_record_bytes)
@@ -91,7 +91,7 @@ class EventsView(View):
 @faust_app.page("/health")
 class HealthView(View):
     async def get(self, request: Request) -> Response:
-        ready = bool(faust_app.tables.recovery.completed.is_set())
+        ready = bool(cast(Any, faust_app.tables).recovery.completed.is_set())
         redis_up = await redis_sink.ping()
         body = {
             "status": "ok" if ready else "recovering",

@@ -65,7 +65,7 @@ def apply(
         "first_seen": ts if first is None or ts < first else first,
         "last_seen": ts if last is None or ts > last else last,
         "offset": offset,
-        "recent_ids": [*recent[-(dedup_window - 1):], event_id] if dedup_window > 1 else [event_id],
+        "recent_ids": [*recent[-(dedup_window - 1) :], event_id] if dedup_window > 1 else [event_id],
     }, "applied"
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, cast
 
 import faust
 from aiokafka.structs import TopicPartition
@@ -112,13 +112,17 @@ class ExactTable(faust.Table):
             if target is not None:
                 log.warning(
                     "%s: committed offset %s of %s is ahead of the table (watermark %s); rewinding to %s",
-                    self.name, committed, source_tp, watermark, target,
+                    self.name,
+                    committed,
+                    source_tp,
+                    watermark,
+                    target,
                 )
                 rewinds[source_tp] = target
                 RECOVERY_REWINDS.labels(self.source_topic).inc()
         if rewinds:
             # Faust seeks every partition to its committed offset right after this hook.
-            await self.app.consumer._commit(rewinds)
+            await cast(Any, self.app.consumer)._commit(rewinds)
 
     async def _committed(self, tp: TP) -> int | None:
         thread = self.app.consumer._thread  # type: ignore[attr-defined]

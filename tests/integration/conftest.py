@@ -22,8 +22,8 @@ import redis
 
 from app.pii import keyed_hash
 from app.settings import DEV_HMAC_SECRET, Settings, Topics
-from app.topics_admin import ensure_topics_sync
 from app.stack import EmbeddedStack, ManagedProcess, free_port, worker_argv
+from app.topics_admin import ensure_topics_sync
 
 _redis_db = itertools.count(1)
 
@@ -70,7 +70,9 @@ class Pipeline:
     def start_worker(self, wait: bool = True) -> tuple[ManagedProcess, int]:
         port = free_port()
         name = f"{self.app_id}-worker-{len(self.workers) + 1}"
-        worker = ManagedProcess.start(name, worker_argv(port), self.run_dir, {**self.env, "PERSONA_WEB_PORT": str(port)})
+        worker = ManagedProcess.start(
+            name, worker_argv(port), self.run_dir, {**self.env, "PERSONA_WEB_PORT": str(port)}
+        )
         self.workers.append((worker, port))
         if wait:
             self.wait_ready(worker, port)
@@ -144,8 +146,9 @@ async def consume(bootstrap: str, topic: str, expected: int, timeout: float) -> 
     """Read ``topic`` from the beginning until ``expected`` records or ``timeout``."""
     from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False, group_id=None
+    )
     await consumer.start()
     out: list[Any] = []
     try:
@@ -162,17 +165,23 @@ async def consume(bootstrap: str, topic: str, expected: int, timeout: float) -> 
 async def commit_group_offset(bootstrap: str, group: str, topic: str, partition: int, offset: int) -> None:
     """Set a consumer group's committed offset, as a crash after a premature commit would leave it."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
-    from aiokafka.structs import OffsetAndMetadata
 
     # Join the group as a member (Tansu refuses commits from non-members), then commit.
     from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+    from aiokafka.structs import OffsetAndMetadata
 
     class SameProtocolAssignor(RoundRobinPartitionAssignor):  # the group's protocol is Faust's
         name = "faust"
 
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
-                                session_timeout_ms=10000, rebalance_timeout_ms=10000,
-                                partition_assignment_strategy=(SameProtocolAssignor,))
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        session_timeout_ms=10000,
+        rebalance_timeout_ms=10000,
+        partition_assignment_strategy=(SameProtocolAssignor,),
+    )
     await consumer.start()
     try:
         tp = TopicPartition(topic, partition)

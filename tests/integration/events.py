@@ -28,5 +28,6 @@ def record(doc: dict[str, object]) -> tuple[bytes, bytes]:
 
 
 def product_view(event_id: str, anonymous_id: str) -> dict[str, object]:
-    return event(event_id, anonymous_id, "product_view",
-                 properties={"product_id": "p1", "category": "shoes", "price": 59.5})
+    return event(
+        event_id, anonymous_id, "product_view", properties={"product_id": "p1", "category": "shoes", "price": 59.5}
+    )

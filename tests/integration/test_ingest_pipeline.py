@@ -23,15 +23,21 @@ def test_malformed_records_go_to_dead_letters_with_reason_and_neighbours_are_pro
     good_before = product_view("g1", "anon-a")
     good_after = event("g2", "anon-a")
     bad = [
-        (b"anon-a", b'{"schema_version": 1, "event_id": "x1", "type": '),                      # bad JSON
-        (b"anon-a", orjson_dumps({**event("x2", "anon-a"), "anonymous_id": 42})),              # wrong type
+        (b"anon-a", b'{"schema_version": 1, "event_id": "x1", "type": '),  # bad JSON
+        (b"anon-a", orjson_dumps({**event("x2", "anon-a"), "anonymous_id": 42})),  # wrong type
         (b"anon-a", orjson_dumps({k: v for k, v in event("x3", "anon-a").items() if k != "event_id"})),
-        (b"anon-a", orjson_dumps(event("x4", "anon-a", "teleport"))),                           # unknown type
+        (b"anon-a", orjson_dumps(event("x4", "anon-a", "teleport"))),  # unknown type
         (b"anon-a", b"\xff\xfe not utf-8"),
         (b"anon-a", orjson_dumps({**event("x5", "anon-a"), "timestamp": "1970-01-01T00:00:00Z"})),
     ]
-    expected_reasons = ["invalid_json", "schema_violation", "schema_violation", "unknown_type",
-                        "invalid_encoding", "timestamp_out_of_range"]
+    expected_reasons = [
+        "invalid_json",
+        "schema_violation",
+        "schema_violation",
+        "unknown_type",
+        "invalid_encoding",
+        "timestamp_out_of_range",
+    ]
     pipeline.produce(pipeline.topics.clickstream, [record(good_before), *bad, record(good_after)])
     _, port = pipeline.start_worker()
 
@@ -46,8 +52,11 @@ def test_malformed_records_go_to_dead_letters_with_reason_and_neighbours_are_pro
     assert letters[1]["reason"]["path"] == "anonymous_id"
     assert letters[2]["reason"]["message"] == "record must contain ['event_id'] properties"
 
-    wait_for(lambda: pipeline.activity("anon-a").get("events") == "2", 30,
-             lambda: f"neighbours not processed: {pipeline.activity('anon-a')}")
+    wait_for(
+        lambda: pipeline.activity("anon-a").get("events") == "2",
+        30,
+        lambda: f"neighbours not processed: {pipeline.activity('anon-a')}",
+    )
     counts = json.loads(pipeline.activity("anon-a")["counts"])
     assert counts == {"product_view": 1, "page_view": 1}
     assert pipeline.metric(port, "persona_dead_letters_total") == len(bad)
@@ -57,22 +66,36 @@ def test_publisher_retry_with_same_event_id_is_processed_once(pipeline: Pipeline
     original = record(event("same-id", "anon-b"))
     pipeline.produce(pipeline.topics.clickstream, [original, original, record(event("other", "anon-b")), original])
     _, port = pipeline.start_worker()
-    wait_for(lambda: pipeline.metric(port, "persona_duplicates_total", kind="event_id") == 2, 30,
-             lambda: "duplicates not counted")
-    wait_for(lambda: pipeline.activity("anon-b").get("events") == "2", 10,
-             lambda: f"wrong count: {pipeline.activity('anon-b')}")
+    wait_for(
+        lambda: pipeline.metric(port, "persona_duplicates_total", kind="event_id") == 2,
+        30,
+        lambda: "duplicates not counted",
+    )
+    wait_for(
+        lambda: pipeline.activity("anon-b").get("events") == "2",
+        10,
+        lambda: f"wrong count: {pipeline.activity('anon-b')}",
+    )
 
 
 def test_crm_records_are_validated_and_bad_ones_dead_lettered(pipeline: Pipeline) -> None:
-    good = {"schema_version": 1, "record_id": "r1", "source": "crm", "traits": {"first_name": "Ann", "last_name": "Lee"}}
+    good = {
+        "schema_version": 1,
+        "record_id": "r1",
+        "source": "crm",
+        "traits": {"first_name": "Ann", "last_name": "Lee"},
+    }
     missing_traits = {"schema_version": 1, "record_id": "r2", "source": "pos"}
     pipeline.produce(pipeline.topics.crm_profiles, [(b"r1", orjson_dumps(good)), (b"r2", orjson_dumps(missing_traits))])
     _, port = pipeline.start_worker()
     letters = pipeline.consume(pipeline.topics.dead_letters, expected=1)
     assert letters[0]["source"]["topic"] == pipeline.topics.crm_profiles
     assert letters[0]["reason"]["code"] == "schema_violation"
-    wait_for(lambda: pipeline.metric(port, "persona_events_processed_total", type="crm_record") == 1, 20,
-             lambda: "valid CRM record not counted")
+    wait_for(
+        lambda: pipeline.metric(port, "persona_events_processed_total", type="crm_record") == 1,
+        20,
+        lambda: "valid CRM record not counted",
+    )
 
 
 def test_http_ingestion_accepts_valid_events_and_explains_each_rejection(pipeline: Pipeline) -> None:
@@ -84,16 +107,20 @@ def test_http_ingestion_accepts_valid_events_and_explains_each_rejection(pipelin
     assert [r["status"] for r in body["results"]] == ["accepted", "rejected", "rejected"]
     assert body["results"][1]["reason"]["code"] == "unsupported_schema_version"
     assert body["results"][2]["reason"]["code"] == "timestamp_out_of_range"
-    wait_for(lambda: pipeline.activity("anon-h").get("events") == "1", 30,
-             lambda: "accepted HTTP event never reached the activity table")
+    wait_for(
+        lambda: pipeline.activity("anon-h").get("events") == "1",
+        30,
+        lambda: "accepted HTTP event never reached the activity table",
+    )
 
     assert post(port, "/v1/events", b"{not json")[0] == 400
     assert post(port, "/v1/events", b'"a string"')[0] == 400
 
 
 def post(port: int, path: str, body: bytes) -> tuple[int, dict[str, object]]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())

@@ -24,8 +24,11 @@ def all_counts(pipeline: Pipeline) -> dict[str, int]:
 
 
 def wait_counts(pipeline: Pipeline, expected: int, timeout: float = 60) -> None:
-    wait_for(lambda: set(all_counts(pipeline).values()) == {expected}, timeout,
-             lambda: f"expected {expected} events per id, Redis has {all_counts(pipeline)}")
+    wait_for(
+        lambda: set(all_counts(pipeline).values()) == {expected},
+        timeout,
+        lambda: f"expected {expected} events per id, Redis has {all_counts(pipeline)}",
+    )
 
 
 def test_worker_killed_and_restarted_keeps_the_table_exactly(pipeline: Pipeline) -> None:
@@ -39,8 +42,11 @@ def test_worker_killed_and_restarted_keeps_the_table_exactly(pipeline: Pipeline)
     _, port = pipeline.start_worker()
     wait_counts(pipeline, 30)
     assert json.loads(pipeline.activity(IDS[0])["counts"]) == {"page_view": 30}
-    wait_for(lambda: pipeline.metric(port, "persona_table_keys", table="activity") == len(IDS), 10,
-             lambda: "table-size gauge does not show the restored keys")
+    wait_for(
+        lambda: pipeline.metric(port, "persona_table_keys", table="activity") == len(IDS),
+        10,
+        lambda: "table-size gauge does not show the restored keys",
+    )
 
 
 def test_committed_offset_ahead_of_the_changelog_is_rewound_and_the_gap_processed(pipeline: Pipeline) -> None:
@@ -69,6 +75,9 @@ def test_replay_from_the_first_offset_applies_nothing_twice(pipeline: Pipeline) 
     asyncio.run(commit_group_offset(pipeline.stack.bootstrap, pipeline.app_id, pipeline.topics.clickstream, 0, 0))
     pipeline.produce(pipeline.topics.clickstream, batch("more", 2))
     _, port = pipeline.start_worker()
-    wait_for(lambda: pipeline.metric(port, "persona_duplicates_total", kind="offset") == len(IDS) * 10, 60,
-             lambda: "replayed records were not recognised as replays")
+    wait_for(
+        lambda: pipeline.metric(port, "persona_duplicates_total", kind="offset") == len(IDS) * 10,
+        60,
+        lambda: "replayed records were not recognised as replays",
+    )
     wait_counts(pipeline, 12)

@@ -1,0 +1,46 @@
+# persona-stream: `make run` and `make test` work on a fresh machine with Python 3.11 and make.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DURATION ?= 0
+WORKERS ?= 1
+RATE ?= 1000
+PYTEST_ARGS ?=
+
+.PHONY: run test test-unit test-integration test-slow lint bench install clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "persona-stream needs Python 3.11, found " + sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[embedded,test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## run: start the embedded broker, Redis, worker(s) and simulator with a live view (DURATION=60 to stop after 60 s)
+run: $(STAMP)
+	$(BIN)/persona up --duration $(DURATION) --workers $(WORKERS) --rate $(RATE)
+
+## test: the whole default suite (unit, doctests, integration on the real embedded stack)
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -m "not integration and not slow" $(PYTEST_ARGS)
+
+test-integration: $(STAMP)
+	$(BIN)/python -m pytest -m "integration and not slow" $(PYTEST_ARGS)
+
+## test-slow: long suites kept out of `make test`
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check app agents tables tests bench grafana
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .persona .pytest_cache .mypy_cache .ruff_cache

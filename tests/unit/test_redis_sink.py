@@ -1,0 +1,53 @@
+"""The Redis writer coalesces changes and survives Redis being down (fakeredis: pure logic only)."""
+
+from __future__ import annotations
+
+import fakeredis
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from app.redis_sink import RedisSink
+
+
+@pytest.fixture
+def sink() -> RedisSink:
+    s = RedisSink("redis://unused", ttl_seconds=60, max_pending=3)
+    s._client = fakeredis.FakeAsyncRedis(decode_responses=True)
+    return s
+
+
+async def test_flush_writes_each_changed_key_once_with_a_ttl(sink: RedisSink) -> None:
+    sink.put("k1", {"events": 1})
+    sink.put("k1", {"events": 2})
+    sink.put("k2", {"events": 5, "counts": "{}"})
+    assert await sink.flush() == 2
+    assert await sink.client.hgetall("k1") == {"events": "2"}
+    assert 0 < await sink.client.ttl("k2") <= 60
+    assert await sink.flush() == 0
+
+
+async def test_failed_flush_keeps_keys_pending_and_newer_values_win(
+    sink: RedisSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink.put("k1", {"events": 1})
+    real_pipeline = sink.client.pipeline
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise RedisConnectionError("down")
+
+    monkeypatch.setattr(sink.client, "pipeline", broken)
+    assert await sink.flush() == 0
+    assert sink.pending == 1 and not sink.healthy
+    sink.put("k1", {"events": 7})
+    monkeypatch.setattr(sink.client, "pipeline", real_pipeline)
+    assert await sink.flush() == 1
+    assert await sink.client.hgetall("k1") == {"events": "7"}
+    assert sink.healthy
+
+
+def test_beyond_max_pending_new_keys_are_skipped_but_known_keys_update(sink: RedisSink) -> None:
+    for i in range(5):
+        sink.put(f"k{i}", {"n": i})
+    assert sink.pending == 3
+    sink.put("k0", {"n": 99})
+    assert sink._pending["k0"] == {"n": 99}
