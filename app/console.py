@@ -7,12 +7,13 @@ prints is measured, not estimated.
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import sys
 import time
 import urllib.request
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -178,29 +179,13 @@ def up(
                 )
             )
             console.print(f"worker-{i + 1}: http://127.0.0.1:{port}/health  /metrics  POST /v1/events")
+        write_pids(run_dir, [*stack.processes, *processes])
         wait_until_ready(ports, processes, timeout=90, stopper=stopper)
         if not no_simulator:
-            processes.append(
-                ManagedProcess.start(
-                    "simulator",
-                    [
-                        sys.executable,
-                        "-m",
-                        "app.cli",
-                        "simulate",
-                        "--rate",
-                        str(rate),
-                        "--customers",
-                        str(customers),
-                        "--seed",
-                        str(seed),
-                        "--bootstrap",
-                        stack.bootstrap,
-                    ],
-                    run_dir,
-                    env,
-                )
-            )
+            simulate = ["simulate", "--rate", str(rate), "--customers", str(customers), "--seed", str(seed)]
+            argv = [sys.executable, "-m", "app.cli", *simulate, "--bootstrap", stack.bootstrap]
+            processes.append(ManagedProcess.start("simulator", argv, run_dir, env))
+            write_pids(run_dir, [*stack.processes, *processes])
         previous: Snapshot | None = None
         note = "Ctrl-C to stop" if not duration else f"stopping after {duration:g} s"
         with Live(console=console, refresh_per_second=2, transient=False) as live:
@@ -228,8 +213,14 @@ def up(
                 p.stop()
             stack.stop()
     if final is not None:
+        (run_dir / "summary.json").write_text(json.dumps(asdict(final), indent=2))
         console.print(summary(final, time.monotonic() - started))
         console.print("all processes stopped.")
+
+
+def write_pids(run_dir: Path, processes: list[ManagedProcess]) -> None:
+    """Record every process started, so an operator (or a test) can check none is left."""
+    (run_dir / "pids").write_text("".join(f"{p.name} {p.proc.pid}\n" for p in processes))
 
 
 def wait_until_ready(ports: list[int], processes: list[ManagedProcess], timeout: float, stopper: Stopper) -> None:

@@ -106,4 +106,5 @@ class HealthView(View):
 @faust_app.page("/metrics")
 class MetricsView(View):
     async def get(self, request: Request) -> Response:
-        return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0], status=200)
+        # The full type with its version and charset: Prometheus 3 refuses a bare text/plain.
+        return self.bytes(generate_latest(), status=200, headers={"Content-Type": CONTENT_TYPE_LATEST})
