@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from tables.hooks import State, register
+from tables.hooks import KeepOnSplit, State, register
 
 Outcome = Literal["applied", "replayed", "duplicate_event_id"]
 DEFAULT_DEDUP_WINDOW = 64
@@ -79,10 +79,8 @@ def summary(state: State) -> dict[str, Any]:
     }
 
 
-class ActivityHooks:
-    """Merge sums counts and widens the seen interval; erase deletes the key."""
-
-    table = "activity"
+class ActivityHooks(KeepOnSplit[State]):
+    """Merge sums counts and widens the seen interval; split keeps; erase deletes the key."""
 
     def merge(self, surviving: State, absorbed: State) -> State:
         counts = dict(surviving["counts"])
@@ -102,4 +100,4 @@ class ActivityHooks:
         return None
 
 
-HOOKS = register(ActivityHooks())
+HOOKS = register("activity", ActivityHooks())
