@@ -50,16 +50,10 @@ def _register_commands() -> None:
     """Commands that live beside the code they drive (imported late: they pull in their packages)."""
     from app.console import up
     from app.identity_cli import identity, link
+    from app.simulator.command import simulate
 
-    for command in (up, link, identity):
+    for command in (up, simulate, link, identity):
         cli.add_command(command)
-    try:
-        from app.simulator.command import simulate
-    except ModuleNotFoundError as exc:  # TEMPORARY until app/simulator lands in this same change
-        if exc.name != "app.simulator.command":
-            raise
-    else:
-        cli.add_command(simulate)
 
 
 _register_commands()
