@@ -131,7 +131,13 @@ class Stopper:
 @click.option(
     "--rate", type=float, default=1000, show_default=True, help="Simulator records/s (0: as fast as possible)."
 )
-@click.option("--customers", type=int, default=2000, show_default=True, help="Simulated customers.")
+@click.option(
+    "--customers",
+    type=click.IntRange(1, 1_000_000),
+    default=10_000,
+    show_default=True,
+    help="Simulated customers (about 100 records each; the simulator stops when they are used up).",
+)
 @click.option("--seed", type=int, default=42, show_default=True, help="Simulator seed.")
 @click.option("--no-simulator", is_flag=True, help="Start the stack and workers only; publish your own events.")
 @click.option(
@@ -197,7 +203,10 @@ def up(
                 if dead:
                     raise StackError(f"{', '.join(dead)} exited; see {run_dir}/{dead[0]}.log")
                 snap = scrape(ports)
-                live.update(render(snap, previous, elapsed, workers, note))
+                simulator = next((p for p in processes if p.name == "simulator"), None)
+                done = simulator is not None and not simulator.running
+                finished = " · simulator finished: all simulated traffic sent" if done else ""
+                live.update(render(snap, previous, elapsed, workers, note + finished))
                 previous = snap
                 time.sleep(1.0)
             final = settle(ports, processes)
