@@ -13,9 +13,9 @@ import json
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -103,7 +103,7 @@ class Pipeline:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
         )
 
-    def produce(self, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
+    def produce(self, topic: str, records: Sequence[tuple[bytes | None, bytes]]) -> None:
         asyncio.run(produce(self.stack.bootstrap, topic, records))
 
     def consume(self, topic: str, expected: int, timeout: float = 60) -> list[Any]:
@@ -111,8 +111,7 @@ class Pipeline:
 
     def activity(self, anonymous_id: str) -> dict[str, str]:
         key = keyed_hash(DEV_HMAC_SECRET, "anonymous_id", anonymous_id)
-        result: dict[str, str] = self.redis.hgetall(f"persona:activity:{key}")
-        return result
+        return cast("dict[str, str]", self.redis.hgetall(f"persona:activity:{key}"))
 
     def stop(self) -> None:
         for worker, _ in self.workers:
@@ -130,7 +129,7 @@ def pipeline(stack: EmbeddedStack, tmp_path: Path) -> Iterator[Pipeline]:
         p.stop()
 
 
-async def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
+async def produce(bootstrap: str, topic: str, records: Sequence[tuple[bytes | None, bytes]]) -> None:
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
