@@ -124,14 +124,14 @@ class RobustZ:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON snapshot (to keep the window across restarts, if wanted)."""
-        return {"values": list(self.values), "pos": self.pos, "n": self.n}
+        return {"values": list(self.values), "pos": self.pos, "n": self.n, "since": self._since,
+                "median": self.median, "mad": self.mad}
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any], config: QualityConfig = DEFAULT_QUALITY) -> RobustZ:
         z = cls(config)
-        z.values, z.pos, z.n = list(doc["values"]), doc["pos"], doc["n"]
-        if z.values:
-            z._refresh()
+        z.values, z.pos, z.n, z._since = list(doc["values"]), doc["pos"], doc["n"], doc["since"]
+        z.median, z.mad = doc["median"], doc["mad"]
         return z
 
 
