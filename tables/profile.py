@@ -148,7 +148,7 @@ def apply(
         affinity = {k: rescale(v, t0, ts, _H_AFFINITY) for k, v in affinity.items()}
         t0 = ts
     new["t0"] = t0
-    decayed["events"] += weight(ts, t0, _H_EVENTS)
+    decayed["events"] += 2.0 ** ((ts - t0) / _H_EVENTS)  # features.weight, inlined
 
     context = data.get("context")
     if context:

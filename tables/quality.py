@@ -8,8 +8,8 @@ Method (chosen for a per-event hot path)
 ----------------------------------------
 **Robust z-score over a bounded window** (:class:`RobustZ`). The last
 ``window`` observations (default 512) are kept in a ring buffer; their median
-and MAD are recomputed every ``refresh_every`` (32) observations, so the cost per
-observation is O(1) amortised plus one sort of 512 floats every 32 calls. The
+and MAD are recomputed every ``refresh_every`` (128) observations, so the cost per
+observation is O(1) amortised plus two sorts of 512 floats every 128 calls. The
 score of ``x`` is ``0.6745 * (x - median) / MAD`` (Iglewicz and Hoaglin); it is
 an outlier when ``|z| > z_threshold`` (3.5), once at least ``min_observations``
 (50) have been seen. When the MAD is 0 (over half the window is one value), the
@@ -61,7 +61,7 @@ KINDS: Final = ("monetary_outlier", "rate_outlier", "bot_minute", "bot_profile")
 @dataclass(frozen=True, slots=True)
 class QualityConfig:
     window: int = 512
-    refresh_every: int = 32
+    refresh_every: int = 128
     min_observations: int = 50
     z_threshold: float = 3.5
     min_rate_per_minute: int = 10

@@ -235,6 +235,8 @@ def _bound(s: Session, config: SessionConfig) -> float:
 def _place(opens: list[Session], event: Event, config: SessionConfig) -> list[Session]:
     ts = event.ts
     gap = config.gap
+    if len(opens) == 1 and _accepts(opens[0], ts, config):  # the common case: one open session, joined
+        return [_fold(dict(opens[0]), event, config)]
     joins = [i for i, s in enumerate(opens) if _accepts(s, ts, config)]
     if not joins:
         result = list(opens)
