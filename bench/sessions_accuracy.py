@@ -10,13 +10,20 @@ Boundary agreement = true sessions whose (customer, start, end) equal those of a
 found session / true sessions. Precision = found sessions matching a true one /
 found sessions. Timestamps are compared at millisecond precision (the wire's).
 
-    .venv/bin/python -m bench.sessions_accuracy [--seed 7] [--customers 400] [--events 20000]
+The simulator sends events in time order (publisher retries aside). ``--delay S``
+delays each event's arrival by a seeded uniform random time in [0, S] seconds and
+feeds them in arrival order: with ``S`` at most the allowed lateness (300 s) the
+boundaries must not change; beyond it, events that would touch an emitted session
+are counted late and agreement drops.
+
+    .venv/bin/python -m bench.sessions_accuracy [--seed 7] [--customers 400] [--events 20000] [--delay 0]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import random
 import tempfile
 import time
 from dataclasses import dataclass
@@ -59,7 +66,7 @@ def _parse_ms(text: str) -> int:
 
 
 def measure(seed: int = 7, customers: int = 400, events: int = 20000,
-            config: sessions.SessionConfig = sessions.DEFAULT_CONFIG) -> Agreement:
+            config: sessions.SessionConfig = sessions.DEFAULT_CONFIG, delay: float = 0.0) -> Agreement:
     """Run the comparison; deterministic for fixed arguments."""
     sim = SimConfig(seed=seed, customers=customers, end=END, max_events=events)
     validator = Validator.default()
@@ -68,24 +75,28 @@ def measure(seed: int = 7, customers: int = 400, events: int = 20000,
     found: set[tuple[str, int, int]] = set()
     n_found = n_events = n_late = 0
     elapsed = 0.0
+    arrivals: list[tuple[float, int, str, Event]] = []
+    rnd = random.Random(seed)
     with tempfile.TemporaryDirectory() as tmp:
         with TruthWriter(tmp, sim) as truth:
-            for offset, record in enumerate(truth.tee(iter_records(sim))):
+            for index, record in enumerate(truth.tee(iter_records(sim))):
                 if record.topic != sim.topics.clickstream or record.truth is None:
                     continue
                 event = validator.clickstream(record.value, now=now)
-                if not isinstance(event, Event):
-                    continue
-                customer = record.truth["customer_id"]
-                started = time.perf_counter()
-                state, outcome, closed = sessions.apply(states.get(customer), event, offset, config)
-                elapsed += time.perf_counter() - started
-                states[customer] = state
-                n_events += 1
-                n_late += outcome == "late"
-                for s in closed:
-                    found.add((customer, _ms(s["start"]), _ms(s["end"])))
-                    n_found += 1
+                if isinstance(event, Event):
+                    arrives = event.ts + rnd.uniform(0.0, delay) if delay else float(index)
+                    arrivals.append((arrives, index, record.truth["customer_id"], event))
+        arrivals.sort(key=lambda a: (a[0], a[1]))
+        for offset, (_, _, customer, event) in enumerate(arrivals):
+            started = time.perf_counter()
+            state, outcome, closed = sessions.apply(states.get(customer), event, offset, config)
+            elapsed += time.perf_counter() - started
+            states[customer] = state
+            n_events += 1
+            n_late += outcome == "late"
+            for s in closed:
+                found.add((customer, _ms(s["start"]), _ms(s["end"])))
+                n_found += 1
         for customer, state in states.items():
             _, closed = sessions.close_expired(state, math.inf, config)
             for s in closed:
@@ -102,8 +113,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--customers", type=int, default=400)
     parser.add_argument("--events", type=int, default=20000, help="records generated (valid and not)")
+    parser.add_argument("--delay", type=float, default=0.0, help="maximum random arrival delay, seconds")
     args = parser.parse_args(argv)
-    a = measure(args.seed, args.customers, args.events)
+    a = measure(args.seed, args.customers, args.events, delay=args.delay)
     print(f"events {a.events}  true sessions {a.true_sessions}  found {a.found_sessions}  "
           f"matched {a.matched}  late {a.late}")
     print(f"boundary agreement (recall) {a.recall:.4f}  precision {a.precision:.4f}")

@@ -271,3 +271,15 @@ def test_merge_split_and_erase_through_the_table_contract() -> None:
     assert list(table) == ["p-1"]
     apply_erasure(table, hook, "p-1")
     assert table == {}
+
+
+def test_simulated_sessions_survive_arrival_delays_within_lateness() -> None:
+    result = measure(seed=11, customers=150, events=5000, delay=CFG.lateness)
+    assert result.late == 0
+    assert result.recall >= 0.99 and result.precision >= 0.99, result
+
+
+def test_arrival_delays_far_beyond_lateness_are_counted_late_not_lost() -> None:
+    result = measure(seed=11, customers=150, events=5000, delay=4 * 3600)
+    assert result.late > 0  # events that would reopen emitted sessions
+    assert result.recall < 1.0
