@@ -14,19 +14,21 @@ Rules (all times are event times, epoch seconds; :class:`SessionConfig`)
   with ``close_reason = "max_length"``.
 * **Watermark and closing.** A profile's *watermark* is the newest event time it
   has seen. A session closes (and its summary is emitted, once) when the
-  watermark passes its *bound* plus ``lateness`` (default 5 min), where the bound is
-  ``end + gap`` (``close_reason = "inactivity"``) or ``start + max_length`` for a
-  full session. :func:`close_expired` applies the same rule with a clock ``now``,
-  for a timer that closes sessions of customers who never come back.
-* **Late events.** An event not older than the bound of the profile's last
-  closed session is placed exactly, whatever its arrival order: it extends,
-  starts, or bridges (merges) open sessions, and the session's landing page,
+  watermark passes its *expiry* plus ``lateness`` (default 5 min), where the expiry
+  is ``end + gap`` (``close_reason = "inactivity"``) or ``start + max_length`` for a
+  full session (``"max_length"``). :func:`close_expired` applies the same rule
+  with a clock ``now``, for a timer that closes sessions of customers who never
+  come back.
+* **Late events.** An event after ``closed_bound`` (below) is placed exactly,
+  whatever its arrival order: it extends, starts, or bridges (merges) open
+  sessions, and the session's landing page,
   referrer, UTM and device are those of its earliest event. In particular every
   event at most ``lateness`` behind the watermark is placed exactly, so session
   boundaries do not depend on the order of events within the lateness (as long
   as no session reaches ``max_length``, whose cut depends on what arrived first).
-* **Beyond lateness.** An event at or before ``closed_bound`` (the largest bound of
-  a closed session) would belong to, or precede, a session already emitted.
+* **Beyond lateness.** An event at or before ``closed_bound`` would belong to, or
+  precede, a session already emitted: ``closed_bound`` is the largest, over closed
+  sessions, of ``end + gap`` (``end`` for a session cut at maximum length).
   Closed sessions are never reopened or re-emitted: the event is counted in the
   state's ``late`` counter, outcome ``"late"``, and attributed to no session.
   Other per-profile tables (profile, features) still apply it.
@@ -227,9 +229,18 @@ def _accepts(s: Session, ts: float, config: SessionConfig) -> bool:
             and max(s["end"], ts) - min(s["start"], ts) < config.max_length)
 
 
-def _bound(s: Session, config: SessionConfig) -> float:
-    """Time at or before which an event would belong to ``s`` (or an earlier session)."""
+def _expiry(s: Session, config: SessionConfig) -> float:
+    """Event time after which ``s`` can take no more events: it closes ``lateness`` later."""
     return s["start"] + config.max_length if s["full"] else s["end"] + config.gap
+
+
+def _late_bound(s: Session, config: SessionConfig) -> float:
+    """Once ``s`` is closed, an event at or before this time is late.
+
+    ``end + gap`` (such an event would have extended ``s``); for a session cut at
+    maximum length, its ``end``: a later event goes to the session that follows.
+    """
+    return s["end"] if s["full"] else s["end"] + config.gap
 
 
 def _place(opens: list[Session], event: Event, config: SessionConfig) -> list[Session]:
@@ -275,9 +286,9 @@ def _close(state: State, clock: float, config: SessionConfig) -> tuple[list[Sess
     bound = state["closed_bound"]
     lateness = config.lateness
     for s in state["open"]:
-        b = _bound(s, config)
-        if clock > b + lateness:
+        if clock > _expiry(s, config) + lateness:
             closed.append({**s, "close_reason": "max_length" if s["full"] else "inactivity"})
+            b = _late_bound(s, config)
             bound = b if bound is None or b > bound else bound
         else:
             keep.append(s)

@@ -283,3 +283,17 @@ def test_arrival_delays_far_beyond_lateness_are_counted_late_not_lost() -> None:
     result = measure(seed=11, customers=150, events=5000, delay=4 * 3600)
     assert result.late > 0  # events that would reopen emitted sessions
     assert result.recall < 1.0
+
+
+def test_after_a_max_length_cut_a_late_event_past_the_cut_session_joins_its_successor() -> None:
+    times = [i * 300.0 for i in range(60)]  # 0 .. 17700, cut at 14400; the first part closes at 14700
+    state, closed, _ = feed(times)
+    assert [(s["start"], s["end"], s["close_reason"]) for s in closed] == [(0.0, 14100.0, "max_length")]
+    assert state["closed_bound"] == 14100.0  # the cut session's end, not end + gap
+    assert [(s["start"], s["end"]) for s in state["open"]] == [(14400.0, 17700.0)]
+    # 14250 is after the cut session's end: not late; it joins the session that followed.
+    state, outcome, _ = sessions.apply(state, ev("between", 14250.0), 100, CFG)
+    assert outcome == "applied" and state["late"] == 0
+    assert [(s["start"], s["end"], s["events"]) for s in state["open"]] == [(14250.0, 17700.0, 13)]
+    state, outcome, _ = sessions.apply(state, ev("inside", 14000.0), 101, CFG)
+    assert outcome == "late" and state["late"] == 1
