@@ -42,6 +42,9 @@ HALF_LIFE: Final = {"orders": 90 * DAY, "revenue": 90 * DAY, "events": 14 * DAY,
 #: Affinity added per event type (per purchased line for ``purchase``).
 AFFINITY_WEIGHT: Final = {"product_view": 1.0, "add_to_cart": 3.0, "purchase": 5.0}
 
+#: A cart with items and no purchase this long after its last change is abandoned (seconds).
+ABANDON_AFTER: Final = 24 * 3600.0
+
 #: Rescale decayed values to a new landmark when ``ts - t0`` exceeds this many half-lives.
 MAX_HALF_LIVES: Final = 400.0
 
@@ -123,10 +126,13 @@ def rescale(stored: float, old_t0: float, new_t0: float, half_life: float) -> fl
     return stored * 2.0 ** ((old_t0 - new_t0) / half_life)
 
 
-def vector(state: dict[str, Any], now: float, categories: tuple[str, ...] = CATEGORIES) -> list[float]:
-    """The numeric features of a profile state at ``now`` (see :func:`vector_names`)."""
-    from tables.profile import pending_abandonment  # the profile module imports this one
+def vector(state: dict[str, Any], now: float, categories: tuple[str, ...] = CATEGORIES,
+           abandon_after: float = ABANDON_AFTER) -> list[float]:
+    """The numeric features of a profile state at ``now`` (see :func:`vector_names`).
 
+    An open cart already past ``abandon_after`` at ``now`` counts as abandoned
+    (as :func:`tables.profile.pending_abandonment`); pass the profile's setting.
+    """
     last_seen = state["last_seen"]
     last_purchase = state["last_purchase"]
     first_seen = state["first_seen"]
@@ -135,7 +141,8 @@ def vector(state: dict[str, Any], now: float, categories: tuple[str, ...] = CATE
     orders = state["orders"]
     revenue = state["revenue_cents"] / 100
     counts = state["counts"]
-    abandoned = state["abandoned"] + pending_abandonment(state, now)
+    cart = state["cart"]
+    abandoned = state["abandoned"] + (1 if cart is not None and now > cart["since"] + abandon_after else 0)
     devices = state["devices"]
     n_devices = sum(devices.values()) or 1
     tenure_days = max(1.0, (now - first_seen) / DAY) if first_seen is not None else 1.0

@@ -59,7 +59,16 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from app.validation import Event
-from tables.features import AFFINITY_WEIGHT, HALF_LIFE, MAX_HALF_LIVES, rescale, weight
+from tables.features import (
+    ABANDON_AFTER,
+    AFFINITY_WEIGHT,
+    HALF_LIFE,
+    MAX_HALF_LIVES,
+    rescale,
+    vector,
+    vector_names,
+    weight,
+)
 from tables.hooks import KeepOnSplit, State, register
 from tables.quality import DEFAULT_QUALITY, QualityConfig, QualityMonitor
 
@@ -77,7 +86,7 @@ _H_AFFINITY: Final = HALF_LIFE["affinity"]
 class ProfileConfig:
     """``abandon_after`` in seconds; ``max_categories`` bounds the affinity map."""
 
-    abandon_after: float = 24 * 3600.0
+    abandon_after: float = ABANDON_AFTER
     max_categories: int = 24
     dedup_window: int = 64
     quality: QualityConfig = field(default_factory=lambda: DEFAULT_QUALITY)
@@ -294,12 +303,10 @@ def pending_abandonment(state: State, now: float, config: ProfileConfig = DEFAUL
     return 1 if cart is not None and now > cart["since"] + config.abandon_after else 0
 
 
-def serving(state: State, now: float) -> dict[str, Any]:
+def serving(state: State, now: float, config: ProfileConfig = DEFAULT_CONFIG) -> dict[str, Any]:
     """What Redis may hold for a profile: named features, traits and quality flags (no ids)."""
-    from tables.features import vector, vector_names
-
     return {
-        "features": dict(zip(vector_names(), vector(state, now), strict=True)),
+        "features": dict(zip(vector_names(), vector(state, now, abandon_after=config.abandon_after), strict=True)),
         "traits": dict(state["traits"]),
         "quality": {k: v for k, v in state["quality"].items() if k not in ("minute", "minute_n")},
         "events": state["events"],

@@ -247,3 +247,28 @@ def test_split_keeps_and_erase_deletes() -> None:
     assert list(table) == ["p-1"]
     apply_erasure(table, hook, "p-1")
     assert table == {}
+
+
+def test_states_survive_the_changelogs_json_and_stay_bounded(stream: list) -> None:  # type: ignore[type-arg]
+    from tables import sessions
+
+    profiles = run(stream)
+    session_states: dict[str, Any] = {}
+    for offset, (customer, _, event) in enumerate(stream):
+        session_states[customer], _, _ = sessions.apply(session_states.get(customer), event, offset)
+    for state in [*profiles.values(), *session_states.values()]:
+        assert orjson.loads(orjson.dumps(state)) == state
+        assert len(state["recent_ids"]) <= 64
+    assert all(len(s["affinity"]) <= ProfileConfig().max_categories for s in profiles.values())
+    assert all(len(s["open"]) <= 3 for s in session_states.values())
+    busiest = max(profiles.values(), key=lambda s: s["events"])
+    assert busiest["events"] > 64 and len(orjson.dumps(busiest)) < 6000
+
+
+def test_serving_view_names_every_feature_and_holds_no_event_ids() -> None:
+    state = _replay([_cart("a", 0.0), _purchase("o", 60.0, 12.5)])
+    view = profile.serving(state, 3600.0)
+    assert list(view["features"]) == list(features.vector_names())
+    assert view["orders"] == 1 and view["revenue"] == 12.5 and view["events"] == 2
+    blob = orjson.dumps(view).decode()
+    assert '"a"' not in blob and "recent_ids" not in blob and "minute_n" not in blob

@@ -297,3 +297,11 @@ def test_after_a_max_length_cut_a_late_event_past_the_cut_session_joins_its_succ
     assert [(s["start"], s["end"], s["events"]) for s in state["open"]] == [(14250.0, 17700.0, 13)]
     state, outcome, _ = sessions.apply(state, ev("inside", 14000.0), 101, CFG)
     assert outcome == "late" and state["late"] == 1
+
+
+def test_serving_view_shows_the_current_session() -> None:
+    state, _, _ = feed([0.0, 60.0, 5000.0])
+    view = sessions.serving(state)
+    assert view["open_sessions"] == 2 and view["closed_sessions"] == 0 and view["late_events"] == 0
+    assert view["current"] == {"session_id": "ses-e2", "start": 5000.0, "end": 5000.0, "events": 1,
+                               "cart_adds": 0, "purchased": False}
