@@ -300,8 +300,8 @@ def test_after_a_max_length_cut_a_late_event_past_the_cut_session_joins_its_succ
 
 
 def test_serving_view_shows_the_current_session() -> None:
-    state, _, _ = feed([0.0, 60.0, 5000.0])
+    state, _, _ = feed([0.0, 60.0, 2000.0])  # 1940 s apart: two sessions, the first not yet closed
     view = sessions.serving(state)
     assert view["open_sessions"] == 2 and view["closed_sessions"] == 0 and view["late_events"] == 0
-    assert view["current"] == {"session_id": "ses-e2", "start": 5000.0, "end": 5000.0, "events": 1,
+    assert view["current"] == {"session_id": "ses-e2", "start": 2000.0, "end": 2000.0, "events": 1,
                                "cart_adds": 0, "purchased": False}
