@@ -49,8 +49,10 @@ def test_logins_on_two_anonymous_ids_and_a_crm_record_resolve_to_one_profile(pip
     pipeline.produce(pipeline.topics.clickstream, [record(event("e1", "anon-a")), record(event("e2", "anon-b"))])
     pipeline.produce(pipeline.topics.crm_profiles, [crm("crm-9", email="ann.lee@example.com", last_name="Lee")])
     wait_for(
-        lambda: profile_of(pipeline, "anon-b") is not None
-        and pipeline.metric(port, "persona_identity_forwarded_total", topic=pipeline.topics.crm_profiles) == 1,
+        lambda: (
+            profile_of(pipeline, "anon-b") is not None
+            and pipeline.metric(port, "persona_identity_forwarded_total", topic=pipeline.topics.crm_profiles) == 1
+        ),
         60,
         lambda: pipeline.workers[0][0].tail(80),
     )
