@@ -1,6 +1,7 @@
 """Stage 2, identity: one ordered stream of identity observations, one owner of all identity state.
 
 <app_id>-identity-input (1 partition) ──► resolver ──► identity table (1 partition)
+   (observations from ingest; operator split commands from ``persona identity split``)
         ├──► identity-changes (merged / possible_match / refused), keyed by profile_id
         ├──► <app_id>-identity-aliases (anonymous_id hash → profile_id, to the clickstream partition)
         └──► Redis persona:profile:<profile_id>:identity
@@ -34,6 +35,7 @@ from app.lifecycle import redis_sink
 from app.metrics import DUPLICATES, IDENTITY_ALIASES, IDENTITY_CHANGES, STAGE_SECONDS
 from tables.definitions import alias_table, identity_table
 from tables.exact import watermark_key
+from tables.identity import Resolution
 from tables.identity.stream import (
     PREFIXES,
     StagedStore,
@@ -60,10 +62,18 @@ async def identity(stream: StreamT) -> None:
             continue
         doc = orjson.loads(record.value)
         staged = StagedStore(cast(KeyValueStore, identity_table))
-        if doc.get("anon"):
-            note_anonymous_id(staged, doc["anon"], int(doc["partition"]))
-        resolution = resolver.resolve(identity_state(staged), observation_from_dict(doc["obs"]))
-        touched = [resolution.profile_id] if resolution.profile_id else []
+        state = identity_state(staged)
+        if doc.get("command") == "split":  # operator split (persona identity split)
+            edges = [(a, b) for a, b in doc["edges"]]
+            resolution = Resolution(
+                doc["profile_id"], resolver.withdraw_evidence(state, doc["profile_id"], edges, doc["at"])
+            )
+            touched = sorted({p for c in resolution.changes for p in [c["profile_id"], *c.get("new_profile_ids", ())]})
+        else:
+            if doc.get("anon"):
+                note_anonymous_id(staged, doc["anon"], int(doc["partition"]))
+            resolution = resolver.resolve(state, observation_from_dict(doc["obs"]))
+            touched = [resolution.profile_id] if resolution.profile_id else []
         aliases = alias_updates(staged, touched)
         deliveries = [
             await changes_topic.send(key=change["profile_id"].encode(), value=orjson.dumps(change))

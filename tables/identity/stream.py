@@ -126,6 +126,31 @@ def observation_from_dict(doc: dict[str, Any]) -> Observation:
     )
 
 
+# ---------------------------------------------------------------------------- operator commands
+_HASH_CHARS = frozenset("0123456789abcdef")
+
+
+def split_command(profile_id: str, edges: list[tuple[str, str]], at: str) -> dict[str, Any]:
+    """The identity-input record of an operator split: withdraw evidence edges of a profile.
+
+    Examples
+    --------
+    >>> split_command("p-1", [("a" * 32, "b" * 32)], "2024-01-01T00:00:00Z")["command"]
+    'split'
+    >>> split_command("p-1", [("a" * 32, "not-a-hash")], "2024-01-01T00:00:00Z")
+    Traceback (most recent call last):
+    ...
+    ValueError: identifier hashes are 32 lower-case hex characters, got 'not-a-hash'
+    """
+    if not profile_id.startswith("p-"):
+        raise ValueError(f"profile ids start with 'p-', got {profile_id!r}")
+    for a, b in edges:
+        for h in (a, b):
+            if len(h) != 32 or not set(h) <= _HASH_CHARS:
+                raise ValueError(f"identifier hashes are 32 lower-case hex characters, got {h!r}")
+    return {"command": "split", "profile_id": profile_id, "edges": [list(e) for e in edges], "at": at}
+
+
 # ---------------------------------------------------------------------------- stores
 _DELETED = object()
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -141,3 +144,56 @@ def test_junk_email_and_a_second_user_id_are_refused_and_reported(pipeline: Pipe
     assert profile_of(pipeline, "anon-x") != profile_of(pipeline, "anon-y")
     assert pipeline.metric(port, "persona_identity_changes_total", change="refused") == 4
     assert pipeline.metric(port, "persona_identity_changes_total", change="merged") == 0
+
+
+def test_operator_split_through_the_stream(pipeline: Pipeline) -> None:
+    pipeline.start_worker()
+    pipeline.produce(
+        pipeline.topics.clickstream,
+        [record(event("s1", "anon-s", user_id="user-s")), record(event("s2", "anon-t", user_id="user-s"))],
+    )
+    wait_for(
+        lambda: (
+            profile_of(pipeline, "anon-s") is not None
+            and profile_of(pipeline, "anon-s") == profile_of(pipeline, "anon-t")
+        ),
+        60,
+        lambda: pipeline.workers[0][0].tail(60),
+    )
+    pid = profile_of(pipeline, "anon-s")
+    assert pid is not None
+    user = keyed_hash(DEV_HMAC_SECRET, "user_id", "user-s")
+    # The evidence that joined anon-t: its login event (user id and anonymous id on one record).
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "identity",
+            "split",
+            "--profile",
+            pid,
+            "--a",
+            user,
+            "--b",
+            anon_hash("anon-t"),
+        ],
+        env={**os.environ, **pipeline.env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    wait_for(
+        lambda: profile_of(pipeline, "anon-s") != profile_of(pipeline, "anon-t"),
+        30,
+        lambda: pipeline.workers[0][0].tail(60),
+    )
+    splits = [c for c in changes(pipeline, 1) if c["change"] == "split"]
+    assert len(splits) == 1
+    jsonschema.validate(splits[0], SCHEMA)
+    assert splits[0]["profile_id"] == pid and set(splits[0]["new_profile_ids"]) == {  # type: ignore[arg-type]
+        profile_of(pipeline, "anon-s"),
+        profile_of(pipeline, "anon-t"),
+    }
+    assert splits[0]["evidence"][0]["rule"] == "operator_split"  # type: ignore[index]
