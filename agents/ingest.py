@@ -1,8 +1,14 @@
 """Stage 1, ingest: validate every input record, dead-letter the bad ones, apply the good ones.
 
-clickstream ──► validate ──► activity table (per anonymous id) ──► Redis
+clickstream ──► validate ──► activity table (per anonymous id) ──► Redis (with profile_id)
+                   ├──────► <app_id>-identity-input (only what is new identity information)
                    └──────► dead-letters (original bytes + reason)
-crm-profiles ──► validate ──► (identity stage) / dead-letters
+crm-profiles ──► validate ──► <app_id>-identity-input / dead-letters
+
+Forwarding is replay-safe: the activity state remembers what was forwarded for its
+anonymous id, and it is written only after the broker acknowledged the forward. A
+crash in between forwards the record again, which the resolver absorbs (resolving
+the same observation twice changes nothing).
 """
 
 from __future__ import annotations
@@ -20,14 +26,26 @@ from app.faust_app import (
     dead_letters_topic,
     faust_app,
     hasher,
+    identity_input_topic,
+    resolver,
     settings,
     validator,
 )
 from app.lifecycle import redis_sink
-from app.metrics import DEAD_LETTERS, DUPLICATES, EVENT_LAG_SECONDS, EVENTS_PROCESSED, STAGE_SECONDS
+from app.metrics import (
+    DEAD_LETTERS,
+    DUPLICATES,
+    EVENT_LAG_SECONDS,
+    EVENTS_PROCESSED,
+    IDENTITY_FORWARDED,
+    STAGE_SECONDS,
+)
 from app.validation import Rejection
 from tables import activity
-from tables.definitions import activity_table
+from tables.definitions import activity_table, alias_table
+from tables.identity.hashing import profile_id_for
+from tables.identity.observation import Observation
+from tables.identity.stream import forward_decision, observation_to_dict
 
 CLICKSTREAM = settings.topics.clickstream
 CRM = settings.topics.crm_profiles
@@ -53,13 +71,20 @@ async def ingest_clickstream(stream: StreamT) -> None:
             )
             if outcome == "replayed":
                 DUPLICATES.labels(CLICKSTREAM, "offset").inc()
+            elif outcome == "applied":
+                obs = resolver.observe_event(result.data)
+                seen, forward = forward_decision(state.get("identity_seen"), obs, resolver.hasher)
+                if forward:
+                    await forward_event(obs, message.partition)
+                    state = {**state, "identity_seen": seen}
+                activity_table[key] = state
+                EVENTS_PROCESSED.labels(CLICKSTREAM, result.type).inc()
+                fields = redis_fields(activity.summary(state))
+                fields["profile_id"] = current_profile(obs)
+                redis_sink.put(f"persona:activity:{key}", fields)
             else:
                 activity_table[key] = state
-                if outcome == "applied":
-                    EVENTS_PROCESSED.labels(CLICKSTREAM, result.type).inc()
-                    redis_sink.put(f"persona:activity:{key}", redis_fields(activity.summary(state)))
-                else:
-                    DUPLICATES.labels(CLICKSTREAM, "event_id").inc()
+                DUPLICATES.labels(CLICKSTREAM, "event_id").inc()
         await activity_table.applied(message.partition, message.offset)
         STAGE_SECONDS.labels("ingest").observe(time.perf_counter() - started)
         EVENT_LAG_SECONDS.labels(CLICKSTREAM).observe(max(0.0, time.time() - message.timestamp))
@@ -72,7 +97,35 @@ async def ingest_crm(stream: StreamT) -> None:
         if isinstance(result, Rejection):
             await send_dead_letter(record, result)
         else:
+            # Every valid CRM record goes to identity, hashed here (ingest-crm keeps no state:
+            # a replay forwards it again, and resolving it twice changes nothing).
+            obs = resolver.observe_crm(result.data)
+            delivery = await identity_input_topic.send(
+                key=obs.source.encode(), value=orjson.dumps({"obs": observation_to_dict(obs)})
+            )
+            await delivery
+            IDENTITY_FORWARDED.labels(CRM).inc()
             EVENTS_PROCESSED.labels(CRM, "crm_record").inc()
+
+
+async def forward_event(obs: Observation, partition: int) -> None:
+    """Send a clickstream observation to the identity stage and wait for the broker's ack."""
+    anon = anonymous_hash(obs)
+    doc = {"obs": observation_to_dict(obs), "anon": anon, "partition": partition}
+    delivery = await identity_input_topic.send(key=(anon or "").encode(), value=orjson.dumps(doc))
+    await delivery
+    IDENTITY_FORWARDED.labels(CLICKSTREAM).inc()
+
+
+def anonymous_hash(obs: Observation) -> str | None:
+    return next((h for t, h in obs.identifiers if t == "anonymous_id"), None)
+
+
+def current_profile(obs: Observation) -> str:
+    """The event's profile now: its alias (co-partitioned table), else the id its own profile would get."""
+    anon = anonymous_hash(obs) or ""
+    alias = alias_table.get(anon)
+    return str(alias["profile_id"]) if alias else profile_id_for(anon)
 
 
 async def send_dead_letter(record: EventT, rejection: Rejection) -> None:

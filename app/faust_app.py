@@ -15,6 +15,7 @@ import faust
 from app.pii import Hasher
 from app.settings import Settings
 from app.validation import Limits, Validator
+from tables.identity import IdentityResolver
 
 settings = Settings.from_env()
 
@@ -51,17 +52,18 @@ validator = Validator(
     )
 )
 hasher = Hasher(settings.hmac_secret)
+resolver = IdentityResolver(settings.hmac_secret)
 started_at = time.time()
 
 
-def _topic(name: str) -> faust.TopicT:
+def _topic(name: str, partitions: int | None = None) -> faust.TopicT:
     return faust_app.topic(
         name,
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",
         value_serializer="raw",
-        partitions=settings.topic_partitions,
+        partitions=partitions or settings.topic_partitions,
     )
 
 
@@ -69,9 +71,12 @@ clickstream_topic = _topic(settings.topics.clickstream)
 crm_profiles_topic = _topic(settings.topics.crm_profiles)
 dead_letters_topic = _topic(settings.topics.dead_letters)
 output_topics = {name: _topic(name) for name in settings.topics.outputs()}
+# Internal: the single ordered identity stream, and aliases partitioned like clickstream.
+identity_input_topic = _topic(settings.identity_input_topic, partitions=1)
+identity_aliases_topic = _topic(settings.identity_aliases_topic)
 
 
-COMPONENT_MODULES = ("tables.definitions", "agents.ingest", "app.web", "app.lifecycle")
+COMPONENT_MODULES = ("tables.definitions", "agents.ingest", "agents.identity", "app.web", "app.lifecycle")
 
 
 def load_components() -> None:

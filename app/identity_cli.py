@@ -186,6 +186,45 @@ def estimate_command(
     )
 
 
+@identity.command("split")
+@click.option("--profile", "profile_id", required=True, help="The profile to split (p-...).")
+@click.option("--a", "hash_a", required=True, help="Identifier hash at one end of the evidence edge to withdraw.")
+@click.option("--b", "hash_b", required=True, help="Identifier hash at the other end.")
+def split_command(profile_id: str, hash_a: str, hash_b: str) -> None:
+    """Operator split: withdraw one evidence edge of a profile in the running pipeline.
+
+    Sends a command to the identity stage (the one-partition identity-input topic of
+    PERSONA_APP_ID on KAFKA_BOOTSTRAP_SERVERS). The profile is recomputed without the
+    edge; if it falls apart, a `split` record goes to identity-changes and the moved
+    anonymous ids get their new profile. The hashes are those in identity-changes evidence
+    and in Redis `persona:profile:<id>:identity`.
+    """
+    import asyncio
+    from datetime import UTC, datetime
+
+    from app.simulator.producer import parse_bootstrap
+    from tables.identity.stream import split_command as command
+
+    try:
+        settings = Settings.from_env()
+        record = command(profile_id, [(hash_a, hash_b)], datetime.now(UTC).isoformat())
+    except (ConfigError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    asyncio.run(_send(parse_bootstrap(settings.kafka_bootstrap_servers), settings.identity_input_topic, record))
+    click.echo(f"split of {profile_id} sent to {settings.identity_input_topic}", err=True)
+
+
+async def _send(bootstrap: str, topic: str, record: dict[str, Any]) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, key=record["profile_id"].encode(), value=orjson.dumps(record))
+    finally:
+        await producer.stop()
+
+
 def _read_labels(path: Path) -> tuple[list[tuple[str, str, bool]], list[tuple[int, str]]]:
     pairs: list[tuple[str, str, bool]] = []
     errors: list[tuple[int, str]] = []

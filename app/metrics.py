@@ -66,3 +66,17 @@ RECOVERY_REWINDS = Counter(
     "Source partitions rewound at recovery because the committed offset was ahead of the state.",
     ["topic"],
 )
+IDENTITY_CHANGES = Counter(
+    "persona_identity_changes_total",
+    "Records emitted to identity-changes, by change (merged, possible_match, refused, split).",
+    ["change"],
+)
+IDENTITY_FORWARDED = Counter(
+    "persona_identity_forwarded_total",
+    "Input records forwarded by ingest to the identity stage, by source topic.",
+    ["topic"],
+)
+IDENTITY_ALIASES = Counter(
+    "persona_identity_aliases_total",
+    "Alias records (anonymous id -> profile) emitted by the identity stage.",
+)

@@ -114,6 +114,24 @@ class Settings:
             raise ConfigError("PERSONA_HMAC_SECRET must be at least 16 characters")
 
     @property
+    def identity_input_topic(self) -> str:
+        """Internal topic of the identity stage's input: always ONE partition (one ordered stream)."""
+        return f"{self.app_id}-identity-input"
+
+    @property
+    def identity_aliases_topic(self) -> str:
+        """Internal topic of ``anonymous_id hash -> profile_id`` aliases, partitioned like clickstream."""
+        return f"{self.app_id}-identity-aliases"
+
+    def internal_topics(self) -> dict[str, int]:
+        """Internal topics and their partition counts (created up front by ``ensure_topics``)."""
+        return {
+            self.identity_input_topic: 1,
+            f"{self.app_id}-identity-changelog": 1,
+            self.identity_aliases_topic: self.topic_partitions,
+        }
+
+    @property
     def broker_url(self) -> str:
         """The bootstrap servers in Faust's ``kafka://host:port;host:port`` form."""
         servers = self.kafka_bootstrap_servers.removeprefix("kafka://")

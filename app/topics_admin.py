@@ -34,11 +34,13 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
             await asyncio.sleep(1.0)
     try:
         existing = set(await admin.list_topics())
-        wanted = [*settings.topics.inputs(), *settings.topics.outputs()]
+        wanted = {name: settings.topic_partitions for name in [*settings.topics.inputs(), *settings.topics.outputs()]}
+        # Internal topics have their own partition counts (the identity input has exactly one).
+        wanted.update(settings.internal_topics())
         missing = [name for name in wanted if name not in existing]
         for name in missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker created it first
-                await admin.create_topics([NewTopic(name, settings.topic_partitions, 1)])
+                await admin.create_topics([NewTopic(name, wanted[name], 1)])
         return missing
     finally:
         await admin.close()

@@ -330,6 +330,34 @@ def overview() -> dash.Dashboard:
         )
     )
 
+    # --- identity --------------------------------------------------------------------------
+    d = d.with_row(dash.Row("Identity resolution").id(ids()))
+    d = d.with_panel(
+        graph(
+            ids,
+            "Identity changes/s by change",
+            "Records emitted to identity-changes per second: merged profiles, possible matches "
+            "left for review, refused links (limits, blocklisted values, shared devices), splits.",
+            [Query(_rate("persona_identity_changes_total", "change"), "{{change}}")],
+            "cps",
+            colors=[("merged", GREEN), ("refused", RED), ("possible_match", ORANGE)],
+        )
+    )
+    d = d.with_panel(
+        graph(
+            ids,
+            "Identity forwarded / aliases",
+            "Input records ingest forwarded to the identity stage per second (only new identity "
+            "information: first event of an anonymous id, new user or device ids, identify traits, "
+            "every CRM record), and alias records (anonymous id to profile) the identity stage emitted.",
+            [
+                Query(_rate("persona_identity_forwarded_total", "topic"), "forwarded {{topic}}"),
+                Query(_rate("persona_identity_aliases_total"), "aliases"),
+            ],
+            "cps",
+        )
+    )
+
     # --- latency ---------------------------------------------------------------------------
     d = d.with_row(dash.Row("Latency").id(ids()))
     d = d.with_panel(

@@ -1,0 +1,335 @@
+"""Pure logic of the streaming identity stage: what ingest forwards, how state is staged, aliases.
+
+The identity agent (``agents/identity.py``) owns all identity state in ONE table
+partition fed by ONE ordered topic, ``<app_id>-identity-input``. This module holds
+the pure pieces around :class:`~tables.identity.resolver.IdentityResolver`:
+
+``forward_decision``
+    whether a clickstream event carries identity information that is new for its
+    anonymous id (stage 1 remembers what it forwarded in the activity state);
+``observation_to_dict`` / ``observation_from_dict``
+    the identity-input record: an :class:`Observation`, already hashed at the edge,
+    so the internal topic holds no identifier in clear;
+``StagedStore`` / ``NamespacedStore``
+    the four identity stores as key prefixes of one table (one changelog, one
+    order), with writes staged until the record's outputs are acknowledged;
+``alias_updates``
+    which anonymous ids now belong to a different profile (the alias records);
+``profile_summary``
+    the serving view of a profile's identity (hashes only) for Redis.
+
+Examples
+--------
+>>> from tables.identity.config import ResolverConfig
+>>> from tables.identity.hashing import IdentifierHasher
+>>> from tables.identity.observation import observe_event
+>>> h, cfg = IdentifierHasher("a-secret-of-16-chars"), ResolverConfig()
+>>> ev = {"event_id": "e1", "anonymous_id": "a1", "type": "page_view"}
+>>> obs = observe_event(ev, h, cfg)
+>>> seen, forward = forward_decision(None, obs, h)
+>>> forward, len(seen)
+(True, 1)
+>>> forward_decision(seen, observe_event({**ev, "event_id": "e2"}, h, cfg), h)[1]
+False
+>>> login = {**ev, "event_id": "e3", "user_id": "u1"}
+>>> forward_decision(seen, observe_event(login, h, cfg), h)[1]
+True
+>>> observation_from_dict(observation_to_dict(obs)) == obs
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from tables.identity.hashing import IdentifierHasher
+from tables.identity.observation import Observation
+from tables.identity.state import IdentityState
+from tables.store import KeyValueStore
+
+#: Most identity signatures remembered per anonymous id (oldest dropped first).
+SEEN_CAP = 64
+
+#: Key prefixes of the four identity stores and the alias map inside the one identity table.
+PREFIXES = {"identifiers": "i/", "profiles": "p/", "members": "m/", "blocks": "b/", "aliases": "a/"}
+
+
+# ---------------------------------------------------------------------------- forwarding
+def signatures(obs: Observation, hasher: IdentifierHasher) -> list[str]:
+    """What an observation tells identity resolution, as short strings (hashes only).
+
+    Every identifier (``type:hash``), every junk identifier (reported as refused), and
+    a keyed hash of the matching traits (clear names never leave the observation).
+    """
+    out = [f"{t}:{h}" for t, h in obs.identifiers]
+    out.extend(f"junk:{t}:{h}" for t, h in obs.junk)
+    if obs.traits:
+        out.append("traits:" + hasher.block("traits", orjson.dumps(obs.traits, option=orjson.OPT_SORT_KEYS).decode()))
+    return out
+
+
+def forward_decision(
+    seen: list[str] | None, obs: Observation, hasher: IdentifierHasher, cap: int = SEEN_CAP
+) -> tuple[list[str], bool]:
+    """The new remembered signatures of an anonymous id, and whether to forward ``obs``.
+
+    An event is forwarded when it carries a signature not yet forwarded for its
+    anonymous id: the first event of an anonymous id (its own identifier), a user id
+    or device id not seen with it before, new identify traits, a junk identifier.
+
+    Examples
+    --------
+    >>> from tables.identity.observation import Observation
+    >>> h = IdentifierHasher("a-secret-of-16-chars")
+    >>> obs = Observation("k", "anonymous_id", (("anonymous_id", "k"),))
+    >>> forward_decision(["anonymous_id:k"], obs, h)
+    (['anonymous_id:k'], False)
+    >>> forward_decision([f"x{i}" for i in range(3)], obs, h, cap=3)
+    (['x1', 'x2', 'anonymous_id:k'], True)
+    """
+    known = list(seen or ())
+    fresh = [s for s in signatures(obs, hasher) if s not in known]
+    if not fresh:
+        return known, False
+    return [*known, *fresh][-cap:], True
+
+
+# ---------------------------------------------------------------------------- input records
+def observation_to_dict(obs: Observation) -> dict[str, Any]:
+    """A JSON-ready form of an observation (hashes and normalised matching traits only)."""
+    return {
+        "key": obs.key,
+        "key_type": obs.key_type,
+        "identifiers": [list(pair) for pair in obs.identifiers],
+        "traits": obs.traits,
+        "user_hashes": list(obs.user_hashes),
+        "junk": [list(pair) for pair in obs.junk],
+        "source": obs.source,
+        "at": obs.at,
+    }
+
+
+def observation_from_dict(doc: dict[str, Any]) -> Observation:
+    """The inverse of :func:`observation_to_dict`."""
+    return Observation(
+        key=doc["key"],
+        key_type=doc["key_type"],
+        identifiers=tuple((t, h) for t, h in doc["identifiers"]),
+        traits=dict(doc.get("traits") or {}),
+        user_hashes=tuple(doc.get("user_hashes") or ()),
+        junk=tuple((t, h) for t, h in doc.get("junk") or ()),
+        source=doc.get("source", ""),
+        at=doc.get("at"),
+    )
+
+
+# ---------------------------------------------------------------------------- operator commands
+_HASH_CHARS = frozenset("0123456789abcdef")
+
+
+def split_command(profile_id: str, edges: list[tuple[str, str]], at: str) -> dict[str, Any]:
+    """The identity-input record of an operator split: withdraw evidence edges of a profile.
+
+    Examples
+    --------
+    >>> split_command("p-1", [("a" * 32, "b" * 32)], "2024-01-01T00:00:00Z")["command"]
+    'split'
+    >>> split_command("p-1", [("a" * 32, "not-a-hash")], "2024-01-01T00:00:00Z")
+    Traceback (most recent call last):
+    ...
+    ValueError: identifier hashes are 32 lower-case hex characters, got 'not-a-hash'
+    """
+    if not profile_id.startswith("p-"):
+        raise ValueError(f"profile ids start with 'p-', got {profile_id!r}")
+    for a, b in edges:
+        for h in (a, b):
+            if len(h) != 32 or not set(h) <= _HASH_CHARS:
+                raise ValueError(f"identifier hashes are 32 lower-case hex characters, got {h!r}")
+    return {"command": "split", "profile_id": profile_id, "edges": [list(e) for e in edges], "at": at}
+
+
+# ---------------------------------------------------------------------------- stores
+_DELETED = object()
+
+
+class StagedStore:
+    """Writes held back from an underlying store until :meth:`commit`.
+
+    Reads see the staged writes. Values read from the underlying store are copied
+    (JSON round trip), so a value changed in place before being written back never
+    changes the underlying table behind its changelog's back.
+
+    Examples
+    --------
+    >>> base = {"a": [1]}
+    >>> s = StagedStore(base)
+    >>> v = s.get("a"); v.append(2); s["a"] = v; s["b"] = 3; del s["a"]
+    >>> base, "a" in s, s.get("b")
+    ({'a': [1]}, False, 3)
+    >>> sorted(s.commit()), base
+    (['a', 'b'], {'b': 3})
+    """
+
+    def __init__(self, base: KeyValueStore) -> None:
+        self.base = base
+        self.staged: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key in self.staged:
+            value = self.staged[key]
+            return default if value is _DELETED else value
+        value = self.base.get(key)
+        if value is None:
+            return default
+        return orjson.loads(orjson.dumps(value))
+
+    def __getitem__(self, key: str) -> Any:
+        value = self.get(key, _DELETED)
+        if value is _DELETED:
+            raise KeyError(key)
+        return value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.staged[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self:
+            raise KeyError(key)
+        self.staged[key] = _DELETED
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str) and key in self.staged:
+            return self.staged[key] is not _DELETED
+        return key in self.base
+
+    def commit(self) -> list[str]:
+        """Write the staged changes to the underlying store, in the order they were first made."""
+        keys = list(self.staged)
+        for key, value in self.staged.items():
+            if value is _DELETED:
+                if key in self.base:
+                    del self.base[key]
+            else:
+                self.base[key] = value
+        self.staged = {}
+        return keys
+
+
+class NamespacedStore:
+    """One store seen through a key prefix (the four identity stores share one table).
+
+    Examples
+    --------
+    >>> base: dict = {}
+    >>> s = NamespacedStore(base, "p/")
+    >>> s["x"] = 1; "x" in s, base, s.get("y", 0)
+    (True, {'p/x': 1}, 0)
+    >>> del s["x"]; base
+    {}
+    """
+
+    def __init__(self, base: KeyValueStore, prefix: str) -> None:
+        self.base, self.prefix = base, prefix
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.base.get(self.prefix + key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        value = self.base.get(self.prefix + key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.base[self.prefix + key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.base[self.prefix + key]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and (self.prefix + key) in self.base
+
+    def __iter__(self) -> Iterator[str]:  # pragma: no cover - not used on the hot path
+        raise TypeError("identity stores are not scanned")
+
+
+def identity_state(base: KeyValueStore) -> IdentityState:
+    """The four identity stores as prefixes of one store (see :data:`PREFIXES`)."""
+    return IdentityState(
+        identifiers=NamespacedStore(base, PREFIXES["identifiers"]),
+        profiles=NamespacedStore(base, PREFIXES["profiles"]),
+        members=NamespacedStore(base, PREFIXES["members"]),
+        blocks=NamespacedStore(base, PREFIXES["blocks"]),
+    )
+
+
+# ---------------------------------------------------------------------------- aliases
+def note_anonymous_id(base: KeyValueStore, anon_hash: str, partition: int) -> None:
+    """Remember the clickstream partition of an anonymous id (where its alias must go)."""
+    key = PREFIXES["aliases"] + anon_hash
+    entry = base.get(key)
+    if entry is None:
+        base[key] = {"profile_id": None, "partition": partition}
+    elif entry.get("partition") != partition:
+        base[key] = {**entry, "partition": partition}
+
+
+def alias_updates(base: KeyValueStore, profile_ids: list[str]) -> list[tuple[str, str, int]]:
+    """``(anonymous_id hash, profile_id, clickstream partition)`` of every anonymous id whose profile changed.
+
+    Looks at the anonymous ids held by ``profile_ids`` (the resolved profile; absorbed
+    profiles' identifiers are in it after a merge), compares with the last alias sent,
+    and records the new one. Anonymous ids whose partition is unknown are skipped
+    (they entered identity state without a clickstream event, which cannot happen).
+
+    Examples
+    --------
+    >>> base = {"p/p-1": {"identifiers": {"h1": "anonymous_id", "u": "user_id", "h2": "anonymous_id"}}}
+    >>> note_anonymous_id(base, "h1", 0); note_anonymous_id(base, "h2", 3)
+    >>> alias_updates(base, ["p-1"])
+    [('h1', 'p-1', 0), ('h2', 'p-1', 3)]
+    >>> alias_updates(base, ["p-1"])
+    []
+    """
+    out: list[tuple[str, str, int]] = []
+    for pid in profile_ids:
+        profile = base.get(PREFIXES["profiles"] + pid)
+        if not profile:
+            continue
+        for h, t in sorted(profile["identifiers"].items()):
+            if t != "anonymous_id":
+                continue
+            key = PREFIXES["aliases"] + h
+            entry = base.get(key)
+            if entry is None or entry.get("profile_id") == pid:
+                continue
+            base[key] = {**entry, "profile_id": pid}
+            out.append((h, pid, int(entry["partition"])))
+    return out
+
+
+def profile_summary(profile: dict[str, Any]) -> dict[str, Any]:
+    """The serving view of a profile's identity: identifier hashes by type and the evidence rules.
+
+    Examples
+    --------
+    >>> s = profile_summary({"profile_id": "p-1", "identifiers": {"a": "email", "b": "anonymous_id"},
+    ...                      "members": ["a"], "evidence": {"a|b": {"rule": "same_record"}}})
+    >>> s["identifiers"], s["evidence"], s["members"]
+    ({'anonymous_id': ['b'], 'email': ['a']}, {'same_record': 1}, 1)
+    """
+    by_type: dict[str, list[str]] = {}
+    for h, t in sorted(profile["identifiers"].items()):
+        by_type.setdefault(t, []).append(h)
+    rules: dict[str, int] = {}
+    for edge in profile.get("evidence", {}).values():
+        rules[edge["rule"]] = rules.get(edge["rule"], 0) + 1
+    return {
+        "profile_id": profile["profile_id"],
+        "identifiers": dict(sorted(by_type.items())),
+        "evidence": dict(sorted(rules.items())),
+        "members": len(profile.get("members", ())),
+    }
