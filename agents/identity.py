@@ -97,6 +97,9 @@ async def identity(stream: StreamT) -> None:
                 summary = profile_summary(profile)
                 fields = {k: orjson.dumps(v).decode() for k, v in summary.items()}
                 redis_sink.put(f"persona:profile:{pid}:identity", fields)
+                # The lookup index: every identifier hash of the profile -> the profile.
+                for identifier_hash in profile["identifiers"]:
+                    redis_sink.put(f"persona:identity:{identifier_hash}", {"profile_id": pid})
         for absorbed in resolution.absorbed:
             redis_sink.put(f"persona:profile:{absorbed}:identity", {"merged_into": resolution.profile_id or ""})
         STAGE_SECONDS.labels("identity").observe(time.perf_counter() - started)

@@ -14,7 +14,6 @@ the same observation twice changes nothing).
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import orjson
 from faust.types import EventT, StreamT
@@ -27,6 +26,7 @@ from app.faust_app import (
     faust_app,
     hasher,
     identity_input_topic,
+    profile_events_topic,
     resolver,
     settings,
     validator,
@@ -40,7 +40,8 @@ from app.metrics import (
     IDENTITY_FORWARDED,
     STAGE_SECONDS,
 )
-from app.validation import Rejection
+from app.redis_sink import flatten
+from app.validation import Event, Rejection
 from tables import activity
 from tables.definitions import activity_table, alias_table
 from tables.identity.hashing import profile_id_for
@@ -70,6 +71,9 @@ async def ingest_clickstream(stream: StreamT) -> None:
                 settings.dedup_window,
             )
             if outcome == "replayed":
+                # The state may be in the changelog while the forward to the profiles stage was
+                # lost in the crash: forward again; that stage drops repeated event ids.
+                await forward_to_profiles(result, current_profile(resolver.observe_event(result.data)))
                 DUPLICATES.labels(CLICKSTREAM, "offset").inc()
             elif outcome == "applied":
                 obs = resolver.observe_event(result.data)
@@ -79,9 +83,11 @@ async def ingest_clickstream(stream: StreamT) -> None:
                     state = {**state, "identity_seen": seen}
                 activity_table[key] = state
                 EVENTS_PROCESSED.labels(CLICKSTREAM, result.type).inc()
-                fields = redis_fields(activity.summary(state))
-                fields["profile_id"] = current_profile(obs)
+                fields = flatten(activity.summary(state))
+                profile_id = current_profile(obs)
+                fields["profile_id"] = profile_id
                 redis_sink.put(f"persona:activity:{key}", fields)
+                await forward_to_profiles(result, profile_id)
             else:
                 activity_table[key] = state
                 DUPLICATES.labels(CLICKSTREAM, "event_id").inc()
@@ -106,6 +112,15 @@ async def ingest_crm(stream: StreamT) -> None:
             await delivery
             IDENTITY_FORWARDED.labels(CRM).inc()
             EVENTS_PROCESSED.labels(CRM, "crm_record").inc()
+
+
+async def forward_to_profiles(event: Event, profile_id: str) -> None:
+    """Send a valid event, stamped with its profile, to the profiles stage (keyed by profile)."""
+    delivery = await profile_events_topic.send(
+        key=profile_id.encode(),
+        value=orjson.dumps({"profile_id": profile_id, "ts": event.ts, "event": event.data}),
+    )
+    activity_table.hold_watermark_for(delivery)
 
 
 async def forward_event(obs: Observation, partition: int) -> None:
@@ -144,12 +159,3 @@ async def send_dead_letter(record: EventT, rejection: Rejection) -> None:
     if message.topic == CLICKSTREAM:
         activity_table.hold_watermark_for(delivery)
     DEAD_LETTERS.labels(message.topic, rejection.code).inc()
-
-
-def redis_fields(summary: dict[str, Any]) -> dict[str, str | int | float]:
-    """Flatten a summary into Redis hash fields: scalars as they are, the rest as JSON."""
-    return {
-        name: value if isinstance(value, int | float | str) else orjson.dumps(value).decode()
-        for name, value in summary.items()
-        if value is not None
-    }

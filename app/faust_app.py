@@ -12,7 +12,6 @@ import time
 
 import faust
 
-from app.pii import Hasher
 from app.settings import Settings
 from app.validation import Limits, Validator
 from tables.identity import IdentityResolver
@@ -51,8 +50,8 @@ validator = Validator(
         max_event_age_days=settings.max_event_age_days,
     )
 )
-hasher = Hasher(settings.hmac_secret)
 resolver = IdentityResolver(settings.hmac_secret)
+hasher = resolver.hasher.identifier
 started_at = time.time()
 
 
@@ -74,9 +73,18 @@ output_topics = {name: _topic(name) for name in settings.topics.outputs()}
 # Internal: the single ordered identity stream, and aliases partitioned like clickstream.
 identity_input_topic = _topic(settings.identity_input_topic, partitions=1)
 identity_aliases_topic = _topic(settings.identity_aliases_topic)
+profile_events_topic = _topic(settings.profile_events_topic)
+session_summaries_topic = output_topics[settings.topics.session_summaries]
 
 
-COMPONENT_MODULES = ("tables.definitions", "agents.ingest", "agents.identity", "app.web", "app.lifecycle")
+COMPONENT_MODULES = (
+    "tables.definitions",
+    "agents.ingest",
+    "agents.identity",
+    "agents.profiles",
+    "app.web",
+    "app.lifecycle",
+)
 
 
 def load_components() -> None:

@@ -61,6 +61,11 @@ REDIS_PENDING = Gauge(
     "persona_redis_pending_keys",
     "Changed keys waiting to be written to Redis.",
 )
+SESSIONS_CLOSED = Counter(
+    "persona_sessions_closed_total",
+    "Sessions closed and emitted to session-summaries, by close reason.",
+    ["reason"],
+)
 RECOVERY_REWINDS = Counter(
     "persona_recovery_rewinds_total",
     "Source partitions rewound at recovery because the committed offset was ahead of the state.",

@@ -1,7 +1,8 @@
 """Keyed hashing of identifiers at the edge, so state and outputs never hold them in clear.
 
-The identifier type is part of the hashed message: the same text as an email and as
-a user id hashes differently. 128 bits of HMAC-SHA256, hex encoded.
+One implementation serves the whole project: :class:`tables.identity.hashing.IdentifierHasher`
+(HMAC-SHA256 of ``type + separator + value``, 128 bits hex). The identifier type is part
+of the message, so the same text as an email and as a user id hashes differently.
 
 Examples
 --------
@@ -14,24 +15,16 @@ False
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+from functools import lru_cache
+
+from tables.identity.hashing import IdentifierHasher
+
+
+@lru_cache(maxsize=8)
+def _hasher(secret: str) -> IdentifierHasher:
+    return IdentifierHasher(secret)
 
 
 def keyed_hash(secret: str, kind: str, value: str) -> str:
-    """HMAC-SHA256 of ``kind:value`` under ``secret``, truncated to 32 hex characters."""
-    message = f"{kind}\x1f{value}".encode()
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:32]
-
-
-class Hasher:
-    """A :func:`keyed_hash` bound to one secret, for the hot path."""
-
-    __slots__ = ("_key",)
-
-    def __init__(self, secret: str) -> None:
-        self._key = secret.encode()
-
-    def __call__(self, kind: str, value: str) -> str:
-        message = f"{kind}\x1f{value}".encode()
-        return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:32]
+    """The keyed hash of identifier ``value`` of type ``kind`` under ``secret``."""
+    return _hasher(secret).identifier(kind, value)

@@ -123,12 +123,18 @@ class Settings:
         """Internal topic of ``anonymous_id hash -> profile_id`` aliases, partitioned like clickstream."""
         return f"{self.app_id}-identity-aliases"
 
+    @property
+    def profile_events_topic(self) -> str:
+        """Internal topic of validated events stamped with their profile, keyed by ``profile_id``."""
+        return f"{self.app_id}-profile-events"
+
     def internal_topics(self) -> dict[str, int]:
         """Internal topics and their partition counts (created up front by ``ensure_topics``)."""
         return {
             self.identity_input_topic: 1,
             f"{self.app_id}-identity-changelog": 1,
             self.identity_aliases_topic: self.topic_partitions,
+            self.profile_events_topic: self.topic_partitions,
         }
 
     @property

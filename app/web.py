@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
 import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
 
-from app.faust_app import clickstream_topic, faust_app, settings, started_at, validator
+from app.faust_app import clickstream_topic, faust_app, resolver, settings, started_at, validator
 from app.lifecycle import redis_sink
 from app.metrics import HTTP_EVENTS
 from app.validation import Event, Rejection
+from tables.identity.normalise import normalise_email, normalise_id, normalise_loyalty_id, normalise_phone
 
 MAX_BATCH = 1000
 
@@ -86,6 +89,74 @@ class EventsView(View):
         return json_response(
             self, {"accepted": len(accepted), "rejected": len(results) - len(accepted), "results": results}, 202
         )
+
+
+LOOKUP_TYPES: dict[str, Callable[[str], str | None]] = {
+    "email": normalise_email,
+    "phone": lambda raw: normalise_phone(raw, resolver.config.default_region.upper()),
+    "loyalty_id": normalise_loyalty_id,
+    "user_id": normalise_id,
+    "anonymous_id": normalise_id,
+    "device_id": normalise_id,
+}
+
+
+def decode_hash(fields: dict[str, str]) -> dict[str, Any]:
+    """A Redis hash as JSON: fields written as JSON text are decoded, others kept as strings."""
+    out: dict[str, Any] = {}
+    for name, raw in fields.items():
+        try:
+            out[name] = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            out[name] = raw
+    return out
+
+
+async def profile_document(profile_id: str) -> dict[str, Any] | None:
+    """The served profile from Redis: features, active session and identity; None if unknown."""
+    client = redis_sink.client
+    # The sink's client decodes responses, so fields are str.
+    features = cast("dict[str, str]", await client.hgetall(f"persona:profile:{profile_id}"))
+    identity = cast("dict[str, str]", await client.hgetall(f"persona:profile:{profile_id}:identity"))
+    if not features and not identity:
+        return None
+    return {"profile_id": profile_id, **decode_hash(features), "identity": decode_hash(identity)}
+
+
+@faust_app.page("/v1/profiles/lookup")
+class ProfileLookupView(View):
+    """``GET /v1/profiles/lookup?type=email&value=...``: the profile of an identifier, from Redis."""
+
+    async def get(self, request: Request) -> Response:
+        id_type, value = request.query.get("type", ""), request.query.get("value", "")
+        normalise = LOOKUP_TYPES.get(id_type)
+        if normalise is None:
+            return json_response(self, {"error": f"type must be one of {sorted(LOOKUP_TYPES)}"}, 400)
+        normalised = normalise(value)
+        if not normalised:
+            return json_response(self, {"error": f"{value!r} is not a valid {id_type}"}, 400)
+        try:
+            entry = await redis_sink.client.hgetall(f"persona:identity:{resolver.identifier_hash(id_type, normalised)}")
+            document = await profile_document(str(entry["profile_id"])) if entry else None
+        except (RedisError, OSError) as exc:
+            return json_response(self, {"error": f"the serving store is unavailable: {exc}"}, 503)
+        if document is None:
+            return json_response(self, {"error": f"no profile for this {id_type}"}, 404)
+        return json_response(self, document, 200)
+
+
+@faust_app.page("/v1/profiles/{profile_id}")
+class ProfileView(View):
+    """``GET /v1/profiles/{profile_id}``: the current profile as Redis serves it."""
+
+    async def get(self, request: Request, profile_id: str) -> Response:
+        try:
+            document = await profile_document(profile_id)
+        except (RedisError, OSError) as exc:
+            return json_response(self, {"error": f"the serving store is unavailable: {exc}"}, 503)
+        if document is None:
+            return json_response(self, {"error": f"no profile {profile_id!r}"}, 404)
+        return json_response(self, document, 200)
 
 
 @faust_app.page("/health")

@@ -50,3 +50,17 @@ alias_table = ExactTable(
     help="Per-anonymous-id current profile_id, from the identity stage's alias records.",
 )
 faust_app.tables.add(alias_table)
+
+# profile_id -> {"sessions", "profile", "partition"} (tables.profile_stage): one table, so
+# one changelog and one watermark cover everything the profiles stage writes per record.
+profiles_table = ExactTable(
+    faust_app,
+    name="profiles",
+    source_topic=settings.profile_events_topic,
+    default=None,
+    partitions=settings.topic_partitions,
+    schema=faust.Schema(key_serializer="json", value_serializer="json"),
+    beacon=faust_app.tables.beacon,
+    help="Per-profile sessions and unified profile (tables.profile_stage), keyed by profile_id.",
+)
+faust_app.tables.add(profiles_table)
