@@ -17,7 +17,8 @@ keeps what answers them, per profile, in a small JSON-safe dict:
 
 Two tiers by default (:data:`DEFAULT_TIERS`): hourly buckets kept for 48 hours
 and daily buckets kept for 90 days. Every event is counted in every tier, so the
-state is bounded by ``types x (48 + 90)`` counters whatever the traffic.
+state is bounded by ``types x (49 + 91)`` counters whatever the traffic (each tier
+keeps one bucket more than it answers for, since a window rarely starts on a bucket edge).
 
 Granularity
 -----------
@@ -99,7 +100,7 @@ def apply(
     for size, kept in tiers:
         key = str(size)
         old = current["tiers"].get(key, {})
-        oldest = math.floor(newest / size) - kept + 1  # oldest bucket index still useful
+        oldest = math.floor(newest / size) - kept  # oldest bucket that a window <= size * kept can reach
         by_type = {t: _pruned(b, oldest) for t, b in old.items()}
         index = math.floor(ts / size)
         if index >= oldest:
@@ -176,8 +177,10 @@ def next_change_at(
     return float(min(ends)) if ends else None
 
 
-def size(state: State) -> int:
+def size(state: State | None) -> int:
     """Number of counters held (the bound: event types x buckets kept, summed over tiers)."""
+    if state is None:
+        return 0
     return sum(len(b) for by_type in state["tiers"].values() for b in by_type.values())
 
 
