@@ -7,7 +7,7 @@ the value of every operand of its condition (the values that decided it).
 
 Hysteresis
 ----------
-Two mechanisms keep a profile on a boundary from flapping in and out:
+Three mechanisms keep a profile on a boundary from flapping in and out:
 
 * **Exit margin** (``exit_margin`` of a rule). A profile *enters* when the
   condition holds as written; a *member* is evaluated with every ``>``/``>=``
@@ -16,6 +16,10 @@ Two mechanisms keep a profile on a boundary from flapping in and out:
   the count falls to 2. It applies to comparisons of features and counts with a
   number; ``age()`` comparisons move with the clock in one direction only and
   need no margin.
+* **Stay condition** (``stay_when``): a member is held to this condition instead of
+  ``when``, for rules whose way out differs from their way in (a cart abandoner
+  enters 30 minutes after an add to cart and stays until a purchase, rather than
+  leaving at every new add to cart and re-entering 30 minutes later).
 * **Minimum dwell** (``min_dwell``): a member stays for at least that long after
   entering, whatever the condition says (the reason then carries ``held_until``).
 
@@ -67,7 +71,6 @@ from tables.segments.rules import (
     Rule,
     RuleSet,
     String,
-    render_operand,
 )
 
 #: A tick after a threshold time, for comparisons that change just *after* it (``>``, ``<=``).
@@ -111,7 +114,7 @@ class _Context:
             v = windows.count(self.state, o.event, o.seconds, self.now)
         else:
             v = self.age(o.name)
-        self.values[render_operand(o)] = None if isinstance(v, float) and not math.isfinite(v) else v
+        self.values[o.text] = None if isinstance(v, float) and not math.isfinite(v) else v
         return v
 
     def age(self, name: str) -> float:
@@ -164,9 +167,9 @@ def _holds(e: Expr, ctx: _Context, margin: float) -> bool:
 def _instances(
     rule: Rule, features: Mapping[str, Any], members: Mapping[str, Any]
 ) -> Iterator[tuple[str, Expr]]:
-    """(segment id, condition) of a rule: one, or one per key of its family."""
+    """(segment id, condition) of a rule: one, or one per key of its family (``stay_when`` for members)."""
     if rule.for_each is None:
-        yield rule.segment, rule.when
+        yield rule.segment, rule.condition(rule.segment in members)
         return
     prefix = rule.for_each + "."
     keys = {name[len(prefix):] for name in features if name.startswith(prefix) and len(name) > len(prefix)}
@@ -175,7 +178,8 @@ def _instances(
         if segment.startswith(head) and segment.endswith(tail) and len(segment) > len(head) + len(tail):
             keys.add(segment[len(head): len(segment) - len(tail)] if tail else segment[len(head):])
     for key in sorted(keys):
-        yield rule.segment_for(key), rule.condition_for(key)
+        segment = rule.segment_for(key)
+        yield segment, rule.condition_for(key, segment in members)
 
 
 def evaluate(
@@ -210,24 +214,59 @@ def evaluate(
     dict
         Segment id -> :class:`Decision`, for every segment the profile is in.
     """
+    return evaluate_and_schedule(rules, features, window_state, now, members, exits)[0]
+
+
+def evaluate_and_schedule(
+    rules: RuleSet,
+    features: Mapping[str, Any],
+    window_state: State | None,
+    now: float,
+    members: Mapping[str, Mapping[str, Any]] | None = None,
+    exits: dict[str, Decision] | None = None,
+) -> tuple[dict[str, Decision], float | None]:
+    """:func:`evaluate` and the :func:`next_evaluation_at` of its result, in one pass.
+
+    The schedule is computed against the memberships *after* this evaluation (a
+    profile that just entered is timed as a member), which is what the shell stores.
+    """
     members = members or {}
     out: dict[str, Decision] = {}
+    best = math.inf
     for rule in rules.rules:
         for segment, expr in _instances(rule, features, members):
             ctx = _Context(features, window_state, now)
             current = members.get(segment)
             holds = _holds(expr, ctx, rule.exit_margin if current is not None else 0.0)
             reason: dict[str, Any] = {"rule": rule.name, "features": ctx.values}
-            if not holds and current is not None and rule.min_dwell:
-                until = float(current.get("since", now)) + rule.min_dwell
-                if now < until:
-                    holds = True
-                    reason["held_until"] = until
+            since = None if current is None else float(current.get("since", now))
+            if not holds and since is not None and rule.min_dwell and now < since + rule.min_dwell:
+                holds = True
+                reason["held_until"] = since + rule.min_dwell
             if holds:
                 out[segment] = Decision(segment, "rule", reason)
             elif current is not None and exits is not None:
                 exits[segment] = Decision(segment, "rule", reason)
-    return out
+            # Schedule against the membership after this evaluation (its own condition).
+            after = expr
+            if holds != (current is not None):
+                after = _condition(rule, segment, holds)
+            for t in _times(after, ctx):
+                if now < t < best:
+                    best = t
+            if holds and rule.min_dwell:
+                until = (since if since is not None else now) + rule.min_dwell
+                if now < until < best:
+                    best = until
+    return out, (None if best == math.inf else best)
+
+
+def _condition(rule: Rule, segment: str, member: bool) -> Expr:
+    if rule.for_each is None:
+        return rule.condition(member)
+    head, _, tail = rule.segment.partition("{key}")
+    key = segment[len(head): len(segment) - len(tail)] if tail else segment[len(head):]
+    return rule.condition_for(key, member)
 
 
 def _times(e: Expr, ctx: _Context) -> Iterator[float]:

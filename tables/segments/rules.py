@@ -22,7 +22,9 @@ The file
     segment = "interest:{key}"
     when = "affinity.{key} >= 0.3"
 
-Keys of a rule: ``when`` (required), ``description``, ``segment`` (the segment id;
+Keys of a rule: ``when`` (required), ``stay_when`` (the condition a *member* is held
+to instead of ``when``: explicit hysteresis, e.g. enter 30 minutes after an add to cart,
+stay until a purchase), ``description``, ``segment`` (the segment id;
 defaults to the rule name; must contain ``{key}`` with ``for_each``), ``for_each``
 (a feature family ``prefix.*``), ``exit_margin`` (a number >= 0) and ``min_dwell``
 (a duration). Top-level ``defaults`` may set ``exit_margin`` and ``min_dwell``.
@@ -64,7 +66,7 @@ import math
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -85,6 +87,10 @@ class Feature:
     """A named profile feature."""
 
     name: str
+    text: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", self.name)
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,10 @@ class Count:
 
     event: str
     seconds: float
+    text: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", f"count({self.event}, {format_duration(self.seconds)})")
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,10 @@ class Age:
     """``age(name)``: seconds since an event type or a timestamp feature."""
 
     name: str
+    text: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", f"age({self.name})")
 
 
 @dataclass(frozen=True)
@@ -168,12 +182,8 @@ def _num(x: float) -> str:
 
 def render_operand(o: Operand) -> str:
     """The source text of an operand (also the key of its value in a reason)."""
-    if isinstance(o, Feature):
-        return o.name
-    if isinstance(o, Count):
-        return f"count({o.event}, {format_duration(o.seconds)})"
-    if isinstance(o, Age):
-        return f"age({o.name})"
+    if isinstance(o, Feature | Count | Age):
+        return o.text
     if isinstance(o, Number):
         return format_duration(o.value) if o.duration else _num(o.value)
     return '"' + o.value + '"'
@@ -364,6 +374,10 @@ class Rule:
         Seconds a member stays at least, whatever the condition says.
     for_each : str or None
         A feature family prefix (``affinity``): one segment per feature of it.
+    stay : Expr or None
+        The condition of a member (``stay_when``), ``None``: ``when``.
+    stay_text : str or None
+        The source of ``stay``.
     """
 
     name: str
@@ -374,10 +388,17 @@ class Rule:
     exit_margin: float = 0.0
     min_dwell: float = 0.0
     for_each: str | None = None
+    stay: Expr | None = None
+    stay_text: str | None = None
 
-    def condition_for(self, key: str) -> Expr:
+    def condition(self, member: bool) -> Expr:
+        """The condition to evaluate: ``stay`` for a member when set, else ``when``."""
+        return self.stay if member and self.stay is not None else self.when
+
+    def condition_for(self, key: str, member: bool = False) -> Expr:
         """The condition of a ``for_each`` rule for one key of the family."""
-        return _parse_cached(self.when_text.replace("{key}", key))
+        text = self.stay_text if member and self.stay_text is not None else self.when_text
+        return _parse_cached(text.replace("{key}", key))
 
     def segment_for(self, key: str) -> str:
         """The segment id of a ``for_each`` rule for one key of the family."""
@@ -414,7 +435,7 @@ class RuleSet:
         return [r.name for r in self.rules]
 
 
-_RULE_KEYS = {"when", "description", "segment", "for_each", "exit_margin", "min_dwell"}
+_RULE_KEYS = {"when", "stay_when", "description", "segment", "for_each", "exit_margin", "min_dwell"}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_:\-]*")
 
 
@@ -554,6 +575,9 @@ def _rule(name: str, spec: Any, defaults: Mapping[str, Any], registry: FeatureRe
     when = spec.get("when")
     if not isinstance(when, str):
         raise ConfigError("'when' (a condition string) is required")
+    stay_text = spec.get("stay_when")
+    if stay_text is not None and not isinstance(stay_text, str):
+        raise ConfigError("'stay_when' must be a condition string")
     margin = spec.get("exit_margin", defaults.get("exit_margin", 0))
     if isinstance(margin, bool) or not isinstance(margin, int | float) or not math.isfinite(margin) or margin < 0:
         raise ConfigError(f"exit_margin must be a number >= 0, got {margin!r}")
@@ -573,11 +597,20 @@ def _rule(name: str, spec: Any, defaults: Mapping[str, Any], registry: FeatureRe
             raise ConfigError(f"unknown feature family {for_each!r}")
         if "{key}" not in segment or "{key}" not in when:
             raise ConfigError("a for_each rule needs {key} in both 'segment' and 'when'")
-        expr = parse(when.replace("{key}", "key"))
-        validate(expr, registry, tiers)
-        return Rule(name, segment, expr, when, description, float(margin), dwell, prefix)
-    if "{key}" in when or "{key}" in segment:
+        expr = _checked(when.replace("{key}", "key"), "when", registry, tiers)
+        stay = None if stay_text is None else _checked(stay_text.replace("{key}", "key"), "stay_when", registry, tiers)
+        return Rule(name, segment, expr, when, description, float(margin), dwell, prefix, stay, stay_text)
+    if "{key}" in when or "{key}" in segment or "{key}" in (stay_text or ""):
         raise ConfigError("{key} is only allowed with for_each")
-    expr = parse(when)
-    validate(expr, registry, tiers)
-    return Rule(name, segment, expr, when, description, float(margin), dwell, None)
+    expr = _checked(when, "when", registry, tiers)
+    stay = None if stay_text is None else _checked(stay_text, "stay_when", registry, tiers)
+    return Rule(name, segment, expr, when, description, float(margin), dwell, None, stay, stay_text)
+
+
+def _checked(text: str, key: str, registry: FeatureRegistry, tiers: Any) -> Expr:
+    try:
+        expr = parse(text)
+        validate(expr, registry, tiers)
+    except ConfigError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+    return expr

@@ -30,16 +30,19 @@ class Script:
     def _evaluate(self, now: float, basis: str) -> None:
         members = membership.segments(self.state["members"])
         exits: dict[str, ev.Decision] = {}
-        decisions = ev.evaluate(self.rules, self.features, self.state["windows"], now, members, exits)
+        decisions, timer = ev.evaluate_and_schedule(
+            self.rules, self.features, self.state["windows"], now, members, exits
+        )
         new, changes = membership.diff(
             self.profile_id, self.state["members"], decisions, now, basis, kinds=("rule",), exits=exits
         )
         self.state = {**self.state, "members": new}
         self.changes.extend(changes)
         self.evaluations += 1
-        self.timer = ev.next_evaluation_at(
-            self.rules, self.features, self.state["windows"], now, membership.segments(new)
-        )
+        # The one-pass schedule agrees with the stand-alone function on the new memberships.
+        assert timer == ev.next_evaluation_at(self.rules, self.features, self.state["windows"], now,
+                                              membership.segments(new))
+        self.timer = timer
 
     def event(self, event_type: str, ts: float, **features: Any) -> list[dict[str, Any]]:
         """One event (and the profile's features after it); returns the changes it caused."""

@@ -25,24 +25,26 @@ def test_the_default_rules_file_loads_with_the_six_documented_rules():
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (rule("monetaryy > 3"), "rule 'r1': unknown feature 'monetaryy'"),
-        (rule("count(product_veiw, 24h) > 3"), "rule 'r1': unknown event type 'product_veiw'"),
-        (rule("count(product_view, 90m) > 3"), "rule 'r1': bad window 90m in count(product_view, 90m)"),
-        (rule("count(product_view, 400d) > 3"), "rule 'r1': bad window 400d"),
-        (rule("count(product_view, soon) > 3"), "rule 'r1': bad window: expected a duration"),
-        (rule("monetary >> 3"), "rule 'r1': bad operator '>>'"),
-        (rule("monetary => 3"), "rule 'r1': bad operator '=>'"),
-        (rule("monetary > 'lots'"), "rule 'r1': bad threshold type in 'monetary > \"lots\"'"),
-        (rule("country > 'GB'"), "rule 'r1': bad operator '>' in"),
-        (rule("country == 3"), "rule 'r1': bad threshold type"),
-        (rule("age(monetary) > 3d"), "rule 'r1': age() needs an event type or a timestamp feature"),
-        (rule("3 < monetary"), "rule 'r1': the left side of a comparison must be"),
-        (rule("monetary > 3 and"), "rule 'r1': expected an operand, found the end"),
-        (rule("(monetary > 3"), "rule 'r1': expected ')', found the end"),
+        (rule("monetaryy > 3"), "rule 'r1': when: unknown feature 'monetaryy'"),
+        (rule("count(product_veiw, 24h) > 3"), "rule 'r1': when: unknown event type 'product_veiw'"),
+        (rule("count(product_view, 90m) > 3"), "rule 'r1': when: bad window 90m in count(product_view, 90m)"),
+        (rule("count(product_view, 400d) > 3"), "rule 'r1': when: bad window 400d"),
+        (rule("count(product_view, soon) > 3"), "rule 'r1': when: bad window: expected a duration"),
+        (rule("monetary >> 3"), "rule 'r1': when: bad operator '>>'"),
+        (rule("monetary => 3"), "rule 'r1': when: bad operator '=>'"),
+        (rule("monetary > 'lots'"), "rule 'r1': when: bad threshold type in 'monetary > \"lots\"'"),
+        (rule("country > 'GB'"), "rule 'r1': when: bad operator '>' in"),
+        (rule("country == 3"), "rule 'r1': when: bad threshold type"),
+        (rule("age(monetary) > 3d"), "rule 'r1': when: age() needs an event type or a timestamp feature"),
+        (rule("3 < monetary"), "rule 'r1': when: the left side of a comparison must be"),
+        (rule("monetary > 3 and"), "rule 'r1': when: expected an operand, found the end"),
+        (rule("(monetary > 3"), "rule 'r1': when: expected ')', found the end"),
         (rule("monetary > 3", "exit_margin = -1"), "rule 'r1': exit_margin must be a number >= 0"),
         (rule("monetary > 3", 'exit_margin = "big"'), "rule 'r1': exit_margin must be a number >= 0"),
         (rule("monetary > 3", 'min_dwell = "an hour"'), "rule 'r1': bad duration 'an hour'"),
         (rule("monetary > 3", "colour = 1"), "rule 'r1': unknown keys ['colour']"),
+        (rule("monetary > 3", 'stay_when = "monetary >"'), "rule 'r1': stay_when: expected an operand"),
+        (rule("monetary > 3", "stay_when = 3"), "rule 'r1': 'stay_when' must be a condition string"),
         ("[rules.r1]\ndescription = 'x'\n", "rule 'r1': 'when' (a condition string) is required"),
         (rule("affinity.{key} > 0.3", 'for_each = "colour.*"\nsegment = "i:{key}"'),
          "rule 'r1': unknown feature family 'colour.*'"),
@@ -72,7 +74,7 @@ def test_a_rules_file_on_disk_is_named_in_the_error(tmp_path):
     path.write_text(rule("frequency > 1", name="loyal"), encoding="utf-8")
     assert load_rules(path).names() == ["loyal"]
     path.write_text(rule("frequncy > 1", name="loyal"), encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"rules\.toml: rule 'loyal': unknown feature 'frequncy'"):
+    with pytest.raises(ConfigError, match=r"rules\.toml: rule 'loyal': when: unknown feature 'frequncy'"):
         load_rules(path)
 
 
