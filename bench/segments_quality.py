@@ -198,9 +198,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cluster_current: dict[str, int | None] = {}
     cluster_members: dict[str, dict[str, Any]] = {}
     model = ClusterModel(CLUSTER_FEATURES, k=args.k, warmup=args.warmup, halflife=args.halflife, seed=args.seed,
-                         margin=args.margin)
+                         margin=args.margin, reseed_every=args.reseed_every)
     auto = ClusterModel(CLUSTER_FEATURES, k=None, k_range=(2, 10), warmup=args.warmup, halflife=args.halflife,
-                        seed=args.seed)
+                        seed=args.seed, reseed_every=args.reseed_every)
     rule_flaps, cluster_flaps = Flaps(), Flaps()
     events = learned = 0
     rule_time = 0.0
@@ -225,12 +225,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 del due_at[pid]
                 evaluate_rules(pid, t, f"timer:{t}")
 
-    def session_end(pid: str, now: float) -> None:
+    def update_cluster(pid: str, now: float, learn: bool) -> None:
         nonlocal learned
         x = customers[pid].vector(now)
-        model.learn_one(x)
-        auto.learn_one(x)
-        learned += 1
+        if learn:
+            model.learn_one(x)
+            auto.learn_one(x)
+            learned += 1
         d = model.decision(x, cluster_current.get(pid))
         if d is None:
             return
@@ -239,7 +240,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         cluster_current[pid] = d.reason["cluster"]
         cluster_flaps.add(changes, now)
 
+    def daily_refresh(now: float) -> None:
+        """The profile refresh a timer does once a day (recency and tenure move with the clock)."""
+        for pid in sorted(customers):
+            update_cluster(pid, now, learn=args.learn_on in ("daily", "both"))
+
     started = time.perf_counter()
+    next_tick = end.timestamp() - args.days * DAY + DAY
     offset = 0
     last_ts = 0.0
     for record in iter_records(config):
@@ -253,19 +260,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if c is None:
             c = customers[pid] = StandIn()
             seg_state[pid] = state.new_state()
+        while ts >= next_tick:
+            daily_refresh(next_tick)
+            next_tick += DAY
         if c.session_id is not None and session_id != c.session_id:
-            session_end(pid, ts)
+            update_cluster(pid, ts, learn=args.learn_on in ("session", "both"))
         c.update(event, ts, session_id)
-        t0 = time.perf_counter()
-        fire_timers(ts)
-        offset += 1
-        seg_state[pid], _ = state.apply_event(seg_state[pid], event["type"], ts, offset)
-        evaluate_rules(pid, ts, f"clickstream:0:{offset}")
-        rule_time += time.perf_counter() - t0
+        if not args.no_rules:
+            t0 = time.perf_counter()
+            fire_timers(ts)
+            offset += 1
+            seg_state[pid], _ = state.apply_event(seg_state[pid], event["type"], ts, offset)
+            evaluate_rules(pid, ts, f"clickstream:0:{offset}")
+            rule_time += time.perf_counter() - t0
         events += 1
         last_ts = ts
     for pid in customers:  # the last session of each customer ends with the period
-        session_end(pid, last_ts)
+        update_cluster(pid, last_ts, learn=args.learn_on in ("session", "both"))
     fire_timers(end.timestamp())
     stream_seconds = time.perf_counter() - started
 
@@ -303,10 +314,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "command": " ".join(["python -m bench.segments_quality", *sys.argv[1:]]),
         "machine": f"{platform.machine()}, Python {platform.python_version()}",
         "config": {"customers": args.customers, "days": args.days, "seed": args.seed, "k": args.k,
-                   "warmup": args.warmup, "halflife": args.halflife, "margin": args.margin},
+                   "warmup": args.warmup, "halflife": args.halflife, "margin": args.margin,
+                   "learn_on": args.learn_on, "reseed_every": args.reseed_every},
         "events": events,
         "profiles": len(pids),
-        "session_vectors_learned": learned,
+        "vectors_learned": learned,
         "archetypes": dict(Counter(truth)),
         "clusters": {
             f"online (River, k={args.k})": scores(online),
@@ -338,6 +350,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--halflife", type=float, default=0.02)
     parser.add_argument("--margin", type=float, default=0.1, help="cluster assignment hysteresis")
+    parser.add_argument("--learn-on", choices=("session", "daily", "both"), default="daily",
+                        help="when the cluster model learns a profile's vector: at each session end, at the "
+                             "daily profile refresh, or both (assignments are made at both in every case)")
+    parser.add_argument("--reseed-every", type=int, default=5000,
+                        help="re-seed from the last N vectors learned, every N vectors")
+    parser.add_argument("--no-rules", action="store_true", help="skip the rules (cluster figures only)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
     result = run(args)

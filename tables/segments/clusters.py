@@ -7,16 +7,24 @@
 Start-up (warm-up)
     River's k-means starts from random centres, which converge slowly and can
     leave clusters empty. The model therefore buffers the first ``warmup`` vectors,
-    then seeds the centres with k-means++ and a few Lloyd iterations on that
-    standardised buffer, and from then on learns online (each ``learn_one`` moves
+    then seeds the centres with k-means++ and Lloyd iterations on that
+    standardised buffer (best inertia of ``n_init`` seedings), and from then on learns online (each ``learn_one`` moves
     the nearest centre by ``halflife`` of the way to the point: an exponential
     moving average that follows drift). ``predict_one`` is ``None`` until then.
 Choosing k
     ``k`` fixed by configuration, or ``k=None``: the k in ``k_range`` with the best
-    silhouette of the seeded clustering on the warm-up buffer (:func:`choose_k`).
+    silhouette of the seeded clustering on the warm-up buffer (:func:`choose_k`),
+    chosen again at each re-seeding (new centres get new ids; vanished ones' ids retire).
+    The benchmark found silhouette prefers fewer clusters than the six archetypes
+    (``docs/benchmarks.md``), so production should configure ``k``.
+Periodic re-seeding
+    With ``reseed_every=N`` the model re-seeds its centres every N learned vectors
+    from the last N (k-means++ and Lloyd on that recent sample), then goes on
+    learning online. Without it, online k-means lags behind profiles whose features
+    move with time (recency, tenure) and can strand centres.
 Stable ids
     Internal centre indices are mapped to stable ids. :meth:`ClusterModel.reseed`
-    (periodic re-seeding from the reservoir sample, e.g. when quality drops) computes
+    (periodic re-seeding, or on demand from the reservoir, e.g. when quality drops) computes
     new centres in a new order; each new centre takes the id of the old centre it is
     matched to by minimum total distance (Hungarian: :func:`match_ids`, with
     :func:`scipy.optimize.linear_sum_assignment`, greedy if SciPy is missing), so a
@@ -57,6 +65,7 @@ import copy
 import json
 import math
 import random
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -131,6 +140,18 @@ def silhouette(z: np.ndarray, labels: Sequence[int] | np.ndarray) -> float:
         b = min(d[i, lab == other].mean() for other in uniq if other != lab[i])
         s[i] = (b - a) / max(a, b) if max(a, b) > 0 else 0.0
     return float(s.mean())
+
+
+def kmeans_best_of(z: np.ndarray, k: int, seed: int = 0, n_init: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """The lowest-inertia result of :func:`kmeans_fit` over ``n_init`` seeds (``seed``, ``seed + 1`` …)."""
+    best: tuple[float, np.ndarray, np.ndarray] | None = None
+    for i in range(max(1, n_init)):
+        centres, labels = kmeans_fit(z, k, seed + i)
+        inertia = float(((z - centres[labels]) ** 2).sum())
+        if best is None or inertia < best[0]:
+            best = (inertia, centres, labels)
+    assert best is not None
+    return best[1], best[2]
 
 
 def choose_k(z: np.ndarray, k_range: tuple[int, int], seed: int = 0) -> tuple[int, dict[int, float]]:
@@ -211,6 +232,15 @@ class ClusterModel:
         Hysteresis of :meth:`assign` (relative distance).
     seed
         Seed of every random choice (seeding, reservoir).
+    n_init
+        Seedings tried at warm-up (and re-seeding); the lowest inertia is kept.
+    reseed_every
+        When > 0, every that many learned vectors (after warm-up) the centres are
+        re-seeded from the last ``reseed_every`` vectors, ids kept stable
+        (:meth:`reseed`). Online k-means alone lets centres lag behind profiles whose
+        features move with time and strands centres that lost their points; the
+        benchmark measures the difference (``docs/benchmarks.md``). The window is
+        part of the saved state (``reseed_every`` x features floats).
     """
 
     def __init__(
@@ -223,6 +253,8 @@ class ClusterModel:
         reservoir_size: int = 500,
         margin: float = 0.1,
         seed: int = 0,
+        n_init: int = 5,
+        reseed_every: int = 0,
     ) -> None:
         if not features:
             raise ValueError("at least one feature is needed")
@@ -238,6 +270,9 @@ class ClusterModel:
         self.reservoir_size = reservoir_size
         self.margin = margin
         self.seed = seed
+        self.n_init = n_init
+        self.reseed_every = max(0, reseed_every)
+        self.recent: deque[list[float]] = deque(maxlen=max(self.reseed_every, 1))
         self.scaler = preprocessing.StandardScaler()
         self.kmeans: cluster.KMeans | None = None
         self.ids: list[int] = []
@@ -275,6 +310,8 @@ class ClusterModel:
             j = self._rng.randrange(self.seen)
             if j < self.reservoir_size:
                 self.reservoir[j] = raw
+        if self.reseed_every:
+            self.recent.append(raw)
         if self.kmeans is None:
             self.buffer.append(raw)
             if len(self.buffer) >= self.warmup:
@@ -282,13 +319,15 @@ class ClusterModel:
                 self.buffer = []
             return
         self.kmeans.learn_one(self._scaled(raw))
+        if self.reseed_every and (self.seen - self.warmup) % self.reseed_every == 0:
+            self._seed_from(list(self.recent))
 
     def _seed_from(self, sample: Sequence[Sequence[float]]) -> None:
         z = np.array([[v[f] for f in self.features] for v in (self._scaled(r) for r in sample)])
         k = self.k
         if k is None:
             k, self.k_scores = choose_k(z, self.k_range, self.seed)
-        centres, _ = kmeans_fit(z, k, self.seed)
+        centres, _ = kmeans_best_of(z, k, self.seed, self.n_init)
         old = self.centres()
         km = cluster.KMeans(n_clusters=len(centres), halflife=self.halflife, seed=self.seed)
         for i, c in enumerate(centres):
@@ -298,16 +337,18 @@ class ClusterModel:
         if not self._drift_base:
             self._drift_base = self.centres()
 
-    def reseed(self) -> dict[int, int]:
-        """Re-seed the centres from the reservoir sample, keeping ids stable.
+    def reseed(self, sample: Sequence[Vector] | None = None) -> set[int]:
+        """Re-seed the centres from ``sample`` (default: the reservoir), keeping ids stable.
 
-        Returns the id each old centre maps to after matching (ids that disappear are absent).
+        A recent sample (e.g. the last day's profile vectors) follows drift and revives
+        centres that lost all their points. Returns the ids kept from before.
         """
-        if not self.reservoir:
-            return {}
+        raws = self.reservoir if sample is None else [self._raw(x) for x in sample]
+        if not raws:
+            return set()
         before = set(self.ids)
-        self._seed_from(self.reservoir)
-        return {i: i for i in self.ids if i in before}
+        self._seed_from(raws)
+        return {i for i in self.ids if i in before}
 
     # -- prediction
 
@@ -414,7 +455,8 @@ class ClusterModel:
             "features": self.features,
             "params": {
                 "k": self.k, "k_range": list(self.k_range), "halflife": self.halflife, "warmup": self.warmup,
-                "reservoir_size": self.reservoir_size, "margin": self.margin, "seed": self.seed,
+                "reservoir_size": self.reservoir_size, "margin": self.margin, "seed": self.seed, "n_init": self.n_init,
+                "reseed_every": self.reseed_every,
             },
             "scaler": {
                 "counts": dict(self.scaler.counts),
@@ -427,6 +469,7 @@ class ClusterModel:
             "ids": self.ids,
             "next_id": self.next_id,
             "buffer": self.buffer,
+            "recent": list(self.recent),
             "reservoir": self.reservoir,
             "seen": self.seen,
             "rng": _rng_state(self._rng),
@@ -443,7 +486,8 @@ class ClusterModel:
             raise ValueError(f"unsupported cluster model version {data.get('version')!r}")
         p = data["params"]
         m = cls(data["features"], k=p["k"], k_range=tuple(p["k_range"]), halflife=p["halflife"],
-                warmup=p["warmup"], reservoir_size=p["reservoir_size"], margin=p["margin"], seed=p["seed"])
+                warmup=p["warmup"], reservoir_size=p["reservoir_size"], margin=p["margin"], seed=p["seed"],
+                n_init=p.get("n_init", 5), reseed_every=p.get("reseed_every", 0))
         s = data["scaler"]
         m.scaler = preprocessing.StandardScaler._from_state(s["counts"], s["means"], s["vars"])
         if data["centres"] is not None:
@@ -455,6 +499,7 @@ class ClusterModel:
         m.ids = list(data["ids"])
         m.next_id = data["next_id"]
         m.buffer = copy.deepcopy(data["buffer"])
+        m.recent.extend(copy.deepcopy(data.get("recent", [])))
         m.reservoir = copy.deepcopy(data["reservoir"])
         m.seen = data["seen"]
         m._rng.setstate(_rng_tuple(data["rng"]))

@@ -158,3 +158,30 @@ def test_kmeans_fit_is_deterministic_for_a_seed():
     a, la = kmeans_fit(z, 3, seed=4)
     b, lb = kmeans_fit(z, 3, seed=4)
     assert np.array_equal(a, b) and np.array_equal(la, lb)
+
+
+def test_periodic_reseeding_follows_drifting_profiles_and_keeps_their_ids():
+    rng = random.Random(4)
+    model = ClusterModel(["x", "y"], k=2, warmup=60, reseed_every=100, seed=1)
+
+    def blob(centre: float) -> dict[str, float]:
+        return {"x": rng.gauss(centre, 0.3), "y": rng.gauss(centre, 0.3)}
+
+    for _ in range(60):
+        model.learn_one(blob(0.0))
+        model.learn_one(blob(6.0))
+    low, high = model.predict_one({"x": 0.0, "y": 0.0}), model.predict_one({"x": 6.0, "y": 6.0})
+    assert low != high
+    for step in range(300):  # both groups drift by +3 over 600 vectors, crossing several re-seeds
+        shift = 3.0 * step / 300
+        model.learn_one(blob(0.0 + shift))
+        model.learn_one(blob(6.0 + shift))
+    assert model.predict_one({"x": 3.0, "y": 3.0}) == low
+    assert model.predict_one({"x": 9.0, "y": 9.0}) == high
+    twin = ClusterModel.from_json(json.loads(json.dumps(model.to_json())))
+    assert list(twin.recent) == list(model.recent) and len(model.recent) == 100
+    for _ in range(150):  # crosses the next re-seed in both
+        x = blob(9.0)
+        model.learn_one(x)
+        twin.learn_one(x)
+    assert twin.to_json() == model.to_json()
