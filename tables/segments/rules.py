@@ -496,7 +496,8 @@ def load_rules(
     Parameters
     ----------
     source
-        A path to a TOML file, TOML text (a ``str`` containing a newline or ``=``),
+        A path to a TOML file (a :class:`~pathlib.Path`, or a one-line ``str`` without
+        ``=`` or ending in ``.toml``), TOML text (any other ``str``),
         an already parsed mapping, or ``None`` for the shipped ``default_rules.toml``.
     registry
         Known feature names.
@@ -515,7 +516,7 @@ def load_rules(
         data = _toml(text, name)
     elif isinstance(source, Mapping):
         name, data = "<rules>", dict(source)
-    elif isinstance(source, Path) or ("\n" not in source and "=" not in source):
+    elif isinstance(source, Path) or ("\n" not in source and ("=" not in source or source.endswith(".toml"))):
         name = str(source)
         try:
             text = Path(source).read_text(encoding="utf-8")

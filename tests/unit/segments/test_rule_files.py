@@ -67,6 +67,8 @@ def test_a_bad_rules_file_raises_a_config_error_naming_the_rule_and_the_problem(
 def test_a_missing_file_is_a_config_error_not_a_traceback(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_rules(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_rules(str(tmp_path / "nope.toml"))
 
 
 def test_a_rules_file_on_disk_is_named_in_the_error(tmp_path):

@@ -70,3 +70,27 @@ def test_any_when_string_in_a_rules_file_loads_or_raises_a_config_error(text):
         load_rules({"rules": {"r": {"when": text}}})
     except ConfigError as exc:
         assert "rule 'r'" in str(exc)
+
+
+values = st.one_of(
+    st.text(max_size=30), st.integers(-5, 5), st.floats(allow_nan=True), st.booleans(),
+    st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.sampled_from(["count(search, 24h) > 1", "affinity.{key} > 0.2", "affinity.*", "1h", "-1", "interest:{key}"]),
+)
+rule_keys = st.sampled_from(["when", "stay_when", "segment", "for_each", "exit_margin", "min_dwell", "description", "x"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.sampled_from(["r", "r-2", "bad name"]),
+                       st.one_of(values, st.dictionaries(rule_keys, values, max_size=5)), max_size=3),
+       st.one_of(st.none(), st.dictionaries(st.sampled_from(["exit_margin", "min_dwell", "y"]), values, max_size=2)))
+def test_any_rules_document_loads_or_raises_a_config_error_and_nothing_else(rules, defaults):
+    doc: dict = {"rules": rules}
+    if defaults is not None:
+        doc["defaults"] = defaults
+    try:
+        loaded = load_rules(doc)
+    except ConfigError as exc:
+        assert str(exc).startswith("segment rules <rules>")
+    else:
+        assert loaded.names() == list(rules)
