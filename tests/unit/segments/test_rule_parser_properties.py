@@ -77,7 +77,9 @@ values = st.one_of(
     st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
     st.sampled_from(["count(search, 24h) > 1", "affinity.{key} > 0.2", "affinity.*", "1h", "-1", "interest:{key}"]),
 )
-rule_keys = st.sampled_from(["when", "stay_when", "segment", "for_each", "exit_margin", "min_dwell", "description", "x"])
+rule_keys = st.sampled_from(
+    ["when", "stay_when", "segment", "for_each", "exit_margin", "min_dwell", "description", "x"]
+)
 
 
 @settings(max_examples=150, deadline=None)
