@@ -128,18 +128,17 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
-def _compare(c: Compare, ctx: _Context, margin: float) -> bool:
-    left, right = ctx.value(c.left), ctx.value(c.right)
-    if left is None or right is None:
-        return False
-    if _is_number(left) != _is_number(right):
-        return False
+def _relaxed(c: Compare, threshold: Any, margin: float) -> Any:
+    """A member's threshold: ``>``/``>=`` lowered and ``<``/``<=`` raised by ``margin``."""
     if margin and isinstance(c.right, Number) and not isinstance(c.left, Age):
         if c.op in (">", ">="):
-            right = right - margin
-        elif c.op in ("<", "<="):
-            right = right + margin
-    op = c.op
+            return threshold - margin
+        if c.op in ("<", "<="):
+            return threshold + margin
+    return threshold
+
+
+def _apply_op(op: str, left: Any, right: Any) -> bool:
     try:
         if op == ">":
             return bool(left > right)
@@ -154,6 +153,15 @@ def _compare(c: Compare, ctx: _Context, margin: float) -> bool:
     if op == "==":
         return bool(left == right)
     return bool(left != right)
+
+
+def _compare(c: Compare, ctx: _Context, margin: float) -> bool:
+    left, right = ctx.value(c.left), ctx.value(c.right)
+    if left is None or right is None:
+        return False
+    if _is_number(left) != _is_number(right):
+        return False
+    return _apply_op(c.op, left, _relaxed(c, right, margin))
 
 
 def _holds(e: Expr, ctx: _Context, margin: float) -> bool:
@@ -251,7 +259,7 @@ def evaluate_and_schedule(
             after = expr
             if holds != (current is not None):
                 after = _condition(rule, segment, holds)
-            for t in _times(after, ctx):
+            for t in _times(after, ctx, rule.exit_margin if holds else 0.0):
                 if now < t < best:
                     best = t
             if holds and rule.min_dwell:
@@ -269,10 +277,27 @@ def _condition(rule: Rule, segment: str, member: bool) -> Expr:
     return rule.condition_for(key, member)
 
 
-def _times(e: Expr, ctx: _Context) -> Iterator[float]:
+def _times(e: Expr, ctx: _Context, margin: float) -> Iterator[float]:
+    """Times after ``ctx.now`` at which a comparison of ``e`` may change truth with no event.
+
+    ``count() OP number``: the first bucket expiry after which the comparison (with the
+    member's margin) flips, so a profile is not woken for every hourly bucket;
+    other ``count()`` comparisons: the next expiry; ``age() OP number``: the crossing.
+    """
     if isinstance(e, And | Or):
         for item in e.items:
-            yield from _times(item, ctx)
+            yield from _times(item, ctx, margin)
+        return
+    if isinstance(e.left, Count) and isinstance(e.right, Number):
+        c = e.left
+        threshold = _relaxed(e, e.right.value, margin)
+        n = windows.count(ctx.state, c.event, c.seconds, ctx.now)
+        before = _apply_op(e.op, n, threshold)
+        for expiry, k in windows.expiries(ctx.state, c.event, c.seconds, ctx.now):
+            n -= k
+            if _apply_op(e.op, n, threshold) != before:
+                yield expiry
+                break
         return
     for o in (e.left, e.right):
         if isinstance(o, Count):
@@ -295,8 +320,8 @@ def next_evaluation_at(
 ) -> float | None:
     """The earliest time after ``now`` at which a rule's outcome may change with no new event.
 
-    Candidates: a bucket leaving a ``count()`` window, an ``age()`` crossing its
-    threshold, a member's minimum dwell ending. ``None`` when nothing is pending.
+    Candidates: the bucket expiry after which a ``count()`` comparison flips, an
+    ``age()`` crossing its threshold, a member's minimum dwell ending. ``None`` when nothing is pending.
     Evaluating at a returned time that turns out to change nothing is harmless.
     """
     members = members or {}
@@ -304,10 +329,10 @@ def next_evaluation_at(
     for rule in rules.rules:
         for segment, expr in _instances(rule, features, members):
             ctx = _Context(features, window_state, now)
-            for t in _times(expr, ctx):
+            current = members.get(segment)
+            for t in _times(expr, ctx, rule.exit_margin if current is not None else 0.0):
                 if now < t < best:
                     best = t
-            current = members.get(segment)
             if current is not None and rule.min_dwell:
                 until = float(current.get("since", now)) + rule.min_dwell
                 if now < until < best:

@@ -177,6 +177,30 @@ def next_change_at(
     return float(min(ends)) if ends else None
 
 
+def expiries(
+    state: State | None,
+    event_type: str,
+    window: float,
+    now: float,
+    tiers: Sequence[tuple[int, int]] = DEFAULT_TIERS,
+) -> list[tuple[float, int]]:
+    """``(time, count)`` of each bucket now in the window, by the time it leaves it, earliest first.
+
+    >>> s, _ = apply(None, "search", ts=7200.0, offset=0)
+    >>> s, _ = apply(s, "search", ts=3700.0, offset=1)
+    >>> expiries(s, "search", 7200, now=7300.0)
+    [(14400.0, 1), (18000.0, 1)]
+    """
+    size = tier_for(window, tiers)
+    if state is None or size is None:
+        return []
+    return sorted(
+        (float((int(i) + 1) * size + window), n)
+        for i, n in state["tiers"].get(str(size), {}).get(event_type, {}).items()
+        if n and _in_window(int(i), size, window, now)
+    )
+
+
 def size(state: State | None) -> int:
     """Number of counters held (the bound: event types x buckets kept, summed over tiers)."""
     if state is None:
