@@ -30,7 +30,10 @@ abandoned 30 minutes after the add, a customer lapses 60 days after the last
 purchase, a view leaves the 24-hour window. :func:`next_evaluation_at` gives the
 earliest time at which any rule's outcome can change without a new event; the
 shell keeps it per profile (e.g. in a timer table) and re-runs :func:`evaluate`
-for the profiles :func:`due` returns.
+for the profiles :func:`due` returns. :func:`evaluate_and_schedule` does both in
+one pass (what the agent calls per event and per due timer). For ``count() OP
+number`` the time is the bucket expiry at which the comparison flips, not every
+expiry, so an active profile is not woken hourly.
 
 Examples
 --------
