@@ -14,4 +14,6 @@ One concept per module:
     Membership state and its diff into ``segment-changes`` records; merge/split/erase.
 :mod:`~tables.segments.clusters`
     Online clustering (River) with stable ids, labels, persistence and quality.
+:mod:`~tables.segments.state`
+    The ``segments`` table value (windows + memberships) and its registered hook.
 """
