@@ -1,8 +1,9 @@
 """Stage 3, profiles: sessions and the unified profile of each profile_id.
 
 <app_id>-profile-events (keyed by profile_id, from ingest) ──► profiles table ──► Redis persona:profile:<id>
-                                                         └──► session-summaries (closed sessions)
-tick records (sent by a timer into each owned partition)  ──► close the sessions of idle profiles
+                                                         ├──► session-summaries (closed sessions)
+                                                         └──► segment-changes (rule segments entered/exited)
+tick records (sent by a timer into each owned partition)  ──► close idle sessions, fire timed segment rules
 
 Ticks travel through the same partition as the events, so closing sessions happens in
 stream order, inside the stream (where table writes reach the right changelog partition).
@@ -11,13 +12,20 @@ stream order, inside the stream (where table writes reach the right changelog pa
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import orjson
 from faust.types import StreamT
 
-from app.faust_app import faust_app, profile_events_topic, session_summaries_topic, settings
+from app.faust_app import (
+    faust_app,
+    profile_events_topic,
+    segment_changes_topic,
+    session_summaries_topic,
+    settings,
+)
 from app.lifecycle import redis_sink
-from app.metrics import SESSIONS_CLOSED, STAGE_SECONDS
+from app.metrics import SEGMENT_CHANGES, SESSIONS_CLOSED, STAGE_SECONDS
 from app.redis_sink import flatten
 from app.validation import Event
 from tables import profile_stage, sessions
@@ -27,8 +35,9 @@ from tables.quality import QualityMonitor
 TICK_SECONDS = 5.0
 clock = profile_stage.StreamClock()
 monitor = QualityMonitor()
-# partition -> profile ids with open sessions; rebuilt from the table after a restart.
-open_sessions: dict[int, set[str]] = {}
+# partition -> profile ids a tick may concern (open sessions or a segment evaluation due);
+# rebuilt from the table after a restart.
+waiting: dict[int, set[str]] = {}
 
 
 @faust_app.agent(profile_events_topic, name="profiles")
@@ -38,66 +47,76 @@ async def update_profiles(stream: StreamT) -> None:
         message = record.message
         envelope = orjson.loads(record.value)
         if "tick" in envelope:
-            await close_idle_sessions(message.partition, float(envelope["tick"]))
+            await on_tick(message.partition, float(envelope["tick"]))
         else:
-            await apply_event(envelope, message.partition, message.offset)
+            await apply_event(envelope, message.topic, message.partition, message.offset)
         await profiles_table.applied(message.partition, message.offset)
         STAGE_SECONDS.labels("profiles").observe(time.perf_counter() - started)
 
 
-async def apply_event(envelope: dict[str, object], partition: int, offset: int) -> None:
+async def apply_event(envelope: dict[str, Any], topic: str, partition: int, offset: int) -> None:
     doc = envelope["event"]
-    assert isinstance(doc, dict)
     profile_id = str(envelope["profile_id"])
-    event = Event(doc, doc["type"], doc["event_id"], doc["anonymous_id"], float(str(envelope["ts"])))
+    event = Event(doc, doc["type"], doc["event_id"], doc["anonymous_id"], float(envelope["ts"]))
     clock.observe(partition, event.ts, time.time())
-    value, closed = profile_stage.apply_event(profiles_table.get(profile_id), event, offset, partition, monitor=monitor)
+    value, outputs = profile_stage.apply_event(
+        profiles_table.get(profile_id), event, offset, partition, profile_id,
+        monitor=monitor, basis=f"{topic}:{partition}:{offset}",
+    )
     profiles_table[profile_id] = value
-    await emit_sessions(profile_id, closed)
-    track_open(partition, profile_id, value)
+    await emit(profile_id, outputs)
+    track(partition, profile_id, value)
     redis_sink.put(f"persona:profile:{profile_id}", flatten(profile_stage.serving(value, event.ts)))
 
 
-async def close_idle_sessions(partition: int, wall: float) -> None:
+async def on_tick(partition: int, wall: float) -> None:
     now = clock.now(partition, wall)
     if now is None:
         return
-    if partition not in open_sessions:
-        open_sessions[partition] = {
-            str(pid)
-            for pid, value in profiles_table.items()
-            if isinstance(value, dict)
-            and value.get("partition") == partition
-            and profile_stage.has_open_sessions(value)
+    if partition not in waiting:
+        waiting[partition] = {
+            str(pid) for pid, value in profiles_table.items() if needs_ticks(value, partition)
         }
-    for profile_id in list(open_sessions[partition]):
+    for profile_id in list(waiting[partition]):
         value = profiles_table.get(profile_id)
         if value is None:
-            open_sessions[partition].discard(profile_id)
+            waiting[partition].discard(profile_id)
             continue
-        value, closed = profile_stage.tick(value, now)
-        if closed:
+        value, outputs = profile_stage.tick(value, now, profile_id)
+        if outputs.closed_sessions or outputs.segment_changes:
             profiles_table[profile_id] = value
-            await emit_sessions(profile_id, closed)
+            await emit(profile_id, outputs)
             redis_sink.put(f"persona:profile:{profile_id}", flatten(profile_stage.serving(value, now)))
-        track_open(partition, profile_id, value)
+        track(partition, profile_id, value)
 
 
-def track_open(partition: int, profile_id: str, value: dict[str, object]) -> None:
-    members = open_sessions.setdefault(partition, set())
-    if profile_stage.has_open_sessions(value):
+def needs_ticks(value: Any, partition: int) -> bool:
+    return (
+        isinstance(value, dict)
+        and value.get("partition") == partition
+        and (profile_stage.has_open_sessions(value) or profile_stage.next_evaluation_at(value) is not None)
+    )
+
+
+def track(partition: int, profile_id: str, value: dict[str, Any]) -> None:
+    members = waiting.setdefault(partition, set())
+    if needs_ticks(value, partition):
         members.add(profile_id)
     else:
         members.discard(profile_id)
 
 
-async def emit_sessions(profile_id: str, closed: list[sessions.Session]) -> None:
-    for session in closed:
-        delivery = await session_summaries_topic.send(
-            key=profile_id.encode(), value=orjson.dumps(sessions.summary(session, profile_id))
-        )
+async def emit(profile_id: str, outputs: profile_stage.Outputs) -> None:
+    key = profile_id.encode()
+    for session in outputs.closed_sessions:
+        summary = sessions.summary(session, profile_id)
+        delivery = await session_summaries_topic.send(key=key, value=orjson.dumps(summary))
         profiles_table.hold_watermark_for(delivery)
         SESSIONS_CLOSED.labels(session.get("close_reason", "inactivity")).inc()
+    for change in outputs.segment_changes:
+        delivery = await segment_changes_topic.send(key=key, value=orjson.dumps(change))
+        profiles_table.hold_watermark_for(delivery)
+        SEGMENT_CHANGES.labels(change["segment_kind"], change["change"]).inc()
 
 
 @faust_app.timer(TICK_SECONDS)

@@ -75,6 +75,7 @@ identity_input_topic = _topic(settings.identity_input_topic, partitions=1)
 identity_aliases_topic = _topic(settings.identity_aliases_topic)
 profile_events_topic = _topic(settings.profile_events_topic)
 session_summaries_topic = output_topics[settings.topics.session_summaries]
+segment_changes_topic = output_topics[settings.topics.segment_changes]
 
 
 COMPONENT_MODULES = (

@@ -66,6 +66,11 @@ SESSIONS_CLOSED = Counter(
     "Sessions closed and emitted to session-summaries, by close reason.",
     ["reason"],
 )
+SEGMENT_CHANGES = Counter(
+    "persona_segment_changes_total",
+    "Segment changes emitted to segment-changes, by segment kind and change.",
+    ["kind", "change"],
+)
 RECOVERY_REWINDS = Counter(
     "persona_recovery_rewinds_total",
     "Source partitions rewound at recovery because the committed offset was ahead of the state.",

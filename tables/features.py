@@ -188,3 +188,36 @@ def document() -> str:
 
 if __name__ == "__main__":
     print(document(), end="")
+
+
+def rule_features(state: dict[str, Any], now: float) -> dict[str, Any]:
+    """The features segment rules read (names of :data:`tables.segments.known_features.DEFAULT_FEATURES`).
+
+    ``frequency`` and ``monetary`` are the decayed order count and revenue (half-life 90
+    days), the streaming form of "in the last 90 days"; a timestamp feature with no value is
+    left out, so a rule on it is false.
+
+    >>> from tables.profile import new_state
+    >>> f = rule_features({**new_state(), "orders": 2, "revenue_cents": 12000, "first_seen": 5.0,
+    ...                    "affinity": {"toys": 3.0, "books": 1.0}}, now=10.0)
+    >>> f["lifetime.purchases"], f["lifetime.revenue"], f["affinity.toys"], "last_purchase_at" in f
+    (2, 120.0, 0.75, False)
+    """
+    t0 = state["t0"] if state["t0"] is not None else now
+    decayed = state["decayed"]
+    last_purchase = state["last_purchase"]
+    affinity = state["affinity"]
+    total_affinity = sum(affinity.values())
+    features: dict[str, Any] = {
+        "recency_days": (now - last_purchase) / DAY if last_purchase is not None else RECENCY_CAP_DAYS,
+        "frequency": read(decayed["orders"], now, t0, HALF_LIFE["orders"]),
+        "monetary": read(decayed["revenue"], now, t0, HALF_LIFE["revenue"]),
+        "lifetime.purchases": state["orders"],
+        "lifetime.revenue": state["revenue_cents"] / 100,
+        **{f"affinity.{c}": v / total_affinity for c, v in affinity.items() if total_affinity},
+    }
+    for name, value in (("first_seen", state["first_seen"]), ("last_seen", state["last_seen"]),
+                        ("last_purchase_at", last_purchase), ("country", state["traits"].get("country"))):
+        if value is not None:
+            features[name] = value
+    return features

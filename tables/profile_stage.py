@@ -1,6 +1,6 @@
-"""The per-profile state of the profiles stage: open sessions and the unified profile, together.
+"""The per-profile state of the profiles stage: sessions, the unified profile and rule segments.
 
-One table value per ``profile_id`` holds both states, so one changelog (and one
+One table value per ``profile_id`` holds all three, so one changelog (and one
 watermark, see :mod:`tables.exact`) covers everything the stage writes for an input
 record: two tables fed by the same topic would each rewind it on their own.
 
@@ -10,11 +10,13 @@ touch the keys of the tick's partition (their changelog partition).
 Examples
 --------
 >>> from tables.sessions import ev
->>> value, closed = apply_event(None, ev("e1", 1000.0), offset=0, partition=3)
->>> value["sessions"]["open"][0]["events"], value["profile"]["counts"]["page_view"], value["partition"], closed
-(1, 1, 3, [])
->>> value, closed = tick(value, now=1000.0 + 1800 + 301)
->>> [c["close_reason"] for c in closed], has_open_sessions(value)
+>>> value, out = apply_event(None, ev("e1", 1000.0), offset=0, partition=3, profile_id="p-1")
+>>> value["sessions"]["open"][0]["events"], value["profile"]["counts"]["page_view"], value["partition"]
+(1, 1, 3)
+>>> [(c["segment_id"], c["change"]) for c in out.segment_changes]   # first seen just now
+[('new_visitor', 'entered')]
+>>> value, out = tick(value, now=1000.0 + 1800 + 301, profile_id="p-1")
+>>> [c["close_reason"] for c in out.closed_sessions], has_open_sessions(value)
 (['inactivity'], False)
 """
 
@@ -22,21 +24,42 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from app.validation import Event
 from tables import profile, sessions
+from tables.features import rule_features
 from tables.hooks import State, register
 from tables.quality import QualityMonitor
+from tables.segments import membership
+from tables.segments import state as segments
+from tables.segments.evaluate import evaluate_and_schedule
+from tables.segments.rules import RuleSet, load_rules
+
+
+@lru_cache(maxsize=1)
+def default_rules() -> RuleSet:
+    """The shipped rule file (``tables/segments/default_rules.toml``)."""
+    return load_rules()
 
 
 @dataclass(frozen=True)
 class StageConfig:
     sessions: sessions.SessionConfig = field(default_factory=sessions.SessionConfig)
     profile: profile.ProfileConfig = field(default_factory=profile.ProfileConfig)
+    rules: RuleSet = field(default_factory=default_rules)
 
 
 DEFAULT = StageConfig()
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What one input record makes the stage emit."""
+
+    closed_sessions: list[sessions.Session] = field(default_factory=list)
+    segment_changes: list[dict[str, Any]] = field(default_factory=list)
 
 
 def apply_event(
@@ -44,25 +67,51 @@ def apply_event(
     event: Event,
     offset: int,
     partition: int,
+    profile_id: str,
     config: StageConfig = DEFAULT,
     monitor: QualityMonitor | None = None,
-) -> tuple[State, list[sessions.Session]]:
-    """Fold one event into the profile's sessions and features; return the value and closed sessions.
+    basis: str | None = None,
+) -> tuple[State, Outputs]:
+    """Fold one event into the profile's sessions, features and segments.
 
-    Each part keeps its own source offset, so a replayed event changes neither.
+    Each part keeps its own source offset, so a replayed event changes nothing and emits
+    nothing. ``basis`` (default ``offset:<offset>``) names the input position in the ids
+    of the segment changes, so a replay that does emit produces the same ids.
     """
     current = value or {}
     session_state, _, closed = sessions.apply(current.get("sessions"), event, offset, config.sessions)
     profile_state, _ = profile.apply(current.get("profile"), event, offset, config.profile, monitor)
-    return {"sessions": session_state, "profile": profile_state, "partition": partition}, closed
+    segment_state, outcome = segments.apply_event(current.get("segments"), event.type, event.ts, offset)
+    new = {**current, "sessions": session_state, "profile": profile_state, "segments": segment_state,
+           "partition": partition}
+    changes: list[dict[str, Any]] = []
+    if outcome == "applied":
+        new, changes = _evaluate(new, profile_id, event.ts, basis or f"offset:{offset}", config)
+    return new, Outputs(closed, changes)
 
 
-def tick(value: State, now: float, config: StageConfig = DEFAULT) -> tuple[State, list[sessions.Session]]:
-    """Close the sessions whose time is up at stream time ``now``."""
+def tick(value: State, now: float, profile_id: str, config: StageConfig = DEFAULT) -> tuple[State, Outputs]:
+    """At stream time ``now``: close the sessions whose time is up, re-evaluate segments when due."""
     session_state, closed = sessions.close_expired(value["sessions"], now, config.sessions)
-    if not closed:
-        return value, []
-    return {**value, "sessions": session_state}, closed
+    new = {**value, "sessions": session_state} if closed else value
+    changes: list[dict[str, Any]] = []
+    due_at = value.get("next_eval_at")
+    if due_at is not None and due_at <= now:
+        new, changes = _evaluate(new, profile_id, now, f"timer:{now:.3f}", config)
+    return new, Outputs(closed, changes)
+
+
+def _evaluate(value: State, profile_id: str, now: float, basis: str, config: StageConfig) -> tuple[State, list[Any]]:
+    seg = value["segments"]
+    decisions, next_at = evaluate_and_schedule(
+        config.rules, rule_features(value["profile"], now), seg["windows"], now, membership.segments(seg["members"])
+    )
+    members, changes = membership.diff(profile_id, seg["members"], decisions, now, basis, kinds=("rule",))
+    return {**value, "segments": {**seg, "members": members}, "next_eval_at": next_at}, changes
+
+
+def next_evaluation_at(value: State | None) -> float | None:
+    return value.get("next_eval_at") if value else None
 
 
 def has_open_sessions(value: State | None) -> bool:
@@ -70,10 +119,11 @@ def has_open_sessions(value: State | None) -> bool:
 
 
 def serving(value: State, now: float, config: StageConfig = DEFAULT) -> dict[str, Any]:
-    """What Redis serves for a profile: features summary plus the active session."""
+    """What Redis serves for a profile: features summary, the active session, the segments."""
     return {
         **profile.serving(value["profile"], now, config.profile),
         "session": sessions.serving(value["sessions"]),
+        "segments": sorted(membership.segments(value.get("segments", {}).get("members"))),
     }
 
 
@@ -84,27 +134,37 @@ class ProfileStageHooks:
         return {
             "sessions": sessions.HOOKS.merge(surviving["sessions"], absorbed["sessions"]),
             "profile": profile.HOOKS.merge(surviving["profile"], absorbed["profile"]),
+            "segments": segments.HOOKS.merge(
+                surviving.get("segments") or segments.new_state(), absorbed.get("segments") or segments.new_state()
+            ),
             "partition": surviving["partition"],
+            # Re-evaluated on the next event or tick of the survivor.
+            "next_eval_at": 0.0,
         }
 
     def split(self, state: State, profile_id: str, new_profile_ids: Sequence[str]) -> dict[str, State]:
         session_parts = sessions.HOOKS.split(state["sessions"], profile_id, new_profile_ids)
         profile_parts = profile.HOOKS.split(state["profile"], profile_id, new_profile_ids)
+        segment_parts = segments.HOOKS.split(state.get("segments") or segments.new_state(), profile_id, new_profile_ids)
         return {
             pid: {
                 "sessions": session_parts.get(pid) or sessions.new_state(),
                 "profile": profile_parts.get(pid) or profile.new_state(),
+                "segments": segment_parts.get(pid) or segments.new_state(),
                 "partition": state["partition"],
+                "next_eval_at": 0.0,
             }
-            for pid in {*session_parts, *profile_parts}
+            for pid in {*session_parts, *profile_parts, *segment_parts}
         }
 
     def erase(self, state: State) -> State | None:
         erased_sessions = sessions.HOOKS.erase(state["sessions"])
         erased_profile = profile.HOOKS.erase(state["profile"])
-        if erased_sessions is None and erased_profile is None:
+        erased_segments = segments.HOOKS.erase(state.get("segments") or segments.new_state())
+        if erased_sessions is None and erased_profile is None and erased_segments is None:
             return None
-        return {"sessions": erased_sessions, "profile": erased_profile, "partition": state["partition"]}
+        return {"sessions": erased_sessions, "profile": erased_profile, "segments": erased_segments,
+                "partition": state["partition"]}
 
 
 HOOKS = register("profiles", ProfileStageHooks())

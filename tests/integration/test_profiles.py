@@ -17,6 +17,7 @@ from tests.integration.events import event, iso, record
 pytestmark = pytest.mark.integration
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "session-summaries.v1.json").read_text())
+SEGMENT_SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "segment-changes.v1.json").read_text())
 HOUR = 3600.0
 
 
@@ -66,6 +67,14 @@ def test_sessions_close_into_summaries_and_the_profile_is_served_by_id_and_by_em
     _, profile = get(port, f"/v1/profiles/{profile_id}")
     assert profile["orders"] == 1
     assert "Ann" not in json.dumps(profile) and "example.com" not in json.dumps(profile).lower()
+
+    assert "new_visitor" in profile["segments"]
+
+    changes = pipeline.consume(pipeline.topics.segment_changes, expected=2)
+    for change in changes:
+        jsonschema.validate(change, SEGMENT_SCHEMA)
+    assert {(c["segment_id"], c["change"]) for c in changes} >= {("new_visitor", "entered")}
+    assert all(c["profile_id"] == profile_id for c in changes)
 
     assert get(port, "/v1/profiles/no-such-profile")[0] == 404
     assert get(port, "/v1/profiles/lookup?type=shoe_size&value=9")[0] == 400
