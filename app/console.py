@@ -37,6 +37,9 @@ class Snapshot:
     dead_letters: dict[str, float] = field(default_factory=dict)
     duplicates: dict[str, float] = field(default_factory=dict)
     table_keys: dict[str, float] = field(default_factory=dict)
+    sessions_closed: float = 0.0
+    segment_changes: dict[str, float] = field(default_factory=dict)
+    identity_changes: dict[str, float] = field(default_factory=dict)
     redis_writes: float = 0.0
     redis_errors: float = 0.0
     workers_up: int = 0
@@ -52,6 +55,8 @@ def scrape(ports: list[int]) -> Snapshot:
     dead: dict[str, float] = defaultdict(float)
     dups: dict[str, float] = defaultdict(float)
     keys: dict[str, float] = defaultdict(float)
+    segments: dict[str, float] = defaultdict(float)
+    identity: dict[str, float] = defaultdict(float)
     for port in ports:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1.0) as response:
@@ -70,6 +75,12 @@ def scrape(ports: list[int]) -> Snapshot:
                     dups[labels["kind"]] += sample.value
                 elif sample.name == "persona_table_keys":
                     keys[labels["table"]] += sample.value
+                elif sample.name == "persona_sessions_closed_total":
+                    snap.sessions_closed += sample.value
+                elif sample.name == "persona_segment_changes_total":
+                    segments[labels["change"]] += sample.value
+                elif sample.name == "persona_identity_changes_total":
+                    identity[labels["change"]] += sample.value
                 elif sample.name == "persona_redis_writes_total":
                     snap.redis_writes += sample.value
                 elif sample.name == "persona_redis_errors_total":
@@ -80,6 +91,7 @@ def scrape(ports: list[int]) -> Snapshot:
         dict(dups),
         dict(keys),
     )
+    snap.segment_changes, snap.identity_changes = dict(segments), dict(identity)
     snap.processed = sum(by_type.values())
     return snap
 
@@ -93,9 +105,12 @@ def render(snap: Snapshot, previous: Snapshot | None, elapsed: float, workers: i
     table.add_column("value", justify="right")
     table.add_row("events/s (last interval)", f"{rate:,.0f}")
     table.add_row("events processed", f"{snap.processed:,.0f}")
-    table.add_row("profiles (anonymous ids with activity)", f"{snap.table_keys.get('activity', 0):,.0f}")
-    table.add_row("sessions", "not built yet (sessions issue)")
-    table.add_row("segments", "not built yet (segmentation issue)")
+    table.add_row("anonymous ids", f"{snap.table_keys.get('activity', 0):,.0f}")
+    table.add_row("profiles", f"{snap.table_keys.get('profiles', 0):,.0f}")
+    table.add_row("identity merges", f"{snap.identity_changes.get('merged', 0):,.0f}")
+    table.add_row("sessions closed", f"{snap.sessions_closed:,.0f}")
+    entered, exited = snap.segment_changes.get("entered", 0), snap.segment_changes.get("exited", 0)
+    table.add_row("segment entries / exits", f"{entered:,.0f} / {exited:,.0f}")
     table.add_row("dead letters", f"{snap.dead_letter_total:,.0f}")
     for reason, n in sorted(snap.dead_letters.items()):
         table.add_row(f"  {reason}", f"{n:,.0f}")
@@ -280,6 +295,12 @@ def summary(snap: Snapshot, elapsed: float) -> Table:
     for event_type, n in sorted(snap.processed_by_type.items()):
         table.add_row(f"  {event_type}", f"{n:,.0f}")
     table.add_row("anonymous ids with state", f"{snap.table_keys.get('activity', 0):,.0f}")
+    table.add_row("profiles", f"{snap.table_keys.get('profiles', 0):,.0f}")
+    for change, n in sorted(snap.identity_changes.items()):
+        table.add_row(f"identity changes ({change})", f"{n:,.0f}")
+    table.add_row("sessions closed", f"{snap.sessions_closed:,.0f}")
+    for change, n in sorted(snap.segment_changes.items()):
+        table.add_row(f"segment changes ({change})", f"{n:,.0f}")
     table.add_row("dead letters", f"{snap.dead_letter_total:,.0f}")
     for reason, n in sorted(snap.dead_letters.items()):
         table.add_row(f"  {reason}", f"{n:,.0f}")

@@ -59,6 +59,9 @@ def test_up_with_a_duration_processes_traffic_prints_a_summary_and_leaves_no_pro
     assert summary["processed"] > 1000
     assert sum(summary["dead_letters"].values()) > 0, "the simulator's malformed share must show up as dead letters"
     assert summary["table_keys"]["activity"] > 0
+    assert summary["table_keys"]["profiles"] > 0
+    assert summary["sessions_closed"] > 0
+    assert summary["segment_changes"].get("entered", 0) > 0
     pids = started_pids(run_dir)
     assert {"broker", "redis", "worker-1", "simulator"} <= set(pids)
     assert not [name for name, pid in pids.items() if alive(pid)]
