@@ -76,12 +76,12 @@ async def identity(stream: StreamT) -> None:
             touched = [resolution.profile_id] if resolution.profile_id else []
         aliases = alias_updates(staged, touched)
         deliveries = [
-            await changes_topic.send(key=change["profile_id"].encode(), value=orjson.dumps(change))
+            await changes_topic.send(key=change["profile_id"].encode(), value=orjson.dumps(change), force=True)
             for change in resolution.changes
         ]
         deliveries += [
             await identity_aliases_topic.send(
-                key=anon.encode(), value=orjson.dumps({"profile_id": pid}), partition=partition
+                key=anon.encode(), value=orjson.dumps({"profile_id": pid}), partition=partition, force=True
             )
             for anon, pid, partition in aliases
         ]

@@ -107,7 +107,7 @@ async def ingest_crm(stream: StreamT) -> None:
             # a replay forwards it again, and resolving it twice changes nothing).
             obs = resolver.observe_crm(result.data)
             delivery = await identity_input_topic.send(
-                key=obs.source.encode(), value=orjson.dumps({"obs": observation_to_dict(obs)})
+                key=obs.source.encode(), value=orjson.dumps({"obs": observation_to_dict(obs)}), force=True
             )
             await delivery
             IDENTITY_FORWARDED.labels(CRM).inc()
@@ -127,7 +127,7 @@ async def forward_event(obs: Observation, partition: int) -> None:
     """Send a clickstream observation to the identity stage and wait for the broker's ack."""
     anon = anonymous_hash(obs)
     doc = {"obs": observation_to_dict(obs), "anon": anon, "partition": partition}
-    delivery = await identity_input_topic.send(key=(anon or "").encode(), value=orjson.dumps(doc))
+    delivery = await identity_input_topic.send(key=(anon or "").encode(), value=orjson.dumps(doc), force=True)
     await delivery
     IDENTITY_FORWARDED.labels(CLICKSTREAM).inc()
 

@@ -19,6 +19,7 @@ The functional core of the ``identity`` agent. Modules, one concept each:
 ``changes``               ``identity-changes.v1`` output records
 ``hooks``                 the ``MergeHook`` contract other profile-keyed tables implement
 ``link``                  batch linking of JSONL (``persona link``, the FEBRL benchmark)
+``stream``                the streaming stage's pure parts: forwarding, one-table state, aliases
 ========================  ==================================================================
 
 Examples
