@@ -41,6 +41,7 @@ faust_app = faust.App(
     broker_rebalance_timeout=settings.rebalance_timeout_seconds,
     broker_session_timeout=settings.session_timeout_seconds,
     broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
+    consumer_group_instance_id=settings.worker_instance_id or None,
 )
 
 validator = Validator(

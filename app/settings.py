@@ -77,6 +77,7 @@ class Settings:
     log_level: str = "warning"
     rebalance_timeout_seconds: float = 10.0
     session_timeout_seconds: float = 10.0
+    worker_instance_id: str = ""
     topics: Topics = field(default_factory=Topics)
 
     @classmethod
@@ -199,6 +200,10 @@ SETTINGS_DOC: dict[str, str] = {
     "log_level": "Worker log level.",
     "rebalance_timeout_seconds": "Kafka consumer-group rebalance timeout: how long a join waits for members.",
     "session_timeout_seconds": "Kafka consumer-group session timeout: how soon a dead worker's partitions move.",
+    "worker_instance_id": (
+        "Static group membership id (`group.instance.id`), unique per worker: a worker restarted with the "
+        "same id takes its predecessor's place at once. Empty: dynamic membership."
+    ),
 }
 
 

@@ -67,12 +67,13 @@ class Pipeline:
         env.update({f"PERSONA_TOPIC_{f.upper()}": getattr(self.topics, f) for f in Topics.__dataclass_fields__})
         return env
 
-    def start_worker(self, wait: bool = True) -> tuple[ManagedProcess, int]:
+    def start_worker(self, wait: bool = True, instance_id: str | None = None) -> tuple[ManagedProcess, int]:
         port = free_port()
         name = f"{self.app_id}-worker-{len(self.workers) + 1}"
-        worker = ManagedProcess.start(
-            name, worker_argv(port), self.run_dir, {**self.env, "PERSONA_WEB_PORT": str(port)}
-        )
+        env = {**self.env, "PERSONA_WEB_PORT": str(port)}
+        if instance_id:
+            env["PERSONA_WORKER_INSTANCE_ID"] = instance_id
+        worker = ManagedProcess.start(name, worker_argv(port), self.run_dir, env)
         self.workers.append((worker, port))
         if wait:
             self.wait_ready(worker, port)
@@ -201,3 +202,32 @@ def wait_for(condition: Callable[[], bool], timeout: float, message: Callable[[]
             return
         time.sleep(0.2)
     raise AssertionError(message())
+
+
+
+async def leave_group_for(bootstrap: str, group: str, member_id: str) -> None:
+    """Send LeaveGroup on behalf of a killed member, as its session expiry would have removed it.
+
+    The embedded broker never expires a killed member's session, and a restarted worker can be
+    left with no partitions while the dead member keeps them (compare nisshi-io/nisshi#625).
+    Apache Kafka expires the member after ``session.timeout.ms``.
+    """
+    from aiokafka.client import AIOKafkaClient
+    from aiokafka.protocol.group import LeaveGroupRequest
+
+    client = AIOKafkaClient(bootstrap_servers=bootstrap)
+    await client.bootstrap()
+    try:
+        node_id = next(iter(client.cluster.brokers())).nodeId
+        await client.send(node_id, LeaveGroupRequest(group, member_id))
+    finally:
+        await client.close()
+
+
+def expire_killed_worker(pipeline: Pipeline, worker: ManagedProcess) -> None:
+    """Remove a SIGKILLed worker from its group (see :func:`leave_group_for`)."""
+    import re
+
+    member_ids = re.findall(r"Joined group '[^']+' \(generation \d+\) with member_id (\S+)", worker.tail(100_000))
+    assert member_ids, "the killed worker never joined its group"
+    asyncio.run(leave_group_for(pipeline.stack.bootstrap, pipeline.app_id, member_ids[-1]))
