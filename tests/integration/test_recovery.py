@@ -13,8 +13,8 @@ from tests.integration.events import event, record
 # Worker restarts on the embedded broker: Tansu does not always give a restarted worker its
 # partitions back (it keeps dead members and can leave the new one unassigned; compare
 # nisshi-io/nisshi#625), so a restart test may time out waiting for a worker that never got
-# work. Up to two reruns, reported by pytest as RERUN; a wrong count is never retried away,
-# because every assertion on state is exact and a rerun starts from a fresh deployment.
+# work. Up to two reruns, each on a fresh deployment. A rerun could also hide a real wrong
+# count, so CI output shows every RERUN: a rerun there deserves a look.
 pytestmark = [pytest.mark.integration, pytest.mark.flaky(reruns=2)]
 
 IDS = [f"anon-{i}" for i in range(20)]
