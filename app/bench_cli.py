@@ -7,6 +7,7 @@ this command adds the repository root to ``sys.path`` before importing it.
 from __future__ import annotations
 
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -43,6 +44,13 @@ SCENARIO_CHOICES = ("faust_passthrough", "quix_count", "pipeline_1w", "pipeline_
     help="Also profile a separate 1-worker pipeline drain with py-spy for this many seconds (0: off).",
 )
 @click.option(
+    "--tuning",
+    "tuning",
+    multiple=True,
+    help="Also run the 1-worker pipeline with this tuning variant (repeatable; 'all' for every one; "
+    "see bench/throughput.py TUNING_VARIANTS).",
+)
+@click.option(
     "--results-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=REPO / "bench" / "results",
@@ -55,6 +63,7 @@ def bench(
     probe_seconds: float,
     scenarios: tuple[str, ...],
     profile_seconds: float,
+    tuning: tuple[str, ...],
     results_dir: Path,
 ) -> None:
     """Measure events/s, latency, CPU and memory of bare Faust, Quix Streams and the pipeline (1 and 2 workers).
@@ -67,8 +76,16 @@ def bench(
         sys.path.insert(0, str(REPO))
     from rich.console import Console
 
-    from bench.throughput import BenchConfig, BenchError, run, table
+    from bench.throughput import TUNING_VARIANTS, BenchConfig, BenchError, run, table, tuning_table
 
+    if "all" in tuning:
+        tuning = tuple(TUNING_VARIANTS)
+    unknown = [t for t in tuning if t not in TUNING_VARIANTS]
+    if unknown:
+        raise click.BadParameter(f"{unknown}; choose from {list(TUNING_VARIANTS)} or 'all'", param_hint="--tuning")
+
+    # SIGTERM unwinds like Ctrl-C, so every process the run started is stopped by its finally blocks.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     console = Console()
     cfg = BenchConfig(
         events=100_000 if quick else events,
@@ -76,6 +93,7 @@ def bench(
         probe_seconds=probe_seconds,
         profile_seconds=profile_seconds,
         results_dir=results_dir,
+        tuning=tuning,
         command="persona " + shlex.join(["bench", *sys.argv[2:]]) if len(sys.argv) > 1 else "persona bench",
     )
     if scenarios:
@@ -85,4 +103,6 @@ def bench(
     except BenchError as exc:
         raise click.ClickException(str(exc)) from exc
     console.print(table(document))
+    if document.get("tuning"):
+        console.print(tuning_table(document))
     console.print(f"results: {document['_json_path']}  plot: {document['_png_path']}")

@@ -89,6 +89,7 @@ class BenchConfig:
     probe_seconds: float = 10.0
     scenarios: tuple[str, ...] = ("faust_passthrough", "quix_count", "pipeline_1w", "pipeline_2w")
     profile_seconds: float = 0.0
+    tuning: tuple[str, ...] = ()
     data_dir: Path = REPO / "bench" / "data"
     results_dir: Path = REPO / "bench" / "results"
     run_dir: Path = REPO / ".persona" / "bench"
@@ -102,6 +103,26 @@ class BenchConfig:
 
     def sim_config(self, seed: int) -> SimConfig:
         return SimConfig(seed=seed, customers=self.customers, days=14, end=SIM_END).check()
+
+
+# Tuning experiments (``--tuning``): the 1-worker pipeline with one change each, applied
+# through the environment only (Faust reads its settings from env vars; BENCH_PATCHES
+# is applied by bench/worker_variant.py). Not part of the headline figures.
+TUNING_VARIANTS: dict[str, dict[str, str]] = {
+    "baseline": {},
+    "producer_linger=5ms": {"PRODUCER_LINGER": "0.005"},
+    "producer_linger=20ms": {"PRODUCER_LINGER": "0.02"},
+    "stream_buffer_maxsize=16384": {"STREAM_BUFFER_MAXSIZE": "16384"},
+    "consumer_max_fetch_size=4MiB": {"CONSUMER_MAX_FETCH_SIZE": str(4 * 2**20)},
+    "broker_commit_interval=5s": {"BROKER_COMMIT_INTERVAL": "5.0"},
+    "metric labels cached": {"BENCH_PATCHES": "labels_cache"},
+    "per-event histograms off": {"BENCH_PATCHES": "histograms_off"},
+    "linger=5ms + labels cached + buffer 16384": {
+        "PRODUCER_LINGER": "0.005",
+        "STREAM_BUFFER_MAXSIZE": "16384",
+        "BENCH_PATCHES": "labels_cache",
+    },
+}
 
 
 class BenchError(RuntimeError):
@@ -392,9 +413,13 @@ def run_pipeline_scenario(
     console: Console,
     redis_db: int,
     profile_seconds: float = 0.0,
+    variant_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     tag = f"bench-{cfg.stamp}-{name}"
-    env = pipeline_env(cfg, stack, tag, workers_n, redis_db)
+    env = {**pipeline_env(cfg, stack, tag, workers_n, redis_db), **(variant_env or {})}
+    argv = worker_argv
+    if variant_env and variant_env.get("BENCH_PATCHES"):
+        argv = variant_argv
     settings = Settings.from_env(env)
     (cfg.run_dir / tag).mkdir(parents=True, exist_ok=True)
     ensure_topics_sync(settings)
@@ -403,9 +428,7 @@ def run_pipeline_scenario(
     console.print(f"{name}: produced {cfg.events:,} records in {produced_s:.1f} s")
     ports = [free_port() for _ in range(workers_n)]
     workers = [
-        ManagedProcess.start(
-            f"{tag}-worker-{i + 1}", worker_argv(port), cfg.run_dir, {**env, "PERSONA_WEB_PORT": str(port)}
-        )
+        ManagedProcess.start(f"{tag}-worker-{i + 1}", argv(port), cfg.run_dir, {**env, "PERSONA_WEB_PORT": str(port)})
         for i, port in enumerate(ports)
     ]
     pids = [w.proc.pid for w in workers]
@@ -501,6 +524,10 @@ def run_pipeline_scenario(
             import redis
 
             redis.Redis.from_url(env["REDIS_URL"]).flushdb()
+
+
+def variant_argv(web_port: int) -> list[str]:
+    return [sys.executable, "-m", "bench.worker_variant", "--web-port", str(web_port)]
 
 
 def start_py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
@@ -615,6 +642,24 @@ def run(cfg: BenchConfig, console: Console) -> dict[str, Any]:
                 "collapsed_stacks": rel(kept),
                 **summary,
             }
+        if cfg.tuning:
+            document["tuning"] = {}
+        for i, label in enumerate(cfg.tuning):
+            variant = TUNING_VARIANTS[label]
+            console.print(f"tuning {i + 1}/{len(cfg.tuning)}: pipeline_1w with {label} {variant}")
+            measured = run_pipeline_scenario(
+                f"tuning-{i}",
+                1,
+                cfg,
+                stack,
+                input_path,
+                None if "histograms_off" in variant.get("BENCH_PATCHES", "") else probe,
+                console,
+                redis_db=4,
+                variant_env=variant,
+            )
+            measured.update(description=f"pipeline_1w with {label}", env=variant)
+            document["tuning"][label] = measured
     finally:
         stack.stop()
     document["machine"]["loadavg_at_end"] = os.getloadavg()
@@ -657,6 +702,25 @@ def table(document: dict[str, Any]) -> Table:
         f"pipeline_1w / quix = {fmt(ratios['pipeline_1w_to_quix'], '.2f')} (target ≥ 1.0) · "
         f"pipeline_2w / pipeline_1w = {fmt(ratios['pipeline_2w_to_1w'], '.2f')} (target ≥ 1.7)"
     )
+    return t
+
+
+def tuning_table(document: dict[str, Any]) -> Table:
+    t = Table(title="tuning experiments: pipeline, 1 worker, one change each (same run, same input)")
+    for column in ("variant", "events/s", "x baseline", "CPU s / 1k ev", "p50 ms", "p99 ms"):
+        t.add_column(column, justify="left" if column == "variant" else "right")
+    runs = document.get("tuning", {})
+    base = runs.get("baseline", {}).get("events_per_s")
+    for label, r in runs.items():
+        rate = r["events_per_s"]
+        t.add_row(
+            label,
+            fmt(rate, ",.0f"),
+            fmt(rate / base if base else None, ".2f"),
+            fmt(r["cpu_seconds_per_1000"], ".3f"),
+            fmt(r["latency"].get("p50_ms"), ".1f"),
+            fmt(r["latency"].get("p99_ms"), ".1f"),
+        )
     return t
 
 
