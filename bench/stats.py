@@ -227,3 +227,55 @@ def profile_summary(collapsed: Iterable[str], top: int = 15) -> dict[str, list[t
         return [(frame, round(100 * n / total, 2)) for frame, n in best]
 
     return {"self": ranked(own), "inclusive": ranked(inclusive)}
+
+
+PACKAGE_GROUPS = (
+    ("asyncio/", "asyncio event loop"),
+    ("selectors.py", "asyncio event loop"),
+    ("faust/", "faust"),
+    ("mode/", "mode (faust's service library)"),
+    ("aiokafka/", "aiokafka"),
+    ("prometheus_client/", "prometheus_client (metrics)"),
+    ("logging/", "logging"),
+    ("redis/", "redis client"),
+    ("app/", "persona code (app/, agents/, tables/)"),
+    ("agents/", "persona code (app/, agents/, tables/)"),
+    ("tables/", "persona code (app/, agents/, tables/)"),
+)
+
+
+def package_of(frame: str) -> str:
+    """The component a py-spy frame ``function (path/file.py:line)`` belongs to.
+
+    >>> package_of("Topic.publish_message (faust/topics.py:411)")
+    'faust'
+    >>> package_of("apply (tables/activity.py:55)")
+    'persona code (app/, agents/, tables/)'
+    >>> package_of("<native>")
+    'other'
+    """
+    _, _, location = frame.rpartition("(")
+    for prefix, group in PACKAGE_GROUPS:
+        if location.startswith(prefix):
+            return group
+    return "other"
+
+
+def self_time_by_package(collapsed: Iterable[str]) -> list[tuple[str, float]]:
+    """Share of samples (percent) whose innermost frame is in each component, largest first.
+
+    >>> self_time_by_package(["x (faust/a.py:1);y (aiokafka/b.py:2) 3", "z (faust/c.py:3) 1"])
+    [('aiokafka', 75.0), ('faust', 25.0)]
+    """
+    counts: dict[str, int] = defaultdict(int)
+    total = 0
+    for line in collapsed:
+        stack, _, count_text = line.rstrip("\n").rpartition(" ")
+        if not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        counts[package_of(stack.split(";")[-1].strip())] += count
+    if not total:
+        return []
+    return sorted(((g, round(100 * n / total, 2)) for g, n in counts.items()), key=lambda item: (-item[1], item[0]))

@@ -68,6 +68,7 @@ from bench.stats import (
     histogram_delta,
     histogram_quantile,
     profile_summary,
+    self_time_by_package,
     targets,
 )
 
@@ -634,6 +635,8 @@ def run(cfg: BenchConfig, console: Console) -> dict[str, Any]:
                 shutil.copy(collapsed, kept)
                 with kept.open() as lines:
                     summary = profile_summary(lines, top=25)
+                with kept.open() as lines:
+                    summary["by_package"] = self_time_by_package(lines)
             else:
                 summary = {"self": [], "inclusive": []}
             document["profile"] = {

@@ -15,9 +15,11 @@ from bench.stats import (
     histogram_delta,
     histogram_quantile,
     latency_summary,
+    package_of,
     percentile,
     profile_summary,
     ratio,
+    self_time_by_package,
     targets,
 )
 
@@ -169,3 +171,17 @@ def test_quix_shim_fills_missing_retention() -> None:
         assert configs["u"] is None
     finally:
         TopicAdmin.inspect_topics = original  # type: ignore[method-assign]
+
+
+def test_self_time_by_package() -> None:
+    lines = [
+        "main (app/cli.py:1);run (asyncio/base_events.py:2);send (aiokafka/producer.py:3) 5\n",
+        "main (app/cli.py:1);apply (tables/activity.py:55) 3\n",
+        "select (selectors.py:468) 2\n",
+    ]
+    assert self_time_by_package(lines) == [
+        ("aiokafka", 50.0),
+        ("persona code (app/, agents/, tables/)", 30.0),
+        ("asyncio event loop", 20.0),
+    ]
+    assert package_of("debug (logging/__init__.py:1477)") == "logging"
