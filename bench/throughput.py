@@ -123,6 +123,7 @@ TUNING_VARIANTS: dict[str, dict[str, str]] = {
         "STREAM_BUFFER_MAXSIZE": "16384",
         "BENCH_PATCHES": "labels_cache",
     },
+    "linger=20ms + labels cached": {"PRODUCER_LINGER": "0.02", "BENCH_PATCHES": "labels_cache"},
 }
 
 
