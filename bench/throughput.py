@@ -124,6 +124,12 @@ TUNING_VARIANTS: dict[str, dict[str, str]] = {
         "BENCH_PATCHES": "labels_cache",
     },
     "linger=20ms + labels cached": {"PRODUCER_LINGER": "0.02", "BENCH_PATCHES": "labels_cache"},
+    "fetch_max_wait=50ms": {"BENCH_PATCHES": "fetch_max_wait", "BENCH_FETCH_MAX_WAIT_MS": "50"},
+    "fetch_max_wait=50ms + linger=20ms": {
+        "BENCH_PATCHES": "fetch_max_wait",
+        "BENCH_FETCH_MAX_WAIT_MS": "50",
+        "PRODUCER_LINGER": "0.02",
+    },
 }
 
 

@@ -12,6 +12,8 @@ Patches
 ``histograms_off``  the two per-event histograms (``persona_stage_seconds``,
                     ``persona_event_lag_seconds``) do nothing; the counters stay, so the harness
                     still sees completion, but no latency can be read.
+``fetch_max_wait``  Faust hard-codes ``fetch_max_wait_ms=1500`` for its aiokafka consumer; this
+                    replaces it with ``BENCH_FETCH_MAX_WAIT_MS`` (default 50).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import os
 import sys
 from typing import Any
 
-PATCHES = ("labels_cache", "histograms_off")
+PATCHES = ("labels_cache", "histograms_off", "fetch_max_wait")
 
 
 class _NoopChild:
@@ -49,6 +51,18 @@ def apply(patches: list[str]) -> None:
             return child
 
         MetricWrapperBase.labels = labels  # type: ignore[method-assign]
+    if "fetch_max_wait" in patches:
+        import aiokafka
+
+        wait_ms = int(os.environ.get("BENCH_FETCH_MAX_WAIT_MS", "50"))
+        original_init = aiokafka.AIOKafkaConsumer.__init__
+
+        def init(self: Any, *topics: Any, **kwargs: Any) -> None:
+            if "fetch_max_wait_ms" in kwargs:
+                kwargs["fetch_max_wait_ms"] = wait_ms
+            original_init(self, *topics, **kwargs)
+
+        aiokafka.AIOKafkaConsumer.__init__ = init
     if "histograms_off" in patches:
         noop = _NoopChild()
         for histogram in (metrics.STAGE_SECONDS, metrics.EVENT_LAG_SECONDS):
