@@ -755,6 +755,7 @@ def plot(document: dict[str, Any], path: Path) -> Path:
             va="bottom",
             fontsize=8,
         )
+    left.set_ylim(0, max(rates) * 1.2)
     left.set_ylabel("events/s (pre-loaded topic, first→last record)")
     left.set_title(f"throughput, {document['input']['events']:,} events")
     left.tick_params(axis="x", labelrotation=15)
