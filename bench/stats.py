@@ -279,3 +279,18 @@ def self_time_by_package(collapsed: Iterable[str]) -> list[tuple[str, float]]:
     if not total:
         return []
     return sorted(((g, round(100 * n / total, 2)) for g, n in counts.items()), key=lambda item: (-item[1], item[0]))
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities replaced by ``None`` (strict JSON has neither).
+
+    >>> json_safe({"a": [1.0, float("nan")], "b": (float("inf"), "x")})
+    {'a': [1.0, None], 'b': [None, 'x']}
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value

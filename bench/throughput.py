@@ -67,6 +67,7 @@ from bench.stats import (
     cpu_per_1000,
     histogram_delta,
     histogram_quantile,
+    json_safe,
     profile_summary,
     self_time_by_package,
     targets,
@@ -679,7 +680,7 @@ def run(cfg: BenchConfig, console: Console) -> dict[str, Any]:
     if problems:
         raise BenchError(f"results document is malformed: {problems}")
     out = cfg.results_dir / f"{cfg.stamp}.json"
-    out.write_text(json.dumps(document, indent=2, default=str))
+    out.write_text(json.dumps(json_safe(document), indent=2, default=str, allow_nan=False))
     document["_json_path"] = str(out)
     document["_png_path"] = str(plot(document, cfg.results_dir / f"{cfg.stamp}.png"))
     return document

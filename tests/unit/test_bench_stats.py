@@ -14,6 +14,7 @@ from bench.stats import (
     events_per_second,
     histogram_delta,
     histogram_quantile,
+    json_safe,
     latency_summary,
     package_of,
     percentile,
@@ -185,3 +186,11 @@ def test_self_time_by_package() -> None:
         ("asyncio event loop", 20.0),
     ]
     assert package_of("debug (logging/__init__.py:1477)") == "logging"
+
+
+def test_results_json_is_strict() -> None:
+    import json
+
+    document = {"scenarios": {"x": {"latency": {"p99_ms": math.nan, "buckets": [(math.inf, 3.0)]}}}}
+    text = json.dumps(json_safe(document), allow_nan=False)
+    assert json.loads(text) == {"scenarios": {"x": {"latency": {"p99_ms": None, "buckets": [[None, 3.0]]}}}}
