@@ -8,6 +8,7 @@ DURATION ?= 0
 WORKERS ?= 1
 RATE ?= 1000
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: run test test-unit test-integration test-slow lint bench install clean
 
@@ -37,6 +38,16 @@ test-integration: $(STAMP)
 ## test-slow: long suites kept out of `make test`
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+## bench: throughput benchmark (bare Faust, Quix Streams, pipeline with 1 and 2 workers) on the embedded
+## broker; 1,000,000 events by default, BENCH_ARGS=--quick for 100,000. Results in bench/results/.
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/pip install --quiet -e '.[embedded,test,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	PYTHONPATH=$(CURDIR) $(BIN)/persona bench $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check app agents tables tests bench grafana

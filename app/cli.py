@@ -48,11 +48,12 @@ def worker(web_port: int | None, loglevel: str | None) -> None:
 
 def _register_commands() -> None:
     """Commands that live beside the code they drive (imported late: they pull in their packages)."""
+    from app.bench_cli import bench
     from app.console import up
     from app.identity_cli import identity, link
     from app.simulator.command import simulate
 
-    for command in (up, simulate, link, identity):
+    for command in (up, simulate, link, identity, bench):
         cli.add_command(command)
 
 

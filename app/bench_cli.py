@@ -1,0 +1,108 @@
+"""``persona bench``: the throughput benchmark (bench/throughput.py), one run on one embedded broker.
+
+The ``bench`` package lives beside ``app`` in the repository (it is not installed), so
+this command adds the repository root to ``sys.path`` before importing it.
+"""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+REPO = Path(__file__).resolve().parents[1]
+SCENARIO_CHOICES = ("faust_passthrough", "quix_count", "pipeline_1w", "pipeline_2w")
+
+
+@click.command()
+@click.option("--events", type=click.IntRange(1000), default=1_000_000, show_default=True, help="Input events.")
+@click.option("--quick", is_flag=True, help="100,000 events (overrides --events).")
+@click.option("--seed", type=int, default=42, show_default=True, help="Simulator seed of the input.")
+@click.option(
+    "--probe-seconds",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Length of each latency probe (records produced at 50% of the scenario's measured rate).",
+)
+@click.option(
+    "--scenario",
+    "scenarios",
+    type=click.Choice(SCENARIO_CHOICES),
+    multiple=True,
+    help="Run only these scenarios (repeatable; default all four, in order).",
+)
+@click.option(
+    "--profile",
+    "profile_seconds",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Also profile a separate 1-worker pipeline drain with py-spy for this many seconds (0: off).",
+)
+@click.option(
+    "--tuning",
+    "tuning",
+    multiple=True,
+    help="Also run the 1-worker pipeline with this tuning variant (repeatable; 'all' for every one; "
+    "see bench/throughput.py TUNING_VARIANTS).",
+)
+@click.option(
+    "--results-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=REPO / "bench" / "results",
+    show_default=True,
+)
+def bench(
+    events: int,
+    quick: bool,
+    seed: int,
+    probe_seconds: float,
+    scenarios: tuple[str, ...],
+    profile_seconds: float,
+    tuning: tuple[str, ...],
+    results_dir: Path,
+) -> None:
+    """Measure events/s, latency, CPU and memory of bare Faust, Quix Streams and the pipeline (1 and 2 workers).
+
+    Generates (once) a seeded simulator input under bench/data/, starts the embedded
+    broker and Redis, runs every scenario on its own topics, and writes
+    bench/results/<timestamp>.json and .png.
+    """
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from rich.console import Console
+
+    from bench.throughput import TUNING_VARIANTS, BenchConfig, BenchError, run, table, tuning_table
+
+    if "all" in tuning:
+        tuning = tuple(TUNING_VARIANTS)
+    unknown = [t for t in tuning if t not in TUNING_VARIANTS]
+    if unknown:
+        raise click.BadParameter(f"{unknown}; choose from {list(TUNING_VARIANTS)} or 'all'", param_hint="--tuning")
+
+    # SIGTERM unwinds like Ctrl-C, so every process the run started is stopped by its finally blocks.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    console = Console()
+    cfg = BenchConfig(
+        events=100_000 if quick else events,
+        seed=seed,
+        probe_seconds=probe_seconds,
+        profile_seconds=profile_seconds,
+        results_dir=results_dir,
+        tuning=tuning,
+        command="persona " + shlex.join(["bench", *sys.argv[2:]]) if len(sys.argv) > 1 else "persona bench",
+    )
+    if scenarios:
+        cfg.scenarios = tuple(s for s in SCENARIO_CHOICES if s in scenarios)
+    try:
+        document = run(cfg, console)
+    except BenchError as exc:
+        raise click.ClickException(str(exc)) from exc
+    console.print(table(document))
+    if document.get("tuning"):
+        console.print(tuning_table(document))
+    console.print(f"results: {document['_json_path']}  plot: {document['_png_path']}")

@@ -1,0 +1,778 @@
+"""Throughput harness behind ``persona bench``: four consumers, one broker, one input.
+
+One run starts the embedded stack (Tansu + redis-server) once and measures, one after
+the other and each on its own topics, consumer group and state:
+
+(a) ``faust_passthrough``  bare Faust agent that only counts (bench/faust_passthrough.py), 1 partition
+(b) ``quix_count``         Quix Streams per-user stateful count, RocksDB + changelog (bench/quix_count.py), 1 partition
+(c) ``pipeline_1w``        the real pipeline: one ``persona worker`` process, 1 partition
+(d) ``pipeline_2w``        the real pipeline: two ``persona worker`` processes, 2 partitions, one group
+
+Method, per scenario:
+
+1. The fixed input (seeded simulator clickstream, JSONL under bench/data/, generated once)
+   is produced to the scenario's fresh topic *before* any consumer starts.
+2. The consumer starts; throughput is the number of records over the wall-clock time
+   from the first to the last processed record. For (a)/(b) the consumer process records
+   both instants itself; for (c)/(d) the harness polls every worker's ``/metrics`` every
+   0.1 s and counts ``persona_events_processed_total + persona_dead_letters_total +
+   persona_duplicates_total`` (every input record ends in exactly one of them), so the
+   window is known to about one poll interval.
+3. CPU seconds per 1,000 events: CPU time (user + system, all threads) of the consumer
+   process(es) over that same window — (a)/(b) ``time.process_time()`` in the process,
+   (c)/(d) psutil from the harness. The broker and Redis are not counted.
+4. Peak RSS: ``VmHWM`` of each consumer process from /proc at the end of the scenario.
+5. Latency probe: with the consumer caught up, fresh records (another seed) are produced
+   at 50 % of the rate just measured for ``--probe-seconds``. For (a)/(b) the latency of a
+   record is the wall clock when the consumer has handled it minus its Kafka timestamp
+   (set by the producer when the record is appended to its batch). For (c)/(d) it is the
+   worker's own ``persona_event_lag_seconds`` histogram (observed once per record after
+   the table update, same definition), differenced over the probe and read with
+   Prometheus' ``histogram_quantile`` interpolation — so it is bucket-resolution only and
+   does *not* include the Redis flush (the flusher runs every ``redis_flush_interval``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import psutil
+from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console
+from rich.table import Table
+
+from app.settings import Settings, Topics
+from app.simulator import SimConfig, SimRecord, iter_records, produce, read_jsonl, write_jsonl
+from app.stack import EmbeddedStack, ManagedProcess, free_port, worker_argv
+from app.topics_admin import ensure_topics_sync
+from bench.stats import (
+    add_ratios,
+    check_results,
+    cpu_per_1000,
+    histogram_delta,
+    histogram_quantile,
+    json_safe,
+    profile_summary,
+    self_time_by_package,
+    targets,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SIM_END = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+POLL_S = 0.1
+DESCRIPTIONS = {
+    "faust_passthrough": "bare Faust agent, count only, 1 partition",
+    "quix_count": "Quix Streams 3.28.1 per-user stateful count (RocksDB + changelog), 1 partition",
+    "pipeline_1w": "persona pipeline (validate, dedupe, activity table, Redis), 1 worker, 1 partition",
+    "pipeline_2w": "persona pipeline, 2 workers, 2 partitions, one consumer group",
+}
+
+
+@dataclass
+class BenchConfig:
+    events: int = 1_000_000
+    seed: int = 42
+    probe_seconds: float = 10.0
+    scenarios: tuple[str, ...] = ("faust_passthrough", "quix_count", "pipeline_1w", "pipeline_2w")
+    profile_seconds: float = 0.0
+    tuning: tuple[str, ...] = ()
+    data_dir: Path = REPO / "bench" / "data"
+    results_dir: Path = REPO / "bench" / "results"
+    run_dir: Path = REPO / ".persona" / "bench"
+    command: str = ""
+    stamp: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ"))
+
+    @property
+    def customers(self) -> int:
+        # The simulator gives about 100 clickstream events per customer over 14 days.
+        return max(100, self.events // 80)
+
+    def sim_config(self, seed: int) -> SimConfig:
+        return SimConfig(seed=seed, customers=self.customers, days=14, end=SIM_END).check()
+
+
+# Tuning experiments (``--tuning``): the 1-worker pipeline with one change each, applied
+# through the environment only (Faust reads its settings from env vars; BENCH_PATCHES
+# is applied by bench/worker_variant.py). Not part of the headline figures.
+TUNING_VARIANTS: dict[str, dict[str, str]] = {
+    "baseline": {},
+    "producer_linger=5ms": {"PRODUCER_LINGER": "0.005"},
+    "producer_linger=20ms": {"PRODUCER_LINGER": "0.02"},
+    "stream_buffer_maxsize=16384": {"STREAM_BUFFER_MAXSIZE": "16384"},
+    "consumer_max_fetch_size=4MiB": {"CONSUMER_MAX_FETCH_SIZE": str(4 * 2**20)},
+    "broker_commit_interval=5s": {"BROKER_COMMIT_INTERVAL": "5.0"},
+    "metric labels cached": {"BENCH_PATCHES": "labels_cache"},
+    "per-event histograms off": {"BENCH_PATCHES": "histograms_off"},
+    "linger=5ms + labels cached + buffer 16384": {
+        "PRODUCER_LINGER": "0.005",
+        "STREAM_BUFFER_MAXSIZE": "16384",
+        "BENCH_PATCHES": "labels_cache",
+    },
+    "linger=20ms + labels cached": {"PRODUCER_LINGER": "0.02", "BENCH_PATCHES": "labels_cache"},
+    "fetch_max_wait=50ms": {"BENCH_PATCHES": "fetch_max_wait", "BENCH_FETCH_MAX_WAIT_MS": "50"},
+    "fetch_max_wait=50ms + linger=20ms": {
+        "BENCH_PATCHES": "fetch_max_wait",
+        "BENCH_FETCH_MAX_WAIT_MS": "50",
+        "PRODUCER_LINGER": "0.02",
+    },
+}
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+# --------------------------------------------------------------------------- input
+
+
+def clickstream(config: SimConfig) -> Iterator[SimRecord]:
+    return (r for r in iter_records(config) if r.topic == config.topics.clickstream)
+
+
+def ensure_input(cfg: BenchConfig, console: Console) -> Path:
+    """The input JSONL for these parameters, generated once and reused."""
+    sim = cfg.sim_config(cfg.seed)
+    name = f"clickstream-seed{cfg.seed}-n{cfg.events}-c{sim.customers}-d{sim.days:g}-end{SIM_END:%Y%m%d}.jsonl"
+    path = cfg.data_dir / name
+    if path.exists():
+        console.print(f"input: reusing {rel(path)}")
+        return path
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    started = time.perf_counter()
+    with console.status(f"generating {cfg.events:,} events (seed {cfg.seed})…"):
+        written = write_jsonl(islice(clickstream(sim), cfg.events), tmp)
+    if written != cfg.events:
+        tmp.unlink()
+        raise BenchError(f"the simulator gave only {written:,} clickstream events, {cfg.events:,} wanted")
+    tmp.replace(path)
+    console.print(f"input: wrote {rel(path)} in {time.perf_counter() - started:.1f} s")
+    return path
+
+
+class ProbePool:
+    """Fresh records for the latency probes (a different seed, so no event_id repeats the input)."""
+
+    def __init__(self, cfg: BenchConfig) -> None:
+        self.cfg = cfg
+        self.seed = cfg.seed + 1_000_003
+        self.records = self._generator()
+
+    def _generator(self) -> Iterator[SimRecord]:
+        sim = self.cfg.sim_config(self.seed)
+        return clickstream(SimConfig(seed=sim.seed, customers=max(sim.customers, 5000), days=sim.days, end=sim.end))
+
+    def take(self, n: int) -> list[SimRecord]:
+        taken = list(islice(self.records, n))
+        while len(taken) < n:  # exhausted: continue with the next seed (fresh event ids)
+            self.seed += 1
+            self.records = self._generator()
+            taken.extend(islice(self.records, n - len(taken)))
+        return taken
+
+
+def retarget(records: Iterable[SimRecord], topic: str) -> Iterator[SimRecord]:
+    return (SimRecord(topic, r.key, r.value, None) for r in records)
+
+
+def produce_all(records: Iterable[SimRecord], bootstrap: str, rate: float | None) -> float:
+    stats = asyncio.run(produce(records, bootstrap, rate))
+    return stats.elapsed
+
+
+# --------------------------------------------------------------------------- broker admin
+
+
+async def _admin(bootstrap: str, action: Callable[[Any], Any]) -> Any:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    await admin.start()
+    try:
+        return await action(admin)
+    finally:
+        await admin.close()
+
+
+def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    from aiokafka.admin import NewTopic
+
+    asyncio.run(_admin(bootstrap, lambda a: a.create_topics([NewTopic(name, partitions, 1)])))
+
+
+def delete_topics_with(bootstrap: str, marker: str) -> None:
+    """Delete every topic whose name contains ``marker`` (frees the in-memory broker)."""
+
+    async def action(admin: Any) -> None:
+        names = [t for t in await admin.list_topics() if marker in t]
+        if names:
+            await admin.delete_topics(names)
+
+    with contextlib.suppress(Exception):
+        asyncio.run(_admin(bootstrap, action))
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def peak_rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return math.nan
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            times = psutil.Process(pid).cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def wait(condition: Callable[[], bool], timeout: float, what: str, alive: list[ManagedProcess]) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        for p in alive:
+            if not p.running:
+                raise BenchError(f"{p.name} exited while waiting for {what}:\n{p.tail(40)}")
+        if time.monotonic() > deadline:
+            raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(POLL_S)
+
+
+def drain_timeout(events: int) -> float:
+    """Generous limit for one drain: start-up plus 200 events/s (10x slower than measured)."""
+    return 300 + events / 200
+
+
+# --------------------------------------------------------------------------- (a), (b): child consumers
+
+
+def run_child_scenario(
+    name: str,
+    module: str,
+    cfg: BenchConfig,
+    stack: EmbeddedStack,
+    input_path: Path,
+    probe: ProbePool,
+    console: Console,
+) -> dict[str, Any]:
+    tag = f"bench-{cfg.stamp}-{name}"
+    topic = f"{tag}.input"
+    create_topic(stack.bootstrap, topic, 1)
+    produced_s = produce_all(retarget(read_jsonl(input_path), topic), stack.bootstrap, None)
+    console.print(f"{name}: produced {cfg.events:,} records in {produced_s:.1f} s")
+    status_path = cfg.run_dir / f"{tag}.status.json"
+    probe_path = status_path.with_suffix(".probe")
+    state_dir = cfg.run_dir / tag
+    env = {
+        "BENCH_BOOTSTRAP": stack.bootstrap,
+        "BENCH_TOPIC": topic,
+        "BENCH_APP_ID": tag,
+        "BENCH_STATUS": str(status_path),
+        "BENCH_PROBE_FILE": str(probe_path),
+        "BENCH_TOTAL": str(cfg.events),
+        "BENCH_DATA_DIR": str(state_dir),
+        "BENCH_STATE_DIR": str(state_dir),
+        "PYTHONPATH": str(REPO),
+    }
+    argv = [sys.executable, "-m", module]
+    if module == "bench.faust_passthrough":
+        argv += ["worker", "-l", "warn"]
+    proc = ManagedProcess.start(tag, argv, cfg.run_dir, env)
+    try:
+
+        def status() -> dict[str, Any]:
+            try:
+                loaded: dict[str, Any] = json.loads(status_path.read_text())
+                return loaded
+            except (OSError, ValueError):
+                return {}
+
+        wait(lambda: (status().get("count") or 0) >= cfg.events, drain_timeout(cfg.events), f"{name} drain", [proc])
+        s = status()
+        rate = (cfg.events - 1) / (s["done_at"] - s["first_at"])
+        console.print(f"{name}: {rate:,.0f} events/s")
+        n_probe = max(1, int(rate / 2 * cfg.probe_seconds))
+        records = probe.take(n_probe)
+        probe_path.write_text(str(n_probe))
+        produce_all(retarget(records, topic), stack.bootstrap, rate / 2)
+        wait(lambda: "latency" in status(), 60 + cfg.probe_seconds, f"{name} latency probe", [proc])
+        s = status()
+        latency = {
+            "method": "in-process: handled-at minus Kafka record timestamp",
+            "rate": rate / 2,
+            "seconds": cfg.probe_seconds,
+            **s["latency"],
+        }
+        rss = peak_rss_mb(proc.proc.pid)
+        return {
+            "name": name,
+            "description": DESCRIPTIONS[name],
+            "events": cfg.events,
+            "events_per_s": rate,
+            "drain_seconds": s["done_at"] - s["first_at"],
+            "cpu_seconds_per_1000": cpu_per_1000(s["cpu_seconds"], cfg.events),
+            "peak_rss_mb": rss,
+            "latency": latency,
+            "ratio_to_quix": None,
+            "processes": [{"name": tag, "peak_rss_mb": rss, "events": cfg.events}],
+        }
+    finally:
+        proc.stop()
+        delete_topics_with(stack.bootstrap, tag)
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- (c), (d): the pipeline
+
+
+def scrape_worker(port: int) -> tuple[float, dict[float, float]]:
+    """(records done = processed + dead letters + duplicates, lag histogram buckets) of one worker."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2.0) as response:
+        text = response.read().decode()
+    done = 0.0
+    buckets: dict[float, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in (
+                "persona_events_processed_total",
+                "persona_dead_letters_total",
+                "persona_duplicates_total",
+            ):
+                done += sample.value
+            elif sample.name == "persona_event_lag_seconds_bucket":
+                bound = float(sample.labels["le"])
+                buckets[bound] = buckets.get(bound, 0.0) + sample.value
+    return done, buckets
+
+
+def scrape_all(ports: list[int]) -> tuple[list[float], dict[float, float]]:
+    counts: list[float] = []
+    total_buckets: dict[float, float] = {}
+    for port in ports:
+        try:
+            done, buckets = scrape_worker(port)
+        except OSError:
+            done, buckets = 0.0, {}
+        counts.append(done)
+        for bound, n in buckets.items():
+            total_buckets[bound] = total_buckets.get(bound, 0.0) + n
+    return counts, total_buckets
+
+
+def wait_ready(ports: list[int], workers: list[ManagedProcess]) -> None:
+    def ready() -> bool:
+        for port in ports:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1.0) as r:
+                    if r.status != 200:
+                        return False
+            except OSError:
+                return False
+        return True
+
+    wait(ready, 120, "workers to be ready", workers)
+
+
+def pipeline_env(cfg: BenchConfig, stack: EmbeddedStack, tag: str, partitions: int, redis_db: int) -> dict[str, str]:
+    topics = Topics(**{f: f"{tag}.{getattr(Topics(), f)}" for f in Topics.__dataclass_fields__})
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
+        "REDIS_URL": stack.redis_url.rsplit("/", 1)[0] + f"/{redis_db}",
+        "PERSONA_APP_ID": tag,
+        "PERSONA_TOPIC_PARTITIONS": str(partitions),
+        "PERSONA_DATA_DIR": str(cfg.run_dir / tag / "data"),
+        "PERSONA_LOG_LEVEL": "warning",
+        # The fixed input ends on SIM_END; keep it inside the validator's age limit whatever today is.
+        "PERSONA_MAX_EVENT_AGE_DAYS": "36500",
+        "PYTHONPATH": str(REPO),
+    }
+    env.update({f"PERSONA_TOPIC_{f.upper()}": getattr(topics, f) for f in Topics.__dataclass_fields__})
+    return env
+
+
+def run_pipeline_scenario(
+    name: str,
+    workers_n: int,
+    cfg: BenchConfig,
+    stack: EmbeddedStack,
+    input_path: Path,
+    probe: ProbePool | None,
+    console: Console,
+    redis_db: int,
+    profile_seconds: float = 0.0,
+    variant_env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    tag = f"bench-{cfg.stamp}-{name}"
+    env = {**pipeline_env(cfg, stack, tag, workers_n, redis_db), **(variant_env or {})}
+    argv = worker_argv
+    if variant_env and variant_env.get("BENCH_PATCHES"):
+        argv = variant_argv
+    settings = Settings.from_env(env)
+    (cfg.run_dir / tag).mkdir(parents=True, exist_ok=True)
+    ensure_topics_sync(settings)
+    topic = settings.topics.clickstream
+    produced_s = produce_all(retarget(read_jsonl(input_path), topic), stack.bootstrap, None)
+    console.print(f"{name}: produced {cfg.events:,} records in {produced_s:.1f} s")
+    ports = [free_port() for _ in range(workers_n)]
+    workers = [
+        ManagedProcess.start(f"{tag}-worker-{i + 1}", argv(port), cfg.run_dir, {**env, "PERSONA_WEB_PORT": str(port)})
+        for i, port in enumerate(ports)
+    ]
+    pids = [w.proc.pid for w in workers]
+    spy: subprocess.Popen[bytes] | None = None
+    try:
+        wait_ready(ports, workers)
+        first_at = first_count = first_cpu = None
+        deadline = time.monotonic() + drain_timeout(cfg.events)
+        while True:
+            counts, _ = scrape_all(ports)
+            now, total = time.time(), sum(counts)
+            if first_at is None and total > 0:
+                first_at, first_count, first_cpu = now, total, cpu_seconds(pids)
+                if profile_seconds:
+                    spy = start_py_spy(pids[0], profile_seconds, cfg.run_dir / f"{tag}.collapsed.txt")
+            if total >= cfg.events:
+                done_at, done_cpu = now, cpu_seconds(pids)
+                break
+            for w in workers:
+                if not w.running:
+                    raise BenchError(f"{w.name} exited during the drain:\n{w.tail(40)}")
+            if time.monotonic() > deadline:
+                raise BenchError(f"{name}: not drained within {drain_timeout(cfg.events):.0f} s ({total:,.0f} done)")
+            time.sleep(POLL_S)
+        assert first_at is not None and first_count is not None and first_cpu is not None
+        if done_at <= first_at:
+            raise BenchError(f"{name}: drained within one poll; use more events")
+        rate = (cfg.events - first_count) / (done_at - first_at)
+        console.print(f"{name}: {rate:,.0f} events/s")
+        result: dict[str, Any] = {
+            "name": name,
+            "description": DESCRIPTIONS.get(name, name),
+            "events": cfg.events,
+            "events_per_s": rate,
+            "drain_seconds": done_at - first_at,
+            "cpu_seconds_per_1000": cpu_per_1000(done_cpu - first_cpu, int(cfg.events - first_count)),
+            "ratio_to_quix": None,
+        }
+        if spy is not None:
+            spy.wait(timeout=profile_seconds + 60)
+            result["profile_file"] = str(cfg.run_dir / f"{tag}.collapsed.txt")
+        latency: dict[str, Any] = {
+            "method": "none",
+            "rate": 0.0,
+            "seconds": 0.0,
+            "events": 0,
+            "p50_ms": math.nan,
+            "p99_ms": math.nan,
+            "max_ms": math.nan,
+        }
+        if probe is not None:
+            n_probe = max(1, int(rate / 2 * cfg.probe_seconds))
+            records = probe.take(n_probe)
+            _, before = scrape_all(ports)
+            produce_all(retarget(records, topic), stack.bootstrap, rate / 2)
+            wait(
+                lambda: sum(scrape_all(ports)[0]) >= cfg.events + n_probe,
+                60 + cfg.probe_seconds,
+                f"{name} latency probe",
+                workers,
+            )
+            _, after = scrape_all(ports)
+            delta = histogram_delta(before, after)
+            latency = {
+                "method": "worker histogram persona_event_lag_seconds (now minus Kafka timestamp after the table "
+                "update), differenced over the probe, histogram_quantile interpolation; excludes the Redis flush",
+                "rate": rate / 2,
+                "seconds": cfg.probe_seconds,
+                "events": int(delta[-1][1]) if delta else 0,
+                "p50_ms": histogram_quantile(delta, 0.5) * 1000,
+                "p99_ms": histogram_quantile(delta, 0.99) * 1000,
+                "max_ms": math.nan,
+                "buckets": [*delta[:-1], ("+Inf", delta[-1][1])] if delta else [],
+            }
+        counts, _ = scrape_all(ports)
+        rss = [peak_rss_mb(w.proc.pid) for w in workers]
+        processes = [
+            {"name": w.name, "peak_rss_mb": r, "events": c} for w, r, c in zip(workers, rss, counts, strict=True)
+        ]
+        result.update(
+            latency=latency,
+            peak_rss_mb=max(rss),
+            processes=processes,
+        )
+        return result
+    finally:
+        if spy is not None and spy.poll() is None:
+            spy.kill()
+        for w in workers:
+            w.stop()
+        delete_topics_with(stack.bootstrap, tag)
+        shutil.rmtree(cfg.run_dir / tag, ignore_errors=True)
+        with contextlib.suppress(Exception):
+            import redis
+
+            redis.Redis.from_url(env["REDIS_URL"]).flushdb()
+
+
+def variant_argv(web_port: int) -> list[str]:
+    return [sys.executable, "-m", "bench.worker_variant", "--web-port", str(web_port)]
+
+
+def start_py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
+    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    argv = [
+        exe,
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(int(seconds)),
+        "--rate",
+        "200",
+        "--nonblocking",
+        "--format",
+        "raw",
+        "--output",
+        str(out),
+    ]
+    log = (out.with_suffix(".log")).open("wb")
+    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+
+
+# --------------------------------------------------------------------------- run, report
+
+
+def rel(path: Path) -> str:
+    """``path`` relative to the repository when inside it (results stay portable)."""
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "loadavg_at_start": os.getloadavg(),
+    }
+
+
+def run(cfg: BenchConfig, console: Console) -> dict[str, Any]:
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.results_dir.mkdir(parents=True, exist_ok=True)
+    input_path = ensure_input(cfg, console)
+    document: dict[str, Any] = {
+        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": cfg.command,
+        "machine": machine(),
+        "input": {
+            "path": rel(input_path),
+            "events": cfg.events,
+            "bytes": input_path.stat().st_size,
+            "seed": cfg.seed,
+            "customers": cfg.customers,
+            "probe_seconds": cfg.probe_seconds,
+        },
+        "scenarios": {},
+    }
+    probe = ProbePool(cfg)
+    stack = EmbeddedStack(cfg.run_dir / f"stack-{cfg.stamp}")
+    try:
+        with console.status("starting the embedded broker and Redis…"):
+            stack.start()
+        console.print(f"broker {stack.bootstrap}, redis {stack.redis_url}")
+        scenarios = document["scenarios"]
+        for name in cfg.scenarios:
+            if name == "faust_passthrough":
+                scenarios[name] = run_child_scenario(
+                    name, "bench.faust_passthrough", cfg, stack, input_path, probe, console
+                )
+            elif name == "quix_count":
+                scenarios[name] = run_child_scenario(name, "bench.quix_count", cfg, stack, input_path, probe, console)
+            elif name == "pipeline_1w":
+                scenarios[name] = run_pipeline_scenario(name, 1, cfg, stack, input_path, probe, console, redis_db=1)
+            elif name == "pipeline_2w":
+                scenarios[name] = run_pipeline_scenario(name, 2, cfg, stack, input_path, probe, console, redis_db=2)
+        if cfg.profile_seconds:
+            console.print(f"profiling a separate 1-worker pipeline drain with py-spy for {cfg.profile_seconds:g} s")
+            profiled = run_pipeline_scenario(
+                "pipeline_1w_profiled",
+                1,
+                cfg,
+                stack,
+                input_path,
+                None,
+                console,
+                redis_db=3,
+                profile_seconds=cfg.profile_seconds,
+            )
+            collapsed = Path(profiled["profile_file"])
+            kept = cfg.results_dir / f"{cfg.stamp}-pipeline-profile.txt"
+            if collapsed.exists():
+                shutil.copy(collapsed, kept)
+                with kept.open() as lines:
+                    summary = profile_summary(lines, top=25)
+                with kept.open() as lines:
+                    summary["by_package"] = self_time_by_package(lines)
+            else:
+                summary = {"self": [], "inclusive": []}
+            document["profile"] = {
+                "events_per_s_while_profiled": profiled["events_per_s"],
+                "seconds": cfg.profile_seconds,
+                "collapsed_stacks": rel(kept),
+                **summary,
+            }
+        if cfg.tuning:
+            document["tuning"] = {}
+        for i, label in enumerate(cfg.tuning):
+            variant = TUNING_VARIANTS[label]
+            console.print(f"tuning {i + 1}/{len(cfg.tuning)}: pipeline_1w with {label} {variant}")
+            measured = run_pipeline_scenario(
+                f"tuning-{i}",
+                1,
+                cfg,
+                stack,
+                input_path,
+                None if "histograms_off" in variant.get("BENCH_PATCHES", "") else probe,
+                console,
+                redis_db=4,
+                variant_env=variant,
+            )
+            measured.update(description=f"pipeline_1w with {label}", env=variant)
+            document["tuning"][label] = measured
+    finally:
+        stack.stop()
+    document["machine"]["loadavg_at_end"] = os.getloadavg()
+    document["ratios"] = add_ratios(document["scenarios"])
+    document["targets"] = targets(document["scenarios"], document["ratios"])
+    problems = check_results(document)
+    if problems:
+        raise BenchError(f"results document is malformed: {problems}")
+    out = cfg.results_dir / f"{cfg.stamp}.json"
+    out.write_text(json.dumps(json_safe(document), indent=2, default=str, allow_nan=False))
+    document["_json_path"] = str(out)
+    document["_png_path"] = str(plot(document, cfg.results_dir / f"{cfg.stamp}.png"))
+    return document
+
+
+def fmt(value: Any, spec: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return format(value, spec)
+
+
+def table(document: dict[str, Any]) -> Table:
+    t = Table(title=f"persona bench · {document['input']['events']:,} events · {document['started_at']}")
+    for column in ("scenario", "events/s", "x quix", "CPU s / 1k ev", "peak RSS MB", "probe rate", "p50 ms", "p99 ms"):
+        t.add_column(column, justify="left" if column == "scenario" else "right")
+    for name, r in document["scenarios"].items():
+        lat = r["latency"]
+        t.add_row(
+            name,
+            fmt(r["events_per_s"], ",.0f"),
+            fmt(r["ratio_to_quix"], ".2f"),
+            fmt(r["cpu_seconds_per_1000"], ".3f"),
+            fmt(r["peak_rss_mb"], ",.0f"),
+            fmt(lat.get("rate"), ",.0f"),
+            fmt(lat.get("p50_ms"), ".1f"),
+            fmt(lat.get("p99_ms"), ".1f"),
+        )
+    ratios = document["ratios"]
+    t.caption = (
+        f"pipeline_1w / quix = {fmt(ratios['pipeline_1w_to_quix'], '.2f')} (target ≥ 1.0) · "
+        f"pipeline_2w / pipeline_1w = {fmt(ratios['pipeline_2w_to_1w'], '.2f')} (target ≥ 1.7)"
+    )
+    return t
+
+
+def tuning_table(document: dict[str, Any]) -> Table:
+    t = Table(title="tuning experiments: pipeline, 1 worker, one change each (same run, same input)")
+    for column in ("variant", "events/s", "x baseline", "CPU s / 1k ev", "p50 ms", "p99 ms"):
+        t.add_column(column, justify="left" if column == "variant" else "right")
+    runs = document.get("tuning", {})
+    base = runs.get("baseline", {}).get("events_per_s")
+    for label, r in runs.items():
+        rate = r["events_per_s"]
+        t.add_row(
+            label,
+            fmt(rate, ",.0f"),
+            fmt(rate / base if base else None, ".2f"),
+            fmt(r["cpu_seconds_per_1000"], ".3f"),
+            fmt(r["latency"].get("p50_ms"), ".1f"),
+            fmt(r["latency"].get("p99_ms"), ".1f"),
+        )
+    return t
+
+
+def plot(document: dict[str, Any], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(document["scenarios"])
+    rates = [document["scenarios"][n]["events_per_s"] for n in names]
+    p50 = [document["scenarios"][n]["latency"]["p50_ms"] for n in names]
+    p99 = [document["scenarios"][n]["latency"]["p99_ms"] for n in names]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    bars = left.bar(names, rates, color="#4c72b0")
+    for bar, name in zip(bars, names, strict=True):
+        r = document["scenarios"][name]["ratio_to_quix"]
+        left.annotate(
+            f"{bar.get_height():,.0f}" + (f"\n{r:.2f}x quix" if r is not None else ""),
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
+    left.set_ylim(0, max(rates) * 1.2)
+    left.set_ylabel("events/s (pre-loaded topic, first→last record)")
+    left.set_title(f"throughput, {document['input']['events']:,} events")
+    left.tick_params(axis="x", labelrotation=15)
+    x = range(len(names))
+    right.bar([i - 0.2 for i in x], p50, width=0.4, label="p50")
+    right.bar([i + 0.2 for i in x], p99, width=0.4, label="p99")
+    right.axhline(50, color="red", linestyle="--", linewidth=1, label="p99 target 50 ms")
+    right.set_xticks(list(x), names, rotation=15)
+    right.set_yscale("log")
+    right.set_ylabel("ms, produced → handled")
+    right.set_title("latency at 50% of each scenario's max rate")
+    right.legend(fontsize=8)
+    fig.suptitle(f"{document['machine']['cores']} cores · {document['machine']['cpu']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
