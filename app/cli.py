@@ -50,9 +50,10 @@ def _register_commands() -> None:
     """Commands that live beside the code they drive (imported late: they pull in their packages)."""
     from app.console import up
     from app.identity_cli import identity, link
+    from app.rebuild import rebuild_redis
     from app.simulator.command import simulate
 
-    for command in (up, simulate, link, identity):
+    for command in (up, simulate, link, identity, rebuild_redis):
         cli.add_command(command)
 
 
