@@ -1,8 +1,9 @@
 """``persona rebuild-redis``: restore every serving key in Redis from the tables' changelogs.
 
 Redis is a cache; the changelog topics are the truth. The command reads each table's
-changelog (``<app_id>-<table>-changelog``) from the beginning to the end offsets it finds
-at start (a plain consumer, no group, so it disturbs no worker), keeps the last value per
+changelog (``<app_id>-<table>-changelog``) from the beginning to its end (the end offsets
+at start, then on until a poll finds nothing more), with a plain consumer without a group,
+so it disturbs no worker; it keeps the last value per
 key (a tombstone deletes it; exact-recovery watermark keys are skipped), turns every
 value into its serving keys with :mod:`tables.serving` (the same functions the agents
 use) and writes them in pipelined batches with the configured TTL.
@@ -25,6 +26,8 @@ from app.settings import Settings
 
 #: The tables whose changelogs hold serving state, in the order they are applied.
 TABLES = ("identity", "identity_alias", "activity", "profiles")
+#: A changelog is read to its end once a poll of this long returns nothing past the end offsets.
+IDLE_MS = 1000
 
 
 def changelog_topic(settings: Settings, table: str) -> str:
@@ -102,13 +105,19 @@ async def read_changelog(settings: Settings, topic: str, timeout: float) -> list
         await consumer.seek_to_beginning(*tps)
         out: list[tuple[bytes | None, bytes | None]] = []
         deadline = time.monotonic() + timeout
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+        # Read to the end offsets, then on until a poll of IDLE_MS finds nothing: the embedded
+        # broker (Tansu) answers "latest" with the base offset of the last batch + 1, short of
+        # the real end when that batch holds several records. Records newer than the start
+        # are newer table values, so reading them is harmless.
+        while True:
+            behind = [tp for tp in tps if await consumer.position(tp) < ends[tp]]
+            batch = await consumer.getmany(*tps, timeout_ms=500 if behind else IDLE_MS)
+            for messages in batch.values():
+                out.extend((m.key, m.value) for m in messages)
+            if not behind and not batch:
+                return out
             if time.monotonic() > deadline:
-                raise StackError(f"reading {topic} did not reach its end offsets within {timeout:.0f} s")
-            batch = await consumer.getmany(*tps, timeout_ms=500)
-            for tp, messages in batch.items():
-                out.extend((m.key, m.value) for m in messages if m.offset < ends[tp])
-        return out
+                raise StackError(f"reading {topic} did not reach its end within {timeout:.0f} s")
     except KafkaError as exc:
         raise StackError(f"reading {topic} from Kafka at {settings.bootstrap_list} failed: {exc}") from exc
     finally:

@@ -151,7 +151,7 @@ def test_worker_survives_redis_outage_and_rebuild_redis_restores_every_key(
     written = {**before_outage, **serving_snapshot(pipeline.redis)}
     # Redis is written on a 0.1 s timer, the changelogs through the producer's buffer: wait
     # until the changelogs hold every key written (the tables are the truth a rebuild reads).
-    wait_for(lambda: implied_keys(pipeline) >= set(written), 90,
+    wait_for(lambda: implied_keys(pipeline) >= set(written), 30,
              lambda: f"changelogs never caught up: missing {set(written) - implied_keys(pipeline)}")
     pipeline.redis.flushall()
     result = subprocess.run(
