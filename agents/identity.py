@@ -33,6 +33,7 @@ from app.faust_app import (
 )
 from app.lifecycle import redis_sink
 from app.metrics import DUPLICATES, IDENTITY_ALIASES, IDENTITY_CHANGES, STAGE_SECONDS
+from tables import serving
 from tables.definitions import alias_table, identity_table
 from tables.exact import watermark_key
 from tables.identity import Resolution
@@ -43,7 +44,6 @@ from tables.identity.stream import (
     identity_state,
     note_anonymous_id,
     observation_from_dict,
-    profile_summary,
 )
 from tables.store import KeyValueStore
 
@@ -94,14 +94,12 @@ async def identity(stream: StreamT) -> None:
         for pid in touched:
             profile = identity_table.get(PREFIXES["profiles"] + pid)
             if profile:
-                summary = profile_summary(profile)
-                fields = {k: orjson.dumps(v).decode() for k, v in summary.items()}
-                redis_sink.put(f"persona:profile:{pid}:identity", fields)
-                # The lookup index: every identifier hash of the profile -> the profile.
-                for identifier_hash in profile["identifiers"]:
-                    redis_sink.put(f"persona:identity:{identifier_hash}", {"profile_id": pid})
+                # The identity summary and the lookup index: every identifier hash -> the profile.
+                for redis_key, fields in serving.profile_identity_entries(profile):
+                    redis_sink.put(redis_key, fields)
         for absorbed in resolution.absorbed:
-            redis_sink.put(f"persona:profile:{absorbed}:identity", {"merged_into": resolution.profile_id or ""})
+            for redis_key, fields in serving.merged_entries(absorbed, resolution.profile_id):
+                redis_sink.put(redis_key, fields)
         STAGE_SECONDS.labels("identity").observe(time.perf_counter() - started)
 
 
@@ -115,6 +113,8 @@ async def identity_aliases(stream: StreamT) -> None:
             DUPLICATES.labels(message.topic, "offset").inc()
         else:
             pid = orjson.loads(record.value)["profile_id"]
-            alias_table[anon] = {"profile_id": pid, "offset": message.offset}
-            redis_sink.put(f"persona:identity:{anon}", {"profile_id": pid})
+            entry = {"profile_id": pid, "offset": message.offset}
+            alias_table[anon] = entry
+            for redis_key, fields in serving.alias_entries(anon, entry):
+                redis_sink.put(redis_key, fields)
         await alias_table.applied(message.partition, message.offset)

@@ -40,9 +40,8 @@ from app.metrics import (
     IDENTITY_FORWARDED,
     STAGE_SECONDS,
 )
-from app.redis_sink import flatten
 from app.validation import Event, Rejection
-from tables import activity
+from tables import activity, serving
 from tables.definitions import activity_table, alias_table
 from tables.identity.hashing import profile_id_for
 from tables.identity.observation import Observation
@@ -83,10 +82,9 @@ async def ingest_clickstream(stream: StreamT) -> None:
                     state = {**state, "identity_seen": seen}
                 activity_table[key] = state
                 EVENTS_PROCESSED.labels(CLICKSTREAM, result.type).inc()
-                fields = flatten(activity.summary(state))
                 profile_id = current_profile(obs)
-                fields["profile_id"] = profile_id
-                redis_sink.put(f"persona:activity:{key}", fields)
+                for redis_key, fields in serving.activity_entries(key, state, profile_id):
+                    redis_sink.put(redis_key, fields)
                 await forward_to_profiles(result, profile_id)
             else:
                 activity_table[key] = state

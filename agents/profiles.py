@@ -26,9 +26,8 @@ from app.faust_app import (
 )
 from app.lifecycle import redis_sink
 from app.metrics import SEGMENT_CHANGES, SESSIONS_CLOSED, STAGE_SECONDS
-from app.redis_sink import flatten
 from app.validation import Event
-from tables import profile_stage, sessions
+from tables import profile_stage, serving, sessions
 from tables.definitions import profiles_table
 from tables.quality import QualityMonitor
 
@@ -66,7 +65,8 @@ async def apply_event(envelope: dict[str, Any], topic: str, partition: int, offs
     profiles_table[profile_id] = value
     await emit(profile_id, outputs)
     track(partition, profile_id, value)
-    redis_sink.put(f"persona:profile:{profile_id}", flatten(profile_stage.serving(value, event.ts)))
+    for redis_key, fields in serving.profile_entries(profile_id, value, event.ts):
+        redis_sink.put(redis_key, fields)
 
 
 async def on_tick(partition: int, wall: float) -> None:
@@ -86,7 +86,8 @@ async def on_tick(partition: int, wall: float) -> None:
         if outputs.closed_sessions or outputs.segment_changes:
             profiles_table[profile_id] = value
             await emit(profile_id, outputs)
-            redis_sink.put(f"persona:profile:{profile_id}", flatten(profile_stage.serving(value, now)))
+            for redis_key, fields in serving.profile_entries(profile_id, value, now):
+                redis_sink.put(redis_key, fields)
         track(partition, profile_id, value)
 
 

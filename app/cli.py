@@ -51,9 +51,10 @@ def _register_commands() -> None:
     from app.bench_cli import bench
     from app.console import up
     from app.identity_cli import identity, link
+    from app.rebuild import rebuild_redis
     from app.simulator.command import simulate
 
-    for command in (up, simulate, link, identity, bench):
+    for command in (up, simulate, link, identity, rebuild_redis, bench):
         cli.add_command(command)
 
 

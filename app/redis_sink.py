@@ -37,6 +37,16 @@ def flatten(summary: Mapping[str, Any]) -> dict[str, str | int | float]:
     }
 
 
+async def write_hashes(client: aioredis.Redis, batch: Mapping[str, RedisHash], ttl_seconds: int) -> None:
+    """Replace each hash of ``batch`` (delete, HSET, EXPIRE) in one non-transactional pipeline."""
+    pipe = client.pipeline(transaction=False)
+    for key, fields in batch.items():
+        pipe.delete(key)
+        pipe.hset(key, mapping=cast("Mapping[Any, Any]", fields))
+        pipe.expire(key, ttl_seconds)
+    await pipe.execute()
+
+
 class RedisSink:
     def __init__(self, url: str, ttl_seconds: int, max_pending: int) -> None:
         self.url = url
@@ -64,12 +74,7 @@ class RedisSink:
             return 0
         batch, self._pending = self._pending, {}
         try:
-            pipe = self.client.pipeline(transaction=False)
-            for key, fields in batch.items():
-                pipe.delete(key)
-                pipe.hset(key, mapping=cast("Mapping[Any, Any]", fields))
-                pipe.expire(key, self.ttl_seconds)
-            await pipe.execute()
+            await write_hashes(self.client, batch, self.ttl_seconds)
         except (RedisError, OSError) as exc:
             # Keep what failed, unless a newer value arrived meanwhile.
             self._pending = {**batch, **self._pending}

@@ -1,0 +1,185 @@
+"""``persona rebuild-redis``: restore every serving key in Redis from the tables' changelogs.
+
+Redis is a cache; the changelog topics are the truth. The command reads each table's
+changelog (``<app_id>-<table>-changelog``) from the beginning to its end (the end offsets
+at start, then on until a poll finds nothing more), with a plain consumer without a group,
+so it disturbs no worker; it keeps the last value per
+key (a tombstone deletes it; exact-recovery watermark keys are skipped), turns every
+value into its serving keys with :mod:`tables.serving` (the same functions the agents
+use) and writes them in pipelined batches with the configured TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import click
+import orjson
+
+from app.errors import PersonaError, StackError
+from app.settings import Settings
+
+#: The tables whose changelogs hold serving state, in the order they are applied.
+TABLES = ("identity", "identity_alias", "activity", "profiles")
+#: A changelog is read to its end once a poll of this long returns nothing past the end offsets.
+IDLE_MS = 1000
+
+
+def changelog_topic(settings: Settings, table: str) -> str:
+    return f"{settings.app_id}-{table}-changelog"
+
+
+def last_values(records: Iterator[tuple[bytes | None, bytes | None]]) -> dict[str, Any]:
+    """The table a changelog implies: last value per key, tombstones deleting, watermarks skipped.
+
+    >>> recs = [(b'"a"', b'{"n": 1}'), (b'"a"', b'{"n": 2}'), (b'"b"', b'1'), (b'"b"', None),
+    ...         (b'"__watermark__/0"', b'7')]
+    >>> last_values(iter(recs))
+    {'a': {'n': 2}}
+    """
+    from tables.exact import is_watermark_key
+
+    table: dict[str, Any] = {}
+    for raw_key, raw_value in records:
+        if raw_key is None:
+            continue
+        key = orjson.loads(raw_key)
+        if is_watermark_key(key):
+            continue
+        if raw_value is None:
+            table.pop(str(key), None)
+        else:
+            table[str(key)] = orjson.loads(raw_value)
+    return table
+
+
+def serving_keys(tables: dict[str, dict[str, Any]], now: float) -> dict[str, dict[str, str | int | float]]:
+    """Every serving key the tables imply (identity summaries and lookups, activity, profiles)."""
+    from tables import serving
+    from tables.identity.hashing import profile_id_for
+
+    out: dict[str, dict[str, str | int | float]] = {}
+    aliases = tables.get("identity_alias", {})
+    for key, value in tables.get("identity", {}).items():
+        out.update(serving.identity_entries(key, value))
+    for anon, value in aliases.items():
+        out.update(serving.alias_entries(anon, value))
+    for anon, value in tables.get("activity", {}).items():
+        alias = aliases.get(anon)
+        profile_id = str(alias["profile_id"]) if alias else profile_id_for(anon)
+        out.update(serving.activity_entries(anon, value, profile_id))
+    for pid, value in tables.get("profiles", {}).items():
+        out.update(serving.profile_entries(pid, value, serving.profile_now(value, now)))
+    return out
+
+
+async def read_changelog(settings: Settings, topic: str, timeout: float) -> list[tuple[bytes | None, bytes | None]]:
+    """Every record of ``topic`` up to its end offsets at start (empty if the topic does not exist)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.errors import KafkaConnectionError, KafkaError
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_list,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        request_timeout_ms=10000,
+    )
+    try:
+        await consumer.start()
+    except KafkaConnectionError as exc:
+        await consumer.stop()
+        raise StackError(f"cannot reach Kafka at {settings.bootstrap_list}: {exc}") from exc
+    try:
+        topics = await consumer.topics()
+        if topic not in topics:
+            return []
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.seek_to_beginning(*tps)
+        out: list[tuple[bytes | None, bytes | None]] = []
+        deadline = time.monotonic() + timeout
+        # Read to the end offsets, then on until a poll of IDLE_MS finds nothing: the embedded
+        # broker (Tansu) answers "latest" with the base offset of the last batch + 1, short of
+        # the real end when that batch holds several records. Records newer than the start
+        # are newer table values, so reading them is harmless.
+        while True:
+            behind = [tp for tp in tps if await consumer.position(tp) < ends[tp]]
+            batch = await consumer.getmany(*tps, timeout_ms=500 if behind else IDLE_MS)
+            for messages in batch.values():
+                out.extend((m.key, m.value) for m in messages)
+            if not behind and not batch:
+                return out
+            if time.monotonic() > deadline:
+                raise StackError(f"reading {topic} did not reach its end within {timeout:.0f} s")
+    except KafkaError as exc:
+        raise StackError(f"reading {topic} from Kafka at {settings.bootstrap_list} failed: {exc}") from exc
+    finally:
+        await consumer.stop()
+
+
+async def rebuild(settings: Settings, batch_size: int, timeout: float) -> tuple[Counter[str], dict[str, int]]:
+    """Rebuild Redis; return the keys written per family and the records read per changelog."""
+    import redis.asyncio as aioredis
+    from redis.exceptions import RedisError
+
+    from app.redis_sink import write_hashes
+    from tables import serving
+
+    client = aioredis.from_url(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
+    try:
+        try:
+            await client.ping()
+        except (RedisError, OSError) as exc:
+            raise StackError(f"cannot reach Redis at {settings.redis_url}: {exc}") from exc
+        tables: dict[str, dict[str, Any]] = {}
+        read: dict[str, int] = {}
+        for table in TABLES:
+            topic = changelog_topic(settings, table)
+            records = await read_changelog(settings, topic, timeout)
+            read[topic] = len(records)
+            tables[table] = last_values(iter(records))
+        keys = serving_keys(tables, time.time())
+        items = list(keys.items())
+        try:
+            for start in range(0, len(items), batch_size):
+                await write_hashes(client, dict(items[start : start + batch_size]), settings.redis_ttl_seconds)
+        except (RedisError, OSError) as exc:
+            raise StackError(f"writing to Redis at {settings.redis_url} failed: {exc}") from exc
+        return Counter(serving.family(k) for k in keys), read
+    finally:
+        await client.aclose()
+
+
+@click.command("rebuild-redis")
+@click.option("--batch-size", type=click.IntRange(1), default=1000, show_default=True,
+              help="Keys per Redis pipeline.")
+@click.option("--timeout", type=float, default=300.0, show_default=True,
+              help="Seconds allowed to read each changelog to its end.")
+def rebuild_redis(batch_size: int, timeout: float) -> None:
+    """Restore every Redis serving key from the tables' changelog topics.
+
+    Use it after Redis lost its data (restart without persistence, eviction, FLUSHALL):
+    workers may keep running. Reads KAFKA_BOOTSTRAP_SERVERS, REDIS_URL and PERSONA_APP_ID
+    like the worker; writes each key with PERSONA_REDIS_TTL_SECONDS.
+    """
+    from tables import serving
+
+    # The clear error below says it; aiokafka's own connection logs would only repeat it.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    try:
+        settings = Settings.from_env()
+        counts, read = asyncio.run(rebuild(settings, batch_size, timeout))
+    except PersonaError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for topic, n in read.items():
+        click.echo(f"read {n} records from {topic}")
+    for name in serving.FAMILIES:
+        click.echo(f"{name}: {counts.get(name, 0)} keys")
+    click.echo(f"wrote {sum(counts.values())} keys to Redis")
