@@ -7,60 +7,58 @@ import faust
 from app.faust_app import faust_app, settings
 from tables.exact import ExactTable
 
-activity_table = ExactTable(
-    faust_app,
-    name="activity",
-    source_topic=settings.topics.clickstream,
-    default=None,
-    partitions=settings.topic_partitions,
-    # JSON both ways: keys are str, values plain dicts, readable in the changelog.
-    schema=faust.Schema(key_serializer="json", value_serializer="json"),
-    beacon=faust_app.tables.beacon,
-    help="Per-anonymous-id activity (tables.activity), keyed by the keyed hash of anonymous_id.",
+
+def exact_table(name: str, source_topic: str, help: str, partitions: int | None = None, **options: int) -> ExactTable:
+    """An :class:`ExactTable` fed by ``source_topic``, registered with the app.
+
+    JSON both ways: keys are str, values plain dicts, readable in the changelog.
+    """
+    table = ExactTable(
+        faust_app,
+        name=name,
+        source_topic=source_topic,
+        default=None,
+        partitions=partitions or settings.topic_partitions,
+        schema=faust.Schema(key_serializer="json", value_serializer="json"),
+        beacon=faust_app.tables.beacon,
+        help=help,
+        **options,
+    )
+    faust_app.tables.add(table)
+    return table
+
+
+activity_table = exact_table(
+    "activity",
+    settings.topics.clickstream,
+    "Per-anonymous-id activity (tables.activity), keyed by the keyed hash of anonymous_id.",
 )
-faust_app.tables.add(activity_table)
 
 # All identity state (the four resolver stores as key prefixes, the alias map and the
 # watermark) in ONE table of ONE partition, fed by the one-partition identity-input
 # topic: one changelog, one order. The watermark is written after every record's state
 # (watermark_every=1) and doubles as the "last applied identity-input offset".
-identity_table = ExactTable(
-    faust_app,
-    name="identity",
-    source_topic=settings.identity_input_topic,
-    watermark_every=1,
-    default=None,
+identity_table = exact_table(
+    "identity",
+    settings.identity_input_topic,
+    "Identity graph (tables.identity.stream prefixes): identifiers, profiles, members, blocks, aliases.",
     partitions=1,
-    schema=faust.Schema(key_serializer="json", value_serializer="json"),
-    beacon=faust_app.tables.beacon,
-    help="Identity graph (tables.identity.stream prefixes): identifiers, profiles, members, blocks, aliases.",
+    watermark_every=1,
 )
-faust_app.tables.add(identity_table)
 
 # anonymous_id hash -> current profile, co-partitioned with clickstream (the alias topic
 # has the same partitions and is keyed the same way), so ingest stamps events locally.
-alias_table = ExactTable(
-    faust_app,
-    name="identity_alias",
-    source_topic=settings.identity_aliases_topic,
-    default=None,
-    partitions=settings.topic_partitions,
-    schema=faust.Schema(key_serializer="json", value_serializer="json"),
-    beacon=faust_app.tables.beacon,
-    help="Per-anonymous-id current profile_id, from the identity stage's alias records.",
+alias_table = exact_table(
+    "identity_alias",
+    settings.identity_aliases_topic,
+    "Per-anonymous-id current profile_id, from the identity stage's alias records.",
 )
-faust_app.tables.add(alias_table)
 
-# profile_id -> {"sessions", "profile", "partition"} (tables.profile_stage): one table, so
-# one changelog and one watermark cover everything the profiles stage writes per record.
-profiles_table = ExactTable(
-    faust_app,
-    name="profiles",
-    source_topic=settings.profile_events_topic,
-    default=None,
-    partitions=settings.topic_partitions,
-    schema=faust.Schema(key_serializer="json", value_serializer="json"),
-    beacon=faust_app.tables.beacon,
-    help="Per-profile sessions and unified profile (tables.profile_stage), keyed by profile_id.",
+# profile_id -> {"sessions", "profile", "segments", "partition", "next_eval_at"}
+# (tables.profile_stage): one table, so one changelog and one watermark cover everything
+# the profiles stage writes per record.
+profiles_table = exact_table(
+    "profiles",
+    settings.profile_events_topic,
+    "Per-profile sessions, unified profile and rule segments (tables.profile_stage), keyed by profile_id.",
 )
-faust_app.tables.add(profiles_table)
