@@ -140,7 +140,7 @@ def measure_store(store: str, cfg: ScaleConfig, stack: EmbeddedStack, templates:
     changelog = f"{settings.app_id}-profiles-changelog"
 
     # Empty-table baseline in the same run: the same worker, the same topics, no profiles yet.
-    baseline, _, baseline_rss = start_and_time(f"{tag}-baseline", env, cfg.run_dir)
+    baseline, baseline_ready_s, baseline_rss = start_and_time(f"{tag}-baseline", env, cfg.run_dir)
     baseline.stop()
     shutil.rmtree(data_dir, ignore_errors=True)
 
@@ -155,6 +155,7 @@ def measure_store(store: str, cfg: ScaleConfig, stack: EmbeddedStack, templates:
         "profiles": sent,
         "changelog_produce_s": round(produce_s, 1),
         "recovery_to_ready_s": round(ready_s, 1),
+        "empty_table_to_ready_s": round(baseline_ready_s, 1),
         "rss_mb": round(rss, 1),
         "baseline_rss_mb": round(baseline_rss, 1),
         "rss_bytes_per_profile": round((rss - baseline_rss) * 2**20 / sent),
@@ -186,7 +187,8 @@ def run(cfg: ScaleConfig) -> dict[str, Any]:
           f"mean {sum(sizes) / len(sizes):,.0f}, median {sizes[len(sizes) // 2]:,}, max {sizes[-1]:,}")
     document: dict[str, Any] = {
         "command": "python -m bench.state_scale " + " ".join(
-            [f"--profiles {cfg.profiles}", f"--stores {','.join(cfg.stores)}", f"--partitions {cfg.partitions}"]),
+            [f"--profiles {cfg.profiles}", f"--stores {','.join(cfg.stores)}", f"--partitions {cfg.partitions}",
+             f"--template-customers {cfg.template_customers}"]),
         "stamp": cfg.stamp,
         "template_json_bytes": {"mean": round(sum(sizes) / len(sizes)), "median": sizes[len(sizes) // 2],
                                 "max": sizes[-1]},
