@@ -46,6 +46,7 @@ Examples
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Mapping
@@ -107,8 +108,12 @@ def new_state(config: ClusterConfig) -> ClusterState:
 
 
 def checkpoint(state: ClusterState) -> dict[str, Any]:
-    """The table value under :data:`MODEL_KEY`: the whole model and its offset, plain JSON."""
-    return {"offset": state.offset, "model": state.model.to_json()}
+    """The table value under :data:`MODEL_KEY`: the whole model and its offset, plain JSON.
+
+    A deep copy: ``to_json`` shares the model's lists (reservoir, buffer), which go on
+    changing after the value is in the table.
+    """
+    return {"offset": state.offset, "model": copy.deepcopy(state.model.to_json())}
 
 
 def restore(value: Mapping[str, Any] | None, config: ClusterConfig) -> ClusterState:
