@@ -101,6 +101,8 @@ async def apply(doc: dict[str, Any], offset: int) -> None:
     labels_before = state.model.labels()
     new_entry, changes = cluster_stage.step(state, entry, doc, offset)
     CLUSTER_LEARNED.set(state.model.seen)
+    if state.model.labels() != labels_before:  # replayed records move centres too
+        redis_sink.put(*serving.clusters_entry(cluster_stage.catalogue(state)))
     if new_entry is None:
         outcome = "replayed" if entry is not None and entry["offset"] >= offset else "duplicate"
         CLUSTER_INPUTS.labels(outcome).inc()
@@ -117,8 +119,6 @@ async def apply(doc: dict[str, Any], offset: int) -> None:
     clusters_table[profile_id] = new_entry
     for redis_key, fields in serving.cluster_entries(profile_id, new_entry):
         redis_sink.put(redis_key, fields)
-    if state.model.labels() != labels_before:
-        redis_sink.put(*serving.clusters_entry(cluster_stage.catalogue(state)))
 
 
 @faust_app.timer(QUALITY_SECONDS)
