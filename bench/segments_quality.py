@@ -45,9 +45,9 @@ import numpy as np
 import orjson
 
 from app.simulator.config import SimConfig
+from app.simulator.generator import iter_records
 from app.validation import Event
 from tables import features, profile
-from app.simulator.generator import iter_records
 from tables.segments import evaluate as ev
 from tables.segments import membership, state
 from tables.segments.clusters import ClusterModel
@@ -345,7 +345,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result = {
         "command": " ".join(["python -m bench.segments_quality", *sys.argv[1:]]),
         "machine": f"{platform.machine()}, Python {platform.python_version()}",
-        "config": {"features": args.features, "customers": args.customers, "days": args.days, "seed": args.seed, "k": args.k,
+        "config": {"features": args.features, "customers": args.customers, "days": args.days, "seed": args.seed,
+                   "k": args.k,
                    "warmup": args.warmup, "halflife": args.halflife, "margin": args.margin,
                    "learn_on": args.learn_on, "reseed_every": args.reseed_every},
         "events": events,

@@ -153,7 +153,8 @@ def test_merge_keeps_the_survivors_cluster_and_both_sides_inputs() -> None:
     state, table = cluster_stage.new_state(CONFIG), {}
     run(state, table, inputs(200))
     survivor, absorbed = table["p-0"], table["p-1"]
-    apply_change(table, REGISTRY["clusters"], {"change": "merged", "profile_id": "p-0", "absorbed_profile_ids": ["p-1"]})
+    merged = {"change": "merged", "profile_id": "p-0", "absorbed_profile_ids": ["p-1"]}
+    apply_change(table, REGISTRY["clusters"], merged)
     assert "p-1" not in table and table["p-0"]["cluster"] == survivor["cluster"]
     assert set(absorbed["inputs"]) <= set(table["p-0"]["inputs"]) or len(table["p-0"]["inputs"]) == 16
     assert REGISTRY["clusters"].erase(table["p-0"]) is None
