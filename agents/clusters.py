@@ -7,10 +7,10 @@
         └──► Redis persona:profile:<id>:cluster, persona:clusters, persona:segment:<id> (SADD/SREM)
 
 The model lives in memory on the worker that owns the one partition. It is loaded from
-the table's checkpoint when the partition is assigned (after recovery), saved just
-before each watermark write, and dropped when the partition is revoked, so a worker that
-gets the partition later (restart or rebalance) starts from the checkpoint, never from
-an empty model. Exactness is in :mod:`tables.cluster_stage`.
+the table's checkpoint at the first record after recovery (or taken again from it after
+a rebalance when the checkpoint is newer, see :func:`model_state`) and saved just before
+each watermark write, so a worker that gets the partition (restart or rebalance) goes on
+from the checkpoint, never from an empty model. Exactness is in :mod:`tables.cluster_stage`.
 """
 
 from __future__ import annotations
@@ -44,16 +44,37 @@ CONFIG = cluster_stage.ClusterConfig(k=settings.cluster_k or None, warmup=settin
 QUALITY_SECONDS = 30.0
 INPUT = settings.cluster_input_topic
 
-# The model of the owned partition; None when this worker does not own it (or has not loaded it yet).
+# The model of the cluster-input partition, kept across rebalances (see model_state).
 live: cluster_stage.ClusterState | None = None
+# Set when partitions are assigned: the next use compares the live model with the table's checkpoint.
+recheck = True
 
 
 def model_state() -> cluster_stage.ClusterState:
-    """The live model, loaded from the table's checkpoint on first use after an assignment."""
-    global live
-    if live is None:
-        live = cluster_stage.restore(clusters_table.get(cluster_stage.MODEL_KEY), CONFIG)
+    """The live model; loaded from the table's checkpoint at start, or after an assignment if it is newer.
+
+    The live model is not dropped when the partition is revoked: if the partition stays (a
+    rebalance that gives it back at once) its table is not recovered nor its input rewound,
+    and the live model, ahead of the last checkpoint, is the only copy of the records
+    learned since. If another worker owned it meanwhile and checkpointed further, the
+    checkpoint is newer and wins; otherwise the rewind to the watermark + 1 (written with
+    the checkpoint) re-reads whatever the live model has not learned, and what it has is
+    not learned twice (``tables.cluster_stage.step`` skips offsets at or below its own).
+    """
+    global live, recheck
+    if live is None or recheck:
+        saved = clusters_table.get(cluster_stage.MODEL_KEY)
+        if live is None or (saved is not None and int(saved["offset"]) > live.offset):
+            live = cluster_stage.restore(saved, CONFIG)
+        recheck = False
     return live
+
+
+@faust_app.on_partitions_assigned.connect  # type: ignore[arg-type]  # Faust's stub wants a signal keyword
+async def on_assigned(app: Any, assigned: set[TP], **kwargs: Any) -> None:
+    global recheck
+    if any(tp.topic == INPUT for tp in assigned):
+        recheck = True
 
 
 def owned_model() -> cluster_stage.ClusterState | None:
@@ -71,13 +92,6 @@ def save_checkpoint(partition: int) -> None:
 
 
 clusters_table.before_watermark = save_checkpoint
-
-
-@faust_app.on_partitions_revoked.connect  # type: ignore[arg-type]  # Faust's stub wants a signal keyword
-async def forget_model(app: Any, revoked: set[TP], **kwargs: Any) -> None:
-    global live
-    if any(tp.topic == INPUT for tp in revoked):
-        live = None
 
 
 @faust_app.agent(cluster_input_topic, name="clusters")

@@ -180,3 +180,22 @@ def test_killed_worker_restarts_with_the_same_cluster_ids_and_centres_and_learns
     assert set(later["centres"]) == set(before["centres"])  # the same ids, learning on from them
     assert later["centres"] != before["centres"]
     assert pipeline.metric(port, "persona_recovery_rewinds_total") >= 0
+
+
+def test_the_model_follows_its_partition_to_another_worker_on_a_rebalance(
+    pipeline: Pipeline, two_halves: tuple[list[SimRecord], list[SimRecord]]
+) -> None:
+    first, second = two_halves
+    worker_a, port_a = pipeline.start_worker()
+    send(pipeline, first)
+    before = settled_model(port_a)
+    _, port_b = pipeline.start_worker()  # joins the group: a rebalance
+    assert worker_a.stop() is not None  # leaves it: the one cluster-input partition moves to B
+    wait_for(lambda: get(port_b, "/v1/clusters/model")[0] == 200, 90,
+             lambda: f"worker B never took the model: {get(port_b, '/v1/clusters/model')}")
+    after = settled_model(port_b)
+    for field in ("offset", "seen", "k", "labels", "centres", "next_id"):
+        assert after[field] == before[field], field
+    send(pipeline, second)
+    wait_for(lambda: model(port_b)["seen"] > before["seen"], 60, lambda: "worker B learned nothing")
+    assert set(model(port_b)["centres"]) == set(before["centres"])
