@@ -80,8 +80,10 @@ async def on_assigned(app: Any, assigned: set[TP], **kwargs: Any) -> None:
 def owned_model() -> cluster_stage.ClusterState | None:
     """The model if this worker owns the cluster-input partition and has recovered its table, else None."""
     owns = any(tp.topic == INPUT for tp in faust_app.consumer.assignment())
+    # `completed` stays set from the first recovery; a later rebalance's recovery shows in the flags.
     recovered = bool(cast(Any, faust_app.tables).recovery.completed.is_set())
-    return model_state() if owns and recovered else None
+    busy = bool(getattr(faust_app, "in_recovery", False) or faust_app.rebalancing)
+    return model_state() if owns and recovered and not busy else None
 
 
 def save_checkpoint(partition: int) -> None:

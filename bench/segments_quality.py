@@ -47,7 +47,7 @@ import orjson
 from app.simulator.config import SimConfig
 from app.simulator.generator import iter_records
 from app.validation import Event
-from tables import features, profile
+from tables import cluster_stage, features, profile
 from tables.segments import evaluate as ev
 from tables.segments import membership, state
 from tables.segments.clusters import ClusterModel
@@ -222,7 +222,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rules: RuleSet = load_rules()
     real = args.features == "real"
     customers: dict[str, StandIn | RealProfile] = {}
-    names = list(features.vector_names()) if real else CLUSTER_FEATURES
+    names = (list(features.vector_names()) if args.all_features else list(cluster_stage.CLUSTER_FEATURES)) \
+        if real else CLUSTER_FEATURES
     archetype: dict[str, str] = {}
     seg_state: dict[str, dict[str, Any]] = {}
     timers: list[tuple[float, str]] = []
@@ -345,7 +346,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result = {
         "command": " ".join(["python -m bench.segments_quality", *sys.argv[1:]]),
         "machine": f"{platform.machine()}, Python {platform.python_version()}",
-        "config": {"features": args.features, "customers": args.customers, "days": args.days, "seed": args.seed,
+        "config": {"features": args.features, "all_features": args.all_features, "cluster_features": names,
+                   "customers": args.customers, "days": args.days, "seed": args.seed,
                    "k": args.k,
                    "warmup": args.warmup, "halflife": args.halflife, "margin": args.margin,
                    "learn_on": args.learn_on, "reseed_every": args.reseed_every},
@@ -391,6 +393,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--features", choices=("real", "standin"), default="real",
                         help="real: the profile core's vector (tables.profile, tables.features), read at the "
                              "profile's last event as the stream's cluster input is; standin: the bench's own")
+    parser.add_argument("--all-features", action="store_true",
+                        help="with --features real: cluster on the whole vector, category affinities and device "
+                             "shares included (the stream clusters on tables.cluster_stage.CLUSTER_FEATURES)")
     parser.add_argument("--no-rules", action="store_true", help="skip the rules (cluster figures only)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)

@@ -168,6 +168,8 @@ def test_killed_worker_restarts_with_the_same_cluster_ids_and_centres_and_learns
     expire_killed_worker(pipeline, worker)
 
     _, port = pipeline.start_worker()
+    wait_for(lambda: get(port, "/v1/clusters/model")[1].get("offset") == before["offset"], 90,
+             lambda: f"the restarted worker never caught up: {get(port, '/v1/clusters/model')}")
     after = settled_model(port)
     # Checkpoint + the records since, learned again: exactly the model that was killed.
     for field in ("offset", "seen", "k", "labels", "centres", "next_id"):
@@ -191,7 +193,7 @@ def test_the_model_follows_its_partition_to_another_worker_on_a_rebalance(
     before = settled_model(port_a)
     _, port_b = pipeline.start_worker()  # joins the group: a rebalance
     assert worker_a.stop() is not None  # leaves it: the one cluster-input partition moves to B
-    wait_for(lambda: get(port_b, "/v1/clusters/model")[0] == 200, 90,
+    wait_for(lambda: get(port_b, "/v1/clusters/model")[1].get("offset") == before["offset"], 90,
              lambda: f"worker B never took the model: {get(port_b, '/v1/clusters/model')}")
     after = settled_model(port_b)
     for field in ("offset", "seen", "k", "labels", "centres", "next_id"):
