@@ -2,16 +2,16 @@
 
 Streams a seeded simulator run (valid clickstream events only, in time order) and
 
-* keeps, per customer, **the bench's own stand-in profile features** computed
-  from the events (:class:`StandIn`; to be replaced by the profile feature core
-  when it lands): log purchases, log revenue, average order value, product views
-  / searches / cart adds per session, cart adds per purchase, days since last
-  activity, days since first seen, and category affinities. Customers are keyed
-  by the simulator's true ``customer_id`` (identity resolution is benchmarked
-  separately in ``bench/febrl.py``);
-* learns the online cluster model (:class:`tables.segments.clusters.ClusterModel`)
-  from each customer's stand-in vector at the end of each of their sessions (the
-  cadence of ``session-summaries``), assigning clusters with hysteresis as it goes;
+* keeps, per customer, the profile as the stream does (:class:`RealProfile`:
+  :func:`tables.profile.apply` per event, the feature vector of
+  :func:`tables.profile.feature_vector` read at the last event, as the stream's
+  cluster input), or with ``--features standin`` the bench's earlier stand-in
+  features (:class:`StandIn`). Customers are keyed by the simulator's true
+  ``customer_id`` (identity resolution is benchmarked separately in ``bench/febrl.py``);
+* learns the online cluster model (:class:`tables.segments.clusters.ClusterModel`,
+  on :data:`tables.cluster_stage.CLUSTER_FEATURES` unless ``--all-features``) from
+  each customer's vector at the end of each of their sessions (``--learn-on session``,
+  the stream's cadence) or at a daily refresh, assigning clusters with hysteresis as it goes;
 * runs the default rules (``tables/segments/default_rules.toml``) on every event,
   and fires their timers as the stream's clock passes them;
 
@@ -25,6 +25,7 @@ cost of rule evaluation per event (``timeit``).
 Usage::
 
     .venv/bin/python -m bench.segments_quality [--customers 1000] [--days 30] [--seed 7] [--k 6] [--json OUT]
+    .venv/bin/python -m bench.segments_quality --learn-on session --reseed-every 1000   # the stream's configuration
 """
 
 from __future__ import annotations
