@@ -119,7 +119,11 @@ def test_simulator_traffic_gives_cluster_changes_segments_and_served_memberships
     assert entered, "no profile entered a cluster"
     assert all({"cluster", "label", "distance", "nearest_cluster"} <= set(c["reason"]) for c in entered)
     exited = [c for c in changes if c["change"] == "exited"]
+    assert exited, "no profile moved between clusters"
     assert all(c["reason"].get("no_longer_nearest") for c in exited)
+    for moved in exited:  # a move is an exit and, in the same record's changes, an entry elsewhere
+        assert any(c["change"] == "entered" and c["profile_id"] == moved["profile_id"]
+                   and c["segment_id"] != moved["segment_id"] and c["at"] == moved["at"] for c in entered)
 
     # Membership per profile = the last change of each profile; sizes must agree with it.
     current: dict[str, str | None] = {}
