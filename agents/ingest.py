@@ -14,6 +14,8 @@ the same observation twice changes nothing).
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
+from typing import Any
 
 import orjson
 from faust.types import EventT, StreamT
@@ -141,7 +143,8 @@ def current_profile(obs: Observation) -> str:
     return str(alias["profile_id"]) if alias else profile_id_for(anon)
 
 
-async def send_dead_letter(record: EventT, rejection: Rejection) -> None:
+async def send_dead_letter(record: EventT, rejection: Rejection) -> Awaitable[Any]:
+    """Dead-letter ``record``; returns the delivery, for stages whose watermark must wait for it."""
     message = record.message
     letter = dead_letter(
         record.value,
@@ -157,3 +160,4 @@ async def send_dead_letter(record: EventT, rejection: Rejection) -> None:
     if message.topic == CLICKSTREAM:
         activity_table.hold_watermark_for(delivery)
     DEAD_LETTERS.labels(message.topic, rejection.code).inc()
+    return delivery

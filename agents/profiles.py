@@ -2,7 +2,8 @@
 
 <app_id>-profile-events (keyed by profile_id, from ingest) ──► profiles table ──► Redis persona:profile:<id>
                                                          ├──► session-summaries (closed sessions)
-                                                         └──► segment-changes (rule segments entered/exited)
+                                                         ├──► segment-changes (rule segments entered/exited)
+                                                         └──► <app_id>-cluster-input (feature vector per closed session)
 tick records (sent by a timer into each owned partition)  ──► close idle sessions, fire timed segment rules
 
 Ticks travel through the same partition as the events, so closing sessions happens in
@@ -18,6 +19,7 @@ import orjson
 from faust.types import StreamT
 
 from app.faust_app import (
+    cluster_input_topic,
     faust_app,
     profile_events_topic,
     segment_changes_topic,
@@ -27,7 +29,7 @@ from app.faust_app import (
 from app.lifecycle import redis_sink
 from app.metrics import SEGMENT_CHANGES, SESSIONS_CLOSED, STAGE_SECONDS
 from app.validation import Event
-from tables import profile_stage, serving, sessions
+from tables import cluster_stage, profile_stage, serving, sessions
 from tables.definitions import profiles_table
 from tables.quality import QualityMonitor
 
@@ -63,7 +65,7 @@ async def apply_event(envelope: dict[str, Any], topic: str, partition: int, offs
         monitor=monitor, basis=f"{topic}:{partition}:{offset}",
     )
     profiles_table[profile_id] = value
-    await emit(profile_id, outputs)
+    await emit(profile_id, outputs, value)
     track(partition, profile_id, value)
     for redis_key, fields in serving.profile_entries(profile_id, value, event.ts):
         redis_sink.put(redis_key, fields)
@@ -85,7 +87,7 @@ async def on_tick(partition: int, wall: float) -> None:
         value, outputs = profile_stage.tick(value, now, profile_id)
         if outputs.closed_sessions or outputs.segment_changes:
             profiles_table[profile_id] = value
-            await emit(profile_id, outputs)
+            await emit(profile_id, outputs, value)
             for redis_key, fields in serving.profile_entries(profile_id, value, now):
                 redis_sink.put(redis_key, fields)
         track(partition, profile_id, value)
@@ -107,17 +109,21 @@ def track(partition: int, profile_id: str, value: dict[str, Any]) -> None:
         members.discard(profile_id)
 
 
-async def emit(profile_id: str, outputs: profile_stage.Outputs) -> None:
+async def emit(profile_id: str, outputs: profile_stage.Outputs, value: dict[str, Any]) -> None:
     key = profile_id.encode()
     for session in outputs.closed_sessions:
         summary = sessions.summary(session, profile_id)
         delivery = await session_summaries_topic.send(key=key, value=orjson.dumps(summary))
         profiles_table.hold_watermark_for(delivery)
         SESSIONS_CLOSED.labels(session.get("close_reason", "inactivity")).inc()
+    if outputs.closed_sessions:  # the cluster model learns a profile once per closed session
+        vector = cluster_stage.cluster_input(profile_id, value, outputs.closed_sessions[-1]["id"])
+        profiles_table.hold_watermark_for(await cluster_input_topic.send(key=key, value=orjson.dumps(vector)))
     for change in outputs.segment_changes:
         delivery = await segment_changes_topic.send(key=key, value=orjson.dumps(change))
         profiles_table.hold_watermark_for(delivery)
         SEGMENT_CHANGES.labels(change["segment_kind"], change["change"]).inc()
+        redis_sink.set_member(*serving.membership_update(change))
 
 
 @faust_app.timer(TICK_SECONDS)

@@ -76,6 +76,8 @@ output_topics = {name: _topic(name) for name in settings.topics.outputs()}
 identity_input_topic = _topic(settings.identity_input_topic, partitions=1)
 identity_aliases_topic = _topic(settings.identity_aliases_topic)
 profile_events_topic = _topic(settings.profile_events_topic)
+# Internal: profile feature vectors for the one cluster model.
+cluster_input_topic = _topic(settings.cluster_input_topic, partitions=1)
 session_summaries_topic = output_topics[settings.topics.session_summaries]
 segment_changes_topic = output_topics[settings.topics.segment_changes]
 
@@ -85,6 +87,7 @@ COMPONENT_MODULES = (
     "agents.ingest",
     "agents.identity",
     "agents.profiles",
+    "agents.clusters",
     "app.web",
     "app.lifecycle",
 )

@@ -90,3 +90,31 @@ IDENTITY_ALIASES = Counter(
     "persona_identity_aliases_total",
     "Alias records (anonymous id -> profile) emitted by the identity stage.",
 )
+CLUSTER_INPUTS = Counter(
+    "persona_cluster_inputs_total",
+    "Profile vectors read by the clusters stage, by outcome: assigned, duplicate (same session again), "
+    "replayed (offset already applied).",
+    ["outcome"],
+)
+CLUSTER_LEARNED = Gauge(
+    "persona_cluster_vectors_learned",
+    "Vectors the cluster model has learned since it was created (its warm-up ends at PERSONA_CLUSTER_WARMUP).",
+)
+CLUSTER_K = Gauge(
+    "persona_cluster_k",
+    "Clusters (centres) of the online model; 0 during warm-up.",
+)
+CLUSTER_SILHOUETTE = Gauge(
+    "persona_cluster_silhouette",
+    "Mean silhouette of the cluster model's reservoir sample (standardised features; -1..1, higher is better).",
+)
+CLUSTER_SAMPLE_SHARE = Gauge(
+    "persona_cluster_sample_share",
+    "Share of the reservoir sample nearest to each cluster, by segment id.",
+    ["segment"],
+)
+CLUSTER_DRIFT = Gauge(
+    "persona_cluster_centre_drift",
+    "How far the cluster centres moved since the previous quality check (standardised units), mean and max.",
+    ["stat"],
+)

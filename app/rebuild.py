@@ -25,7 +25,7 @@ from app.errors import PersonaError, StackError
 from app.settings import Settings
 
 #: The tables whose changelogs hold serving state, in the order they are applied.
-TABLES = ("identity", "identity_alias", "activity", "profiles")
+TABLES = ("identity", "identity_alias", "activity", "profiles", "clusters")
 #: A changelog is read to its end once a poll of this long returns nothing past the end offsets.
 IDLE_MS = 1000
 
@@ -60,7 +60,7 @@ def last_values(records: Iterator[tuple[bytes | None, bytes | None]]) -> dict[st
 
 def serving_keys(tables: dict[str, dict[str, Any]], now: float) -> dict[str, dict[str, str | int | float]]:
     """Every serving key the tables imply (identity summaries and lookups, activity, profiles)."""
-    from tables import serving
+    from tables import cluster_stage, serving
     from tables.identity.hashing import profile_id_for
 
     out: dict[str, dict[str, str | int | float]] = {}
@@ -75,6 +75,33 @@ def serving_keys(tables: dict[str, dict[str, Any]], now: float) -> dict[str, dic
         out.update(serving.activity_entries(anon, value, profile_id))
     for pid, value in tables.get("profiles", {}).items():
         out.update(serving.profile_entries(pid, value, serving.profile_now(value, now)))
+    for pid, value in tables.get("clusters", {}).items():
+        if pid == cluster_stage.MODEL_KEY:
+            model = cluster_stage.restore(value, cluster_stage.ClusterConfig())
+            out.update([serving.clusters_entry(cluster_stage.catalogue(model))])
+        else:
+            out.update(serving.cluster_entries(pid, value))
+    return out
+
+
+def segment_sets(tables: dict[str, dict[str, Any]]) -> dict[str, set[str]]:
+    """Every segment set (``persona:segment:<id>``) the tables imply: rule and cluster memberships.
+
+    >>> tables = {"profiles": {"p-1": {"segments": {"members": {"segments": {
+    ...     "vip": {"kind": "rule", "since": 1.0, "reason": {}}}}}}},
+    ...           "clusters": {"p-1": {"members": {"segments": {"cluster-0": {"kind": "cluster", "since": 1.0}}}}}}
+    >>> segment_sets(tables)
+    {'persona:segment:vip': {'p-1'}, 'persona:segment:cluster-0': {'p-1'}}
+    """
+    from tables import cluster_stage, serving
+
+    out: dict[str, set[str]] = {}
+    for table in ("profiles", "clusters"):
+        for pid, value in tables.get(table, {}).items():
+            if pid == cluster_stage.MODEL_KEY:
+                continue
+            for key in serving.segment_memberships(table, pid, value):
+                out.setdefault(key, set()).add(pid)
     return out
 
 
@@ -146,13 +173,21 @@ async def rebuild(settings: Settings, batch_size: int, timeout: float) -> tuple[
             read[topic] = len(records)
             tables[table] = last_values(iter(records))
         keys = serving_keys(tables, time.time())
+        sets = segment_sets(tables)
         items = list(keys.items())
+        members = [((key, pid), True) for key, pids in sets.items() for pid in sorted(pids)]
         try:
+            # Sets are rebuilt whole: a member that left a segment while Redis was away must go.
+            stale = [k async for k in client.scan_iter(match=f"{serving.SEGMENT}*", count=1000)]
+            for start in range(0, len(stale), batch_size):
+                await client.delete(*stale[start : start + batch_size])
             for start in range(0, len(items), batch_size):
                 await write_hashes(client, dict(items[start : start + batch_size]), settings.redis_ttl_seconds)
+            for start in range(0, len(members), batch_size):
+                await write_hashes(client, {}, settings.redis_ttl_seconds, dict(members[start : start + batch_size]))
         except (RedisError, OSError) as exc:
             raise StackError(f"writing to Redis at {settings.redis_url} failed: {exc}") from exc
-        return Counter(serving.family(k) for k in keys), read
+        return Counter([*(serving.family(k) for k in keys), *(serving.family(k) for k in sets)]), read
     finally:
         await client.aclose()
 

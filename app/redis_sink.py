@@ -37,13 +37,27 @@ def flatten(summary: Mapping[str, Any]) -> dict[str, str | int | float]:
     }
 
 
-async def write_hashes(client: aioredis.Redis, batch: Mapping[str, RedisHash], ttl_seconds: int) -> None:
-    """Replace each hash of ``batch`` (delete, HSET, EXPIRE) in one non-transactional pipeline."""
+#: (set key, member) -> whether the member belongs: the newest SADD (True) or SREM (False) wins.
+SetMembers = Mapping[tuple[str, str], bool]
+
+
+async def write_hashes(
+    client: aioredis.Redis, batch: Mapping[str, RedisHash], ttl_seconds: int, members: SetMembers | None = None
+) -> None:
+    """Replace each hash of ``batch`` (delete, HSET, EXPIRE), then SADD/SREM ``members``, in one pipeline.
+
+    SADD and SREM are idempotent, so a replayed membership change writes the same sets.
+    """
     pipe = client.pipeline(transaction=False)
     for key, fields in batch.items():
         pipe.delete(key)
         pipe.hset(key, mapping=cast("Mapping[Any, Any]", fields))
         pipe.expire(key, ttl_seconds)
+    for (key, member), present in (members or {}).items():
+        if present:
+            pipe.sadd(key, member)
+        else:
+            pipe.srem(key, member)
     await pipe.execute()
 
 
@@ -54,41 +68,51 @@ class RedisSink:
         self.max_pending = max_pending
         self.healthy = True
         self._pending: dict[str, RedisHash] = {}
+        self._members: dict[tuple[str, str], bool] = {}
         self._client: aioredis.Redis | None = None
 
     def put(self, key: str, fields: RedisHash) -> None:
         """Schedule ``fields`` to replace the hash at ``key`` at the next flush."""
-        if key not in self._pending and len(self._pending) >= self.max_pending:
+        if key not in self._pending and self.pending >= self.max_pending:
             REDIS_SKIPPED.inc()
             return
         self._pending[key] = fields
 
+    def set_member(self, key: str, member: str, present: bool) -> None:
+        """Schedule ``member`` to be added to (``present``) or removed from the set at ``key``."""
+        if (key, member) not in self._members and self.pending >= self.max_pending:
+            REDIS_SKIPPED.inc()
+            return
+        self._members[(key, member)] = present
+
     @property
     def pending(self) -> int:
-        return len(self._pending)
+        return len(self._pending) + len(self._members)
 
     async def flush(self) -> int:
         """Write every pending key in one pipeline; return how many were written."""
-        REDIS_PENDING.set(len(self._pending))
-        if not self._pending:
+        REDIS_PENDING.set(self.pending)
+        if not self.pending:
             return 0
         batch, self._pending = self._pending, {}
+        members, self._members = self._members, {}
         try:
-            await write_hashes(self.client, batch, self.ttl_seconds)
+            await write_hashes(self.client, batch, self.ttl_seconds, members)
         except (RedisError, OSError) as exc:
             # Keep what failed, unless a newer value arrived meanwhile.
             self._pending = {**batch, **self._pending}
+            self._members = {**members, **self._members}
             REDIS_ERRORS.inc()
             if self.healthy:
                 log.warning("Redis write failed (%s); keeping %d keys pending", exc, len(self._pending))
             self.healthy = False
             return 0
         if not self.healthy:
-            log.warning("Redis is reachable again; wrote %d pending keys", len(batch))
+            log.warning("Redis is reachable again; wrote %d pending keys", len(batch) + len(members))
         self.healthy = True
-        REDIS_WRITES.inc(len(batch))
-        REDIS_PENDING.set(len(self._pending))
-        return len(batch)
+        REDIS_WRITES.inc(len(batch) + len(members))
+        REDIS_PENDING.set(self.pending)
+        return len(batch) + len(members)
 
     @property
     def client(self) -> aioredis.Redis:

@@ -78,6 +78,8 @@ class Settings:
     rebalance_timeout_seconds: float = 10.0
     session_timeout_seconds: float = 10.0
     worker_instance_id: str = ""
+    cluster_k: int = 6
+    cluster_warmup: int = 500
     topics: Topics = field(default_factory=Topics)
 
     @classmethod
@@ -111,6 +113,10 @@ class Settings:
             raise ConfigError("PERSONA_MAX_RECORD_BYTES must be at least 1024")
         if self.dedup_window < 1:
             raise ConfigError("PERSONA_DEDUP_WINDOW must be at least 1")
+        if self.cluster_k < 0:
+            raise ConfigError("PERSONA_CLUSTER_K must be 0 (choose by silhouette) or at least 1")
+        if self.cluster_warmup < 1:
+            raise ConfigError("PERSONA_CLUSTER_WARMUP must be at least 1")
         if len(self.hmac_secret) < 16:
             raise ConfigError("PERSONA_HMAC_SECRET must be at least 16 characters")
 
@@ -129,6 +135,11 @@ class Settings:
         """Internal topic of validated events stamped with their profile, keyed by ``profile_id``."""
         return f"{self.app_id}-profile-events"
 
+    @property
+    def cluster_input_topic(self) -> str:
+        """Internal topic of profile feature vectors for the cluster model: always ONE partition (one model)."""
+        return f"{self.app_id}-cluster-input"
+
     def internal_topics(self) -> dict[str, int]:
         """Internal topics and their partition counts (created up front by ``ensure_topics``)."""
         return {
@@ -136,6 +147,8 @@ class Settings:
             f"{self.app_id}-identity-changelog": 1,
             self.identity_aliases_topic: self.topic_partitions,
             self.profile_events_topic: self.topic_partitions,
+            self.cluster_input_topic: 1,
+            f"{self.app_id}-clusters-changelog": 1,
         }
 
     @property
@@ -202,6 +215,11 @@ SETTINGS_DOC: dict[str, str] = {
     "log_level": "Worker log level.",
     "rebalance_timeout_seconds": "Kafka consumer-group rebalance timeout: how long a join waits for members.",
     "session_timeout_seconds": "Kafka consumer-group session timeout: how soon a dead worker's partitions move.",
+    "cluster_k": (
+        "Clusters of the online profile model; 0 chooses k by silhouette (2-8) on the warm-up sample. "
+        "Fixed once the model is trained."
+    ),
+    "cluster_warmup": "Closed sessions' profile vectors buffered before the cluster centres are seeded (k-means++).",
     "worker_instance_id": (
         "Static group membership id (`group.instance.id`), unique per worker: a worker restarted with the "
         "same id takes its predecessor's place at once. Empty: dynamic membership."

@@ -1,4 +1,4 @@
-"""HTTP views of every worker: ``/health``, ``/metrics`` and event ingestion ``POST /v1/events``."""
+"""HTTP views of every worker: ``/health``, ``/metrics``, event ingestion ``POST /v1/events``, profiles, segments."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ from app.faust_app import clickstream_topic, faust_app, resolver, settings, star
 from app.lifecycle import redis_sink
 from app.metrics import HTTP_EVENTS
 from app.validation import Event, Rejection
+from tables import cluster_stage, serving
 from tables.identity.normalise import normalise_email, normalise_id, normalise_loyalty_id, normalise_phone
+from tables.profile_stage import default_rules
+from tables.segments.listing import listing
 
 MAX_BATCH = 1000
 
@@ -118,9 +121,35 @@ async def profile_document(profile_id: str) -> dict[str, Any] | None:
     # The sink's client decodes responses, so fields are str.
     features = cast("dict[str, str]", await client.hgetall(f"persona:profile:{profile_id}"))
     identity = cast("dict[str, str]", await client.hgetall(f"persona:profile:{profile_id}:identity"))
+    cluster = cast("dict[str, str]", await client.hgetall(f"persona:profile:{profile_id}:cluster"))
     if not features and not identity:
         return None
-    return {"profile_id": profile_id, **decode_hash(features), "identity": decode_hash(identity)}
+    return {"profile_id": profile_id, **decode_hash(features), "identity": decode_hash(identity),
+            "cluster": decode_hash(cluster) if cluster else None}
+
+
+async def segment_sizes() -> dict[str, int]:
+    """Segment id -> SCARD of its set, for every ``persona:segment:*`` set in Redis."""
+    client = redis_sink.client
+    keys = [k async for k in client.scan_iter(match=f"{serving.SEGMENT}*", count=1000)]
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.scard(key)
+    sizes = await pipe.execute() if keys else []
+    return {str(k).removeprefix(serving.SEGMENT): int(n) for k, n in zip(keys, sizes, strict=True)}
+
+
+@faust_app.page("/v1/segments")
+class SegmentsView(View):
+    """``GET /v1/segments``: every segment, rule and cluster, with its label and its size (from Redis)."""
+
+    async def get(self, request: Request) -> Response:
+        try:
+            clusters = decode_hash(cast("dict[str, str]", await redis_sink.client.hgetall(serving.CLUSTERS)))
+            sizes = await segment_sizes()
+        except (RedisError, OSError) as exc:
+            return json_response(self, {"error": f"the serving store is unavailable: {exc}"}, 503)
+        return json_response(self, {"segments": listing(default_rules(), clusters, sizes)}, 200)
 
 
 @faust_app.page("/v1/profiles/lookup")
@@ -157,6 +186,19 @@ class ProfileView(View):
         if document is None:
             return json_response(self, {"error": f"no profile {profile_id!r}"}, 404)
         return json_response(self, document, 200)
+
+
+@faust_app.page("/v1/clusters/model")
+class ClusterModelView(View):
+    """``GET /v1/clusters/model``: the live cluster model, on the worker that owns it (404 elsewhere)."""
+
+    async def get(self, request: Request) -> Response:
+        from agents import clusters  # registered before the views (app.faust_app.COMPONENT_MODULES)
+
+        state = clusters.owned_model()
+        if state is None:
+            return json_response(self, {"error": "this worker does not hold the cluster model"}, 404)
+        return json_response(self, cluster_stage.describe(state), 200)
 
 
 @faust_app.page("/health")

@@ -2,16 +2,16 @@
 
 Streams a seeded simulator run (valid clickstream events only, in time order) and
 
-* keeps, per customer, **the bench's own stand-in profile features** computed
-  from the events (:class:`StandIn`; to be replaced by the profile feature core
-  when it lands): log purchases, log revenue, average order value, product views
-  / searches / cart adds per session, cart adds per purchase, days since last
-  activity, days since first seen, and category affinities. Customers are keyed
-  by the simulator's true ``customer_id`` (identity resolution is benchmarked
-  separately in ``bench/febrl.py``);
-* learns the online cluster model (:class:`tables.segments.clusters.ClusterModel`)
-  from each customer's stand-in vector at the end of each of their sessions (the
-  cadence of ``session-summaries``), assigning clusters with hysteresis as it goes;
+* keeps, per customer, the profile as the stream does (:class:`RealProfile`:
+  :func:`tables.profile.apply` per event, the feature vector of
+  :func:`tables.profile.feature_vector` read at the last event, as the stream's
+  cluster input), or with ``--features standin`` the bench's earlier stand-in
+  features (:class:`StandIn`). Customers are keyed by the simulator's true
+  ``customer_id`` (identity resolution is benchmarked separately in ``bench/febrl.py``);
+* learns the online cluster model (:class:`tables.segments.clusters.ClusterModel`,
+  on :data:`tables.cluster_stage.CLUSTER_FEATURES` unless ``--all-features``) from
+  each customer's vector at the end of each of their sessions (``--learn-on session``,
+  the stream's cadence) or at a daily refresh, assigning clusters with hysteresis as it goes;
 * runs the default rules (``tables/segments/default_rules.toml``) on every event,
   and fires their timers as the stream's clock passes them;
 
@@ -25,6 +25,7 @@ cost of rule evaluation per event (``timeit``).
 Usage::
 
     .venv/bin/python -m bench.segments_quality [--customers 1000] [--days 30] [--seed 7] [--k 6] [--json OUT]
+    .venv/bin/python -m bench.segments_quality --learn-on session --reseed-every 1000   # the stream's configuration
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ import orjson
 
 from app.simulator.config import SimConfig
 from app.simulator.generator import iter_records
+from app.validation import Event
+from tables import cluster_stage, features, profile
 from tables.segments import evaluate as ev
 from tables.segments import membership, state
 from tables.segments.clusters import ClusterModel
@@ -146,6 +149,34 @@ class StandIn:
         return out
 
 
+class RealProfile:
+    """A customer's profile as the stream keeps it: :func:`tables.profile.apply` per event, the real features."""
+
+    __slots__ = ("last", "offset", "session_id", "state", "views")
+
+    def __init__(self) -> None:
+        self.state: dict[str, Any] = profile.new_state()
+        self.last = 0.0
+        self.offset = 0
+        self.views = 0
+        self.session_id: str | None = None
+
+    def update(self, event: dict[str, Any], ts: float, session_id: str) -> None:
+        self.offset += 1
+        self.last = max(self.last, ts)
+        self.views += event["type"] == "product_view"
+        self.session_id = session_id
+        e = Event(event, event["type"], event["event_id"], event["anonymous_id"], ts)
+        self.state, _ = profile.apply(self.state, e, self.offset)
+
+    def vector(self, now: float) -> dict[str, float]:
+        # As the stream's cluster input (tables.cluster_stage.cluster_input): read at the last event.
+        return profile.feature_vector(self.state, self.last)
+
+    def rule_features(self, now: float) -> dict[str, Any]:
+        return features.rule_features(self.state, now)
+
+
 class Flaps:
     """Counts changes, and flaps: changes undoing the same (profile, segment)'s previous change within a window.
 
@@ -190,16 +221,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     config = SimConfig(seed=args.seed, customers=args.customers, days=args.days, end=end,
                        malformed_share=0.0, duplicate_share=0.0)
     rules: RuleSet = load_rules()
-    customers: dict[str, StandIn] = {}
+    real = args.features == "real"
+    customers: dict[str, StandIn | RealProfile] = {}
+    names = (list(features.vector_names()) if args.all_features else list(cluster_stage.CLUSTER_FEATURES)) \
+        if real else CLUSTER_FEATURES
     archetype: dict[str, str] = {}
     seg_state: dict[str, dict[str, Any]] = {}
     timers: list[tuple[float, str]] = []
     due_at: dict[str, float] = {}
     cluster_current: dict[str, int | None] = {}
     cluster_members: dict[str, dict[str, Any]] = {}
-    model = ClusterModel(CLUSTER_FEATURES, k=args.k, warmup=args.warmup, halflife=args.halflife, seed=args.seed,
+    model = ClusterModel(names, k=args.k, warmup=args.warmup, halflife=args.halflife, seed=args.seed,
                          margin=args.margin, reseed_every=args.reseed_every)
-    auto = ClusterModel(CLUSTER_FEATURES, k=None, k_range=(2, 10), warmup=args.warmup, halflife=args.halflife,
+    auto = ClusterModel(names, k=None, k_range=(2, 10), warmup=args.warmup, halflife=args.halflife,
                         seed=args.seed, reseed_every=args.reseed_every)
     rule_flaps, cluster_flaps = Flaps(), Flaps()
     events = learned = 0
@@ -258,7 +292,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         archetype[pid] = record.truth["archetype"]
         c = customers.get(pid)
         if c is None:
-            c = customers[pid] = StandIn()
+            c = customers[pid] = RealProfile() if real else StandIn()
             seg_state[pid] = state.new_state()
         while ts >= next_tick:
             daily_refresh(next_tick)
@@ -286,7 +320,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finals = [customers[p].vector(now) for p in pids]
     online = [model.predict_one(x) for x in finals]
     online_auto = [auto.predict_one(x) for x in finals]
-    matrix = np.array([[x[f] for f in CLUSTER_FEATURES] for x in finals])
+    matrix = np.array([[x[f] for f in names] for x in finals])
     z = StandardScaler().fit_transform(matrix)
     batch = KMeans(n_clusters=args.k, n_init=10, random_state=args.seed).fit_predict(z)
     minibatch = MiniBatchKMeans(n_clusters=args.k, n_init=10, random_state=args.seed, batch_size=256).fit_predict(z)
@@ -313,7 +347,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result = {
         "command": " ".join(["python -m bench.segments_quality", *sys.argv[1:]]),
         "machine": f"{platform.machine()}, Python {platform.python_version()}",
-        "config": {"customers": args.customers, "days": args.days, "seed": args.seed, "k": args.k,
+        "config": {"features": args.features, "all_features": args.all_features, "cluster_features": names,
+                   "customers": args.customers, "days": args.days, "seed": args.seed,
+                   "k": args.k,
                    "warmup": args.warmup, "halflife": args.halflife, "margin": args.margin,
                    "learn_on": args.learn_on, "reseed_every": args.reseed_every},
         "events": events,
@@ -355,6 +391,12 @@ def main(argv: list[str] | None = None) -> int:
                              "daily profile refresh, or both (assignments are made at both in every case)")
     parser.add_argument("--reseed-every", type=int, default=5000,
                         help="re-seed from the last N vectors learned, every N vectors")
+    parser.add_argument("--features", choices=("real", "standin"), default="real",
+                        help="real: the profile core's vector (tables.profile, tables.features), read at the "
+                             "profile's last event as the stream's cluster input is; standin: the bench's own")
+    parser.add_argument("--all-features", action="store_true",
+                        help="with --features real: cluster on the whole vector, category affinities and device "
+                             "shares included (the stream clusters on tables.cluster_stage.CLUSTER_FEATURES)")
     parser.add_argument("--no-rules", action="store_true", help="skip the rules (cluster figures only)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)

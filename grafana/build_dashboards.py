@@ -358,6 +358,54 @@ def overview() -> dash.Dashboard:
         )
     )
 
+    # --- cluster segments ------------------------------------------------------------------
+    d = d.with_row(dash.Row("Cluster segments").id(ids()))
+    d = d.with_panel(
+        graph(
+            ids,
+            "Cluster silhouette and k",
+            "Quality of the online cluster model, computed every 30 s on its reservoir sample: mean "
+            "silhouette (-1..1; below 0.1 the clusters barely separate) and the number of clusters "
+            "(0 while the model warms up).",
+            [
+                Query(f"max(persona_cluster_silhouette{{{SEL}}})", "silhouette"),
+                Query(f"max(persona_cluster_k{{{SEL}}})", "k"),
+            ],
+            "short",
+            min_zero=False,
+        )
+    )
+    d = d.with_panel(
+        graph(
+            ids,
+            "Cluster sample share by segment",
+            "Share of the model's reservoir sample nearest to each cluster segment. A share near 0 "
+            "is a stranded centre; one near 1 means the clusters collapsed.",
+            [Query(f"max by (segment) (persona_cluster_sample_share{{{SEL}}})", "{{segment}}")],
+            "percentunit",
+        )
+    )
+    d = d.with_panel(
+        graph(
+            ids,
+            "Cluster centre drift",
+            "How far the centres moved between two quality checks (standardised units), mean and "
+            "max over the clusters: steady drift follows behaviour; a jump is a re-seeding or a shift.",
+            [Query(f"max by (stat) (persona_cluster_centre_drift{{{SEL}}})", "{{stat}}")],
+            "short",
+        )
+    )
+    d = d.with_panel(
+        graph(
+            ids,
+            "Cluster inputs/s by outcome",
+            "Profile vectors (one per closed session) read by the clusters stage per second: assigned, "
+            "duplicate (a session sent again after a replay upstream) and replayed (offset already applied).",
+            [Query(_rate("persona_cluster_inputs_total", "outcome"), "{{outcome}}")],
+            "cps",
+        )
+    )
+
     # --- latency ---------------------------------------------------------------------------
     d = d.with_row(dash.Row("Latency").id(ids()))
     d = d.with_panel(

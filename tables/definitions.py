@@ -62,3 +62,13 @@ profiles_table = exact_table(
     settings.profile_events_topic,
     "Per-profile sessions, unified profile and rule segments (tables.profile_stage), keyed by profile_id.",
 )
+
+# profile_id -> cluster membership, and the one online model under "__model__"
+# (tables.cluster_stage): ONE partition like identity, so cluster ids are global; the model
+# checkpoint is written just before each watermark (agents/clusters.py).
+clusters_table = exact_table(
+    "clusters",
+    settings.cluster_input_topic,
+    "Per-profile cluster membership and the cluster model checkpoint (tables.cluster_stage).",
+    partitions=1,
+)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import faust
@@ -78,6 +78,10 @@ class ExactTable(faust.Table):
         self.watermark_every = watermark_every
         self._since_watermark: dict[int, int] = {}
         self._pending_outputs: list[Awaitable[Any]] = []
+        #: Called with the partition just before each watermark write, to write state that is
+        #: too large to write per record (the cluster model checkpoint): the watermark then
+        #: never claims more than that state reflects.
+        self.before_watermark: Callable[[int], None] | None = None
 
     def hold_watermark_for(self, delivery: Awaitable[Any]) -> None:
         """Do not move the watermark past the current record until ``delivery`` is acknowledged.
@@ -96,6 +100,8 @@ class ExactTable(faust.Table):
         if self._pending_outputs:
             pending, self._pending_outputs = self._pending_outputs, []
             await asyncio.gather(*pending)
+        if self.before_watermark is not None:
+            self.before_watermark(partition)
         self[watermark_key(partition)] = offset
 
     def state_keys(self) -> int:

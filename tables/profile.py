@@ -303,10 +303,15 @@ def pending_abandonment(state: State, now: float, config: ProfileConfig = DEFAUL
     return 1 if cart is not None and now > cart["since"] + config.abandon_after else 0
 
 
+def feature_vector(state: State, now: float, config: ProfileConfig = DEFAULT_CONFIG) -> dict[str, float]:
+    """The named feature vector at ``now`` (:func:`tables.features.vector`): served, and clustered."""
+    return dict(zip(vector_names(), vector(state, now, abandon_after=config.abandon_after), strict=True))
+
+
 def serving(state: State, now: float, config: ProfileConfig = DEFAULT_CONFIG) -> dict[str, Any]:
     """What Redis may hold for a profile: named features, traits and quality flags (no ids)."""
     return {
-        "features": dict(zip(vector_names(), vector(state, now, abandon_after=config.abandon_after), strict=True)),
+        "features": feature_vector(state, now, config),
         "traits": dict(state["traits"]),
         "quality": {k: v for k, v in state["quality"].items() if k not in ("minute", "minute_n")},
         "events": state["events"],

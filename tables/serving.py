@@ -11,7 +11,15 @@ pipelined batches (the rebuild). Key families:
 ``persona:profile:<profile id>:identity``
     the identity summary of a profile, or ``merged_into`` for an absorbed one (identity);
 ``persona:profile:<profile id>``
-    the served profile: features, active session, segments (profiles).
+    the served profile: features, active session, segments (profiles);
+``persona:profile:<profile id>:cluster``
+    the profile's cluster segment: id, label, distance to the centre, since (clusters);
+``persona:clusters``
+    every cluster segment of the model: segment id -> ``{"label", "cluster"}`` (clusters);
+``persona:segment:<segment id>``
+    a SET of the profile ids in the segment, rule or cluster (profiles, clusters): its
+    SCARD is the segment's size. Written by SADD/SREM from each ``segment-changes``
+    record (:func:`membership_update`), idempotent under replay.
 
 Examples
 --------
@@ -24,6 +32,8 @@ Examples
 []
 >>> [k for k, _ in identity_entries("p/p-1", {"profile_id": "p-1", "identifiers": {"h1": "anonymous_id"}})]
 ['persona:profile:p-1:identity', 'persona:identity:h1']
+>>> membership_update({"segment_id": "vip", "profile_id": "p-1", "change": "exited"})
+('persona:segment:vip', 'p-1', False)
 """
 
 from __future__ import annotations
@@ -34,8 +44,9 @@ from typing import Any
 import orjson
 
 from app.redis_sink import flatten
-from tables import activity, profile_stage
+from tables import activity, cluster_stage, profile_stage
 from tables.identity.stream import PREFIXES, profile_summary
+from tables.segments import membership
 
 Fields = dict[str, str | int | float]
 Entry = tuple[str, Fields]
@@ -43,24 +54,33 @@ Entry = tuple[str, Fields]
 ACTIVITY = "persona:activity:"
 IDENTITY = "persona:identity:"
 PROFILE = "persona:profile:"
+CLUSTERS = "persona:clusters"
+SEGMENT = "persona:segment:"
 
 #: The key families, as ``persona rebuild-redis`` counts them.
-FAMILIES = ("activity", "identity", "profile_identity", "profile")
+FAMILIES = ("activity", "identity", "profile_identity", "profile_cluster", "profile", "clusters", "segment")
 
 
 def family(redis_key: str) -> str:
     """The family of a serving key (one of :data:`FAMILIES`).
 
-    >>> keys = ("persona:activity:h", "persona:identity:h", "persona:profile:p:identity", "persona:profile:p")
+    >>> keys = ("persona:activity:h", "persona:identity:h", "persona:profile:p:identity", "persona:profile:p",
+    ...         "persona:profile:p:cluster", "persona:clusters", "persona:segment:vip")
     >>> [family(k) for k in keys]
-    ['activity', 'identity', 'profile_identity', 'profile']
+    ['activity', 'identity', 'profile_identity', 'profile', 'profile_cluster', 'clusters', 'segment']
     """
     if redis_key.startswith(ACTIVITY):
         return "activity"
     if redis_key.startswith(IDENTITY):
         return "identity"
+    if redis_key == CLUSTERS:
+        return "clusters"
+    if redis_key.startswith(SEGMENT):
+        return "segment"
     if redis_key.startswith(PROFILE) and redis_key.endswith(":identity"):
         return "profile_identity"
+    if redis_key.startswith(PROFILE) and redis_key.endswith(":cluster"):
+        return "profile_cluster"
     if redis_key.startswith(PROFILE):
         return "profile"
     raise ValueError(f"not a serving key: {redis_key!r}")
@@ -112,3 +132,46 @@ def profile_now(value: Mapping[str, Any], default: float) -> float:
     """The stream time a rebuild serves a profile at: its last event time, else ``default``."""
     last = value.get("profile", {}).get("last_seen")
     return float(last) if isinstance(last, int | float) else default
+
+
+def cluster_entries(profile_id: str, entry: Mapping[str, Any] | None) -> list[Entry]:
+    """A profile's cluster segment (the clusters table's membership); no key before it has one.
+
+    >>> entry = {"members": {"segments": {"cluster-2": {"kind": "cluster", "since": 5.0,
+    ...          "reason": {"cluster": 2, "label": "frequent", "distance": 0.7, "nearest_cluster": 0}}}}}
+    >>> [(key, f["segment_id"], f["label"], f["distance"]) for key, f in cluster_entries("p-1", entry)]
+    [('persona:profile:p-1:cluster', 'cluster-2', 'frequent', 0.7)]
+    """
+    current = cluster_stage.current_segment(entry)
+    if current is None:
+        return []
+    seg, m = current
+    reason = m.get("reason") or {}
+    fields: Fields = {"segment_id": seg, "cluster": reason.get("cluster", ""), "label": reason.get("label", ""),
+                      "distance": reason.get("distance", ""), "since": m["since"]}
+    return [(f"{PROFILE}{profile_id}:cluster", fields)]
+
+
+def clusters_entry(catalogue: Mapping[str, Mapping[str, Any]]) -> Entry:
+    """The catalogue of cluster segments (:func:`tables.cluster_stage.catalogue`), one hash."""
+    return CLUSTERS, {seg: orjson.dumps(dict(info)).decode() for seg, info in catalogue.items()}
+
+
+def segment_key(segment_id: str) -> str:
+    """The Redis set of a segment's profile ids."""
+    return f"{SEGMENT}{segment_id}"
+
+
+def membership_update(change: Mapping[str, Any]) -> tuple[str, str, bool]:
+    """(set key, profile id, member?) of one ``segment-changes`` record, for SADD/SREM."""
+    return segment_key(str(change["segment_id"])), str(change["profile_id"]), change["change"] == "entered"
+
+
+def segment_memberships(table: str, profile_id: str, value: Mapping[str, Any]) -> list[str]:
+    """The segment set keys a table value puts ``profile_id`` in (``profiles``: rules; ``clusters``)."""
+    if table == "profiles":
+        segs = membership.segments(value.get("segments", {}).get("members"))
+        return [segment_key(s) for s, m in sorted(segs.items()) if m["kind"] == "rule"]
+    if table == "clusters":
+        return [segment_key(s) for s in cluster_stage.segment_ids(value)]
+    return []

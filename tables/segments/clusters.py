@@ -85,6 +85,18 @@ LABEL_WORDS: dict[str, tuple[str, str]] = {
     "abandon_rate": ("abandoner", "finisher"),
     "searches": ("searcher", "few_searches"),
     "tenure_days": ("long_standing", "new"),
+    # The profile core's names (tables/features.py), which the stream clusters on.
+    "orders_decayed": ("frequent", "infrequent"),
+    "revenue_decayed_log": ("high_spender", "low_spender"),
+    "purchase_recency_days": ("lapsed_buyer", "recent_buyer"),
+    "activity_decayed_log": ("engaged", "quiet"),
+    "purchase_frequency_30d": ("regular_buyer", "rare_buyer"),
+    "email_opens_decayed": ("email_reader", "email_ignorer"),
+    "email_click_to_open": ("email_clicker", "email_non_clicker"),
+    "cart_abandonments": ("cart_abandoner", "few_abandoned_carts"),
+    "cart_abandon_rate": ("abandoner", "finisher"),
+    "lifetime_events_log": ("heavy_user", "light_user"),
+    "quality_bot": ("bot_like", "human"),
 }
 
 Vector = Mapping[str, float]

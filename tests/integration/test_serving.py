@@ -16,12 +16,13 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 from app.pii import keyed_hash
-from app.rebuild import TABLES, changelog_topic, last_values, read_changelog, serving_keys
+from app.rebuild import TABLES, changelog_topic, last_values, read_changelog, segment_sets, serving_keys
 from app.settings import DEV_HMAC_SECRET, Settings
 from app.stack import EmbeddedStack, ManagedProcess, free_port, start_redis
 from tables import serving
@@ -97,13 +98,15 @@ def implied_keys(pipeline: Pipeline) -> set[str]:
             table: last_values(iter(await read_changelog(settings, changelog_topic(settings, table), 30)))
             for table in TABLES
         }
-        return set(serving_keys(tables, time.time()))
+        return set(serving_keys(tables, time.time())) | set(segment_sets(tables))
 
     return asyncio.run(read())
 
 
-def serving_snapshot(client: redis.Redis) -> dict[str, dict[str, str]]:
-    return {key: client.hgetall(key) for key in client.scan_iter("persona:*")}  # type: ignore[misc]
+def serving_snapshot(client: redis.Redis) -> dict[str, Any]:
+    """Every serving key: hashes as dicts, segment sets (``persona:segment:<id>``) as sets."""
+    return {key: client.smembers(key) if client.type(key) == "set" else client.hgetall(key)  # type: ignore[misc]
+            for key in client.scan_iter("persona:*")}
 
 
 def test_worker_survives_redis_outage_and_rebuild_redis_restores_every_key(
@@ -148,7 +151,11 @@ def test_worker_survives_redis_outage_and_rebuild_redis_restores_every_key(
     profile_ids["anon-s4"] = pipeline.activity("anon-s4")["profile_id"]
     settled(pipeline, port, [profile_ids["anon-s1"], profile_ids["anon-s4"]])
     # What Redis would hold had it never lost anything: the newest value the worker wrote per key.
-    written = {**before_outage, **serving_snapshot(pipeline.redis)}
+    after_outage = serving_snapshot(pipeline.redis)
+    written = {**before_outage, **after_outage}
+    for key, members in after_outage.items():  # a segment set gained members; it lost none here
+        if isinstance(members, set):
+            written[key] = before_outage.get(key, set()) | members
     # Redis is written on a 0.1 s timer, the changelogs through the producer's buffer: wait
     # until the changelogs hold every key written (the tables are the truth a rebuild reads).
     wait_for(lambda: implied_keys(pipeline) >= set(written), 30,
@@ -164,8 +171,8 @@ def test_worker_survives_redis_outage_and_rebuild_redis_restores_every_key(
     # Every family is back, with the counts and lookups the input implies.
     assert counts_served() == {"anon-s1": 5, "anon-s2": 2, "anon-s3": 1, "anon-s4": 2}
     families = {serving.family(k) for k in rebuilt}
-    assert families == {"activity", "identity", "profile_identity", "profile"}
-    for family in ("activity", "identity", "profile_identity"):
+    assert families == {"activity", "identity", "profile_identity", "profile", "segment"}
+    for family in ("activity", "identity", "profile_identity", "segment"):
         assert {k: v for k, v in rebuilt.items() if serving.family(k) == family} == {
             k: v for k, v in written.items() if serving.family(k) == family
         }, family

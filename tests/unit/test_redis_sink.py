@@ -51,3 +51,29 @@ def test_beyond_max_pending_new_keys_are_skipped_but_known_keys_update(sink: Red
     assert sink.pending == 3
     sink.put("k0", {"n": 99})
     assert sink._pending["k0"] == {"n": 99}
+
+
+async def test_segment_set_members_are_added_and_removed_and_the_newest_change_wins(
+    sink: RedisSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink.set_member("persona:segment:vip", "p-1", True)
+    sink.set_member("persona:segment:vip", "p-2", True)
+    assert await sink.flush() == 2
+    assert await sink.client.smembers("persona:segment:vip") == {"p-1", "p-2"}
+    real_pipeline = sink.client.pipeline
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise RedisConnectionError("down")
+
+    monkeypatch.setattr(sink.client, "pipeline", broken)
+    sink.set_member("persona:segment:vip", "p-1", False)
+    assert await sink.flush() == 0 and sink.pending == 1
+    sink.set_member("persona:segment:vip", "p-2", False)
+    sink.set_member("persona:segment:vip", "p-2", True)  # exited then re-entered before the flush
+    monkeypatch.setattr(sink.client, "pipeline", real_pipeline)
+    assert await sink.flush() == 2
+    assert await sink.client.smembers("persona:segment:vip") == {"p-2"}
+    # Replaying the same changes writes the same set (SADD/SREM are idempotent).
+    sink.set_member("persona:segment:vip", "p-1", False)
+    await sink.flush()
+    assert await sink.client.scard("persona:segment:vip") == 1

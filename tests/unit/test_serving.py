@@ -128,3 +128,30 @@ def test_orjson_flatten_matches_agents_wire_format() -> None:
     # The identity summary's fields are JSON text, exactly as the agent wrote them before.
     fields = dict(serving.profile_identity_entries(IDENTITY_PROFILE))["persona:profile:p-1:identity"]
     assert fields["members"] == orjson.dumps(2).decode()
+
+
+def test_rebuild_restores_cluster_memberships_the_cluster_catalogue_and_every_segment_set() -> None:
+    from app.rebuild import segment_sets
+    from tables import cluster_stage
+
+    state = cluster_stage.new_state(cluster_stage.ClusterConfig(k=2, warmup=4))
+    clusters: dict[str, object] = {}
+    for offset in range(8):
+        doc = {"profile_id": f"p-{offset}", "input_id": f"s-{offset}", "at": T0 + offset,
+               "vector": {"orders_decayed": float(offset % 2) * 5}}
+        entry, _ = cluster_stage.step(state, None, doc, offset)
+        if entry is not None:
+            clusters[doc["profile_id"]] = entry
+    clusters[cluster_stage.MODEL_KEY] = cluster_stage.checkpoint(state)
+    value, _ = profile_stage.apply_event(None, Event({}, "page_view", "e1", "a1", T0), 0, 0, "p-4")
+    tables = {"clusters": clusters, "profiles": {"p-4": value}}
+
+    keys = serving_keys(tables, T0)
+    assert {k for k in keys if serving.family(k) == "profile_cluster"} == {
+        f"persona:profile:p-{i}:cluster" for i in range(3, 8)}  # seeded at the 4th
+    catalogue = keys["persona:clusters"]
+    assert {json.loads(str(v))["label"] for v in catalogue.values()} == set(state.model.labels().values())
+    sets = segment_sets(tables)
+    assert sets["persona:segment:new_visitor"] == {"p-4"}
+    members = [pid for key, pids in sets.items() if key.startswith("persona:segment:cluster-") for pid in pids]
+    assert sorted(members) == [f"p-{i}" for i in range(3, 8)]
