@@ -4,6 +4,7 @@
    (observations from ingest; operator split commands from ``persona identity split``)
         ├──► identity-changes (merged / possible_match / refused), keyed by profile_id
         ├──► <app_id>-identity-aliases (anonymous_id hash → profile_id, to the clickstream partition)
+        ├──► <app_id>-profile-events: a CRM record's trait bands, keyed by the profile it resolved to
         └──► Redis persona:profile:<profile_id>:identity
 <app_id>-identity-aliases ──► alias table (co-partitioned with clickstream) ──► Redis persona:identity:<hash>
 
@@ -28,6 +29,7 @@ from app.faust_app import (
     identity_aliases_topic,
     identity_input_topic,
     output_topics,
+    profile_events_topic,
     resolver,
     settings,
 )
@@ -75,7 +77,14 @@ async def identity(stream: StreamT) -> None:
             resolution = resolver.resolve(state, observation_from_dict(doc["obs"]))
             touched = [resolution.profile_id] if resolution.profile_id else []
         aliases = alias_updates(staged, touched)
-        deliveries = [
+        deliveries = []
+        if doc.get("traits") and resolution.profile_id:
+            # A CRM record's trait bands (no clear PII: banded at ingest) for the profile it resolved to.
+            traits = {"profile_id": resolution.profile_id, "traits": doc["traits"], "ts": doc["ts"]}
+            deliveries.append(await profile_events_topic.send(
+                key=resolution.profile_id.encode(), value=orjson.dumps(traits), force=True
+            ))
+        deliveries += [
             await changes_topic.send(key=change["profile_id"].encode(), value=orjson.dumps(change), force=True)
             for change in resolution.changes
         ]
