@@ -69,6 +69,11 @@ async def apply_record(envelope: dict[str, Any], topic: str, partition: int, off
     value = profiles_table.get(profile_id)
     if "merge_out" in envelope:
         await merge_out(profile_id, value, envelope["merge_out"], partition, offset)
+    elif "revive" in envelope:
+        revived = profile_identity.revive(value, envelope["revive"], offset, partition)
+        if revived is not None:
+            profiles_table[profile_id] = revived
+            serve(profile_id, revived, stream_now(partition, None))
     elif profile_identity.is_tombstone(value):
         await redirect(profile_id, value, envelope, topic, offset)
     elif "merge_in" in envelope:

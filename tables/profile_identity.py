@@ -16,6 +16,10 @@ the profile whose partition must act (all carry ``profile_id`` = their key):
     qualifies for). With ``"split": true`` it carries a part of a split instead.
 ``{"split": {"change_id", "new_profile_ids"}}`` (key P)
     :func:`split`: shares P's state among the parts with the split hooks.
+``{"revive": {"change_id", "from": P}}`` (key Q, each new id of a split)
+    an id a split creates may be one an earlier merge absorbed (part ids derive from
+    identifier hashes, as an anonymous profile's id does): :func:`revive` turns its
+    tombstone back into an empty profile, so its new events stop going to the old survivor.
 ``{"traits": {"age_band", "city", "state", "country"}, "ts": t}`` (key P)
     the bands of a CRM record resolved to P (:func:`traits`).
 
@@ -95,10 +99,13 @@ def control_records(change: Mapping[str, Any]) -> list[tuple[str, Envelope]]:
     """The profile-events records an ``identity-changes`` record asks for, with their keys.
 
     ``merged``: a ``merge_out`` to each absorbed profile (its partition owns its state);
-    ``split``: a ``split`` to the split profile; other changes: nothing.
+    ``split``: a ``split`` to the split profile and a ``revive`` to each new id; other changes: nothing.
 
-    >>> control_records({"change": "split", "change_id": "c2", "profile_id": "p-a", "new_profile_ids": ["p-z"]})
-    [('p-a', {'profile_id': 'p-a', 'split': {'change_id': 'c2', 'new_profile_ids': ['p-z']}})]
+    >>> for key, record in control_records(
+    ...         {"change": "split", "change_id": "c2", "profile_id": "p-a", "new_profile_ids": ["p-a", "p-z"]}):
+    ...     print(key, record)
+    p-a {'profile_id': 'p-a', 'split': {'change_id': 'c2', 'new_profile_ids': ['p-a', 'p-z']}}
+    p-z {'profile_id': 'p-z', 'revive': {'change_id': 'c2', 'from': 'p-a'}}
     >>> control_records({"change": "refused", "change_id": "c3", "profile_id": "p-a"})
     []
     """
@@ -110,8 +117,11 @@ def control_records(change: Mapping[str, Any]) -> list[tuple[str, Envelope]]:
             if b != pid
         ]
     if kind == "split":
-        return [(pid, {"profile_id": pid, "split": {"change_id": cid,
-                                                    "new_profile_ids": list(change.get("new_profile_ids", ()))}})]
+        new_ids = [str(q) for q in change.get("new_profile_ids", ())]
+        return [
+            (pid, {"profile_id": pid, "split": {"change_id": cid, "new_profile_ids": new_ids}}),
+            *((q, {"profile_id": q, "revive": {"change_id": cid, "from": pid}}) for q in new_ids if q != pid),
+        ]
     return []
 
 
@@ -241,6 +251,29 @@ def split(
     ]
     kept, changes = profile_stage.evaluate(kept, profile_id, now, f"identity:{cid}", config)
     return kept, sends, profile_stage.Outputs([], changes)
+
+
+def revive(value: State | None, payload: Mapping[str, Any], offset: int, partition: int) -> State | None:
+    """A new id of a split that is a tombstone: an empty profile again; ``None`` when nothing changes.
+
+    Its part offsets are the revive record's, so records redirected before (and replayed now)
+    are not applied a second time.
+
+    >>> tomb = {"merged_into": "p-a", "change_id": "c1", "offset": 12, "partition": 0}
+    >>> back = revive(tomb, {"change_id": "c2", "from": "p-a"}, 20, 0)
+    >>> back["profile"]["events"], back["profile"]["offset"], back["merges"]
+    (0, 20, ['c2'])
+    >>> revive(back, {"change_id": "c2", "from": "p-a"}, 21, 0), revive(tomb, {"change_id": "c2"}, 12, 0)
+    (None, None)
+    """
+    if not is_tombstone(value) or offset <= int((value or {})["offset"]):
+        return None
+    fresh = empty(partition)
+    seg = fresh["segments"]
+    return {**fresh, "sessions": {**fresh["sessions"], "offset": offset},
+            "profile": {**fresh["profile"], "offset": offset},
+            "segments": {**seg, "windows": {**seg["windows"], "offset": offset}},
+            "merges": [str(payload["change_id"])]}
 
 
 def traits(value: State | None, bands: Mapping[str, Any], ts: float, partition: int) -> State:
