@@ -64,6 +64,7 @@ from typing import Any, Final, Literal
 from tables import profile, profile_stage, sessions
 from tables.features import rule_features
 from tables.hooks import State
+from tables.identity.hashing import profile_id_for
 from tables.segments import membership
 from tables.segments import state as segments
 from tables.segments.evaluate import evaluate_and_schedule
@@ -123,6 +124,29 @@ def control_records(change: Mapping[str, Any]) -> list[tuple[str, Envelope]]:
             *((q, {"profile_id": q, "revive": {"change_id": cid, "from": pid}}) for q in new_ids if q != pid),
         ]
     return []
+
+
+def provisional_merge(anon_hash: str, profile_id: str) -> tuple[str, Envelope] | None:
+    """The ``merge_out`` that moves an anonymous id's provisional profile into its first real one.
+
+    Before its first alias, ingest stamps an anonymous id's events with
+    ``profile_id_for(hash)``, the id a profile created from it alone gets. When the resolver
+    created or chose another profile (the first event carried a user id, say), no
+    ``identity-changes`` record names the provisional id, so the identity stage sends this.
+    Its change id is stable per anonymous id, so sending it again is a no-op.
+
+    >>> from tables.identity.hashing import profile_id_for
+    >>> provisional_merge("h1", profile_id_for("h1")) is None
+    True
+    >>> key, record = provisional_merge("h1", "p-1")
+    >>> key == profile_id_for("h1"), record["merge_out"]
+    (True, {'change_id': 'provisional:h1', 'into': 'p-1'})
+    """
+    provisional = profile_id_for(anon_hash)
+    if provisional == profile_id:
+        return None
+    return provisional, {"profile_id": provisional,
+                         "merge_out": {"change_id": f"provisional:{anon_hash}", "into": profile_id}}
 
 
 def merge_out(

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +13,12 @@ import jsonschema
 import orjson
 import pytest
 
-from app.settings import Settings
+from app.pii import keyed_hash
+from app.settings import DEV_HMAC_SECRET, Settings
+from tables.identity.hashing import profile_id_for
 from tests.integration.conftest import Pipeline, wait_for
 from tests.integration.events import event, product_view, record
-from tests.integration.test_identity import crm, identify, profile_of
+from tests.integration.test_identity import anon_hash, crm, identify, profile_of
 from tests.integration.test_profiles import get
 
 pytestmark = pytest.mark.integration
@@ -111,3 +116,42 @@ def test_a_login_merges_two_browsers_into_one_profile_with_segment_changes_and_c
         assert clear not in text
     for summary in pipeline.consume(pipeline.topics.session_summaries, expected=100, timeout=2):
         jsonschema.validate(summary, schema("session-summaries"))
+
+
+def test_an_operator_split_after_a_merge_gives_the_split_off_browser_its_own_profile_again(
+    pipeline: Pipeline,
+) -> None:
+    own = profile_id_for(anon_hash("anon-t"))
+    # A user id whose profile id sorts first, so the merge absorbs anon-t's profile (ids are stable
+    # for the development secret). anon-s's first event carries it: its events are stamped with a
+    # provisional id until the alias arrives, and that provisional state must reach the profile too.
+    user = next(u for u in (f"user-{i}" for i in range(1000))
+                if profile_id_for(keyed_hash(DEV_HMAC_SECRET, "user_id", u)) < own)
+    _, port = pipeline.start_worker()
+    pipeline.produce(pipeline.topics.clickstream, [record(event("t1", "anon-t"))])
+    wait_for(lambda: profile_of(pipeline, "anon-t") == own, 60, lambda: pipeline.workers[0][0].tail(60))
+    pipeline.produce(pipeline.topics.clickstream, [record(event("s1", "anon-s", user_id=user)),
+                                                   record(event("t2", "anon-t", user_id=user))])
+    wait_for(lambda: profile_of(pipeline, "anon-s") == profile_of(pipeline, "anon-t"), 60,
+             lambda: pipeline.workers[0][0].tail(60))
+    pid = str(profile_of(pipeline, "anon-s"))
+    assert pid != own
+    wait_for(lambda: get(port, f"/v1/profiles/{pid}")[1].get("events") == 3, 30,
+             lambda: str(get(port, f"/v1/profiles/{pid}")))
+    assert get(port, f"/v1/profiles/{own}")[1].get("redirected_from") == [own]
+
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "identity", "split", "--profile", pid,
+         "--a", keyed_hash(DEV_HMAC_SECRET, "user_id", user), "--b", anon_hash("anon-t")],
+        env={**os.environ, **pipeline.env}, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    wait_for(lambda: profile_of(pipeline, "anon-t") != pid, 30, lambda: pipeline.workers[0][0].tail(60))
+    assert profile_of(pipeline, "anon-t") == own  # the split-off part gets its old id back
+    wait_for(lambda: "redirected_from" not in get(port, f"/v1/profiles/{own}")[1], 30,
+             lambda: str(get(port, f"/v1/profiles/{own}")))
+    pipeline.produce(pipeline.topics.clickstream, [record(event("t3", "anon-t"))])
+    wait_for(lambda: get(port, f"/v1/profiles/{own}")[1].get("events") == 1, 30,
+             lambda: f"{get(port, f'/v1/profiles/{own}')}\n{pipeline.workers[0][0].tail(60)}")
+    # The merged history stays with the profile that kept its id (it cannot be attributed).
+    assert get(port, f"/v1/profiles/{pid}")[1]["events"] == 3

@@ -205,3 +205,21 @@ def test_a_split_that_recreates_an_absorbed_id_revives_it_empty_and_skips_what_w
     assert replayed["profile"]["events"] == 0
     fresh, _ = profile_stage.apply_event(revived, ev("b3", T0), 24, 1, "p-b")
     assert fresh["profile"]["events"] == 1
+
+
+def test_a_provisional_profile_stamped_before_the_first_alias_is_handed_to_the_resolved_profile() -> None:
+    from tables.identity.hashing import profile_id_for
+    from tables.identity.stream import alias_updates, first_aliases, note_anonymous_id
+
+    base: dict[str, Any] = {"p/p-u": {"identifiers": {"h-anon": "anonymous_id", "h-user": "user_id"}}}
+    note_anonymous_id(base, "h-anon", 0)
+    firsts = first_aliases(base, ["p-u"])
+    assert alias_updates(base, ["p-u"]) == [("h-anon", "p-u", 0)] and first_aliases(base, ["p-u"]) == []
+    (merge_out,) = [m for h, pid in firsts if (m := profile_identity.provisional_merge(h, pid))]
+    key, envelope = merge_out
+    assert key == profile_id_for("h-anon") and envelope["merge_out"]["into"] == "p-u"
+    provisional = views(key, 1, ["s1"], first_offset=4)
+    _, handover = profile_identity.merge_out(provisional, envelope["merge_out"], key, 5, 1)
+    assert handover is not None
+    merged, _, _ = profile_identity.merge_in(None, handover["merge_in"], 0, 0, "p-u", now=T0)
+    assert merged["profile"]["events"] == 1
