@@ -117,6 +117,15 @@ def test_a_login_merges_two_browsers_into_one_profile_with_segment_changes_and_c
     for summary in pipeline.consume(pipeline.topics.session_summaries, expected=100, timeout=2):
         jsonschema.validate(summary, schema("session-summaries"))
 
+    # Redis loses everything: rebuild-redis restores the survivor and the absorbed id's marker.
+    pipeline.redis.flushdb()
+    rebuilt = subprocess.run([sys.executable, "-m", "app.cli", "rebuild-redis"], capture_output=True, text=True,
+                             timeout=120, env={**os.environ, **pipeline.env})
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert pipeline.redis.hget(f"persona:profile:{absorbed}", "merged_into") == survivor
+    status, redirected = get(port, f"/v1/profiles/{absorbed}")
+    assert status == 200 and redirected["profile_id"] == survivor and redirected["events"] == 7
+
 
 def test_an_operator_split_after_a_merge_gives_the_split_off_browser_its_own_profile_again(
     pipeline: Pipeline,
