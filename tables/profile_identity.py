@@ -166,9 +166,10 @@ def merge_out(
     >>> merge_out(None, {"change_id": "c1", "into": "p-a"}, "p-b", 12, 0)
     ({'merged_into': 'p-a', 'change_id': 'c1', 'offset': 12, 'partition': 0}, None)
     """
-    if is_tombstone(value):
-        return dict(value or {}), None
     into, cid = str(payload["into"]), str(payload["change_id"])
+    if is_tombstone(value) or cid in (value or {}).get("merges", ()):
+        # Already handed over; or revived by a split after this merge (a replayed old change).
+        return dict(value or {}), None
     tombstone: State = {"merged_into": into, "change_id": cid, "offset": offset, "partition": partition}
     if value is None:
         return tombstone, None
@@ -281,23 +282,27 @@ def revive(value: State | None, payload: Mapping[str, Any], offset: int, partiti
     """A new id of a split that is a tombstone: an empty profile again; ``None`` when nothing changes.
 
     Its part offsets are the revive record's, so records redirected before (and replayed now)
-    are not applied a second time.
+    are not applied a second time; it remembers the merge that absorbed it, so that merge's
+    ``merge_out`` replayed later does not absorb it again.
 
     >>> tomb = {"merged_into": "p-a", "change_id": "c1", "offset": 12, "partition": 0}
     >>> back = revive(tomb, {"change_id": "c2", "from": "p-a"}, 20, 0)
     >>> back["profile"]["events"], back["profile"]["offset"], back["merges"]
-    (0, 20, ['c2'])
+    (0, 20, ['c1', 'c2'])
+    >>> merge_out(back, {"change_id": "c1", "into": "p-a"}, "p-b", 22, 0)[1] is None
+    True
     >>> revive(back, {"change_id": "c2", "from": "p-a"}, 21, 0), revive(tomb, {"change_id": "c2"}, 12, 0)
     (None, None)
     """
-    if not is_tombstone(value) or offset <= int((value or {})["offset"]):
+    tomb: State = value or {}
+    if not is_tombstone(tomb) or offset <= int(tomb["offset"]):
         return None
     fresh = empty(partition)
     seg = fresh["segments"]
     return {**fresh, "sessions": {**fresh["sessions"], "offset": offset},
             "profile": {**fresh["profile"], "offset": offset},
             "segments": {**seg, "windows": {**seg["windows"], "offset": offset}},
-            "merges": [str(payload["change_id"])]}
+            "merges": _bounded([str(tomb["change_id"]), str(payload["change_id"])])}
 
 
 def traits(value: State | None, bands: Mapping[str, Any], ts: float, partition: int) -> State:
