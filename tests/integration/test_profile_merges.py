@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 
 from app.pii import keyed_hash
 from app.settings import DEV_HMAC_SECRET, Settings
+from app.stack import EmbeddedStack
 from tables.identity.hashing import profile_id_for
 from tests.integration.conftest import Pipeline, wait_for
 from tests.integration.events import event, product_view, record
@@ -31,10 +33,27 @@ def schema(name: str) -> dict[str, Any]:
     return loaded
 
 
+@pytest.fixture(params=[(1, 1), (4, 2)], ids=["1-partition-1-worker", "4-partitions-2-workers"])
+def deployment(request: pytest.FixtureRequest, stack: EmbeddedStack, tmp_path: Path) -> Iterator[Pipeline]:
+    """One partition, and four partitions over two workers (the two profiles' states then
+    usually live in different partitions, often on different workers)."""
+    partitions, workers = request.param
+    pipeline = Pipeline(stack, tmp_path, partitions=partitions)
+    try:
+        for _ in range(workers):
+            pipeline.start_worker(wait=False)
+        for worker, port in pipeline.workers:
+            pipeline.wait_ready(worker, port)
+        yield pipeline
+    finally:
+        pipeline.stop()
+
+
 def test_a_login_merges_two_browsers_into_one_profile_with_segment_changes_and_crm_traits(
-    pipeline: Pipeline,
+    deployment: Pipeline,
 ) -> None:
-    _, port = pipeline.start_worker()
+    pipeline = deployment
+    port = pipeline.workers[0][1]
     pipeline.produce(pipeline.topics.clickstream, [
         record(product_view("a1", "anon-a")), record(product_view("a2", "anon-a")),
         record(product_view("b1", "anon-b")), record(product_view("b2", "anon-b")),
