@@ -14,6 +14,7 @@ the same observation twice changes nothing).
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import orjson
@@ -152,7 +153,8 @@ def current_profile(obs: Observation) -> str:
     return str(alias["profile_id"]) if alias else profile_id_for(anon)
 
 
-async def send_dead_letter(record: EventT, rejection: Rejection) -> None:
+async def send_dead_letter(record: EventT, rejection: Rejection) -> Awaitable[Any]:
+    """Publish a dead letter for ``record``; return its delivery (a stateful stage holds its watermark on it)."""
     message = record.message
     letter = dead_letter(
         record.value,
@@ -168,3 +170,4 @@ async def send_dead_letter(record: EventT, rejection: Rejection) -> None:
     if message.topic == CLICKSTREAM:
         activity_table.hold_watermark_for(delivery)
     DEAD_LETTERS.labels(message.topic, rejection.code).inc()
+    return delivery

@@ -16,13 +16,13 @@ writes it (tables/profile_identity.py has the record kinds and their exactness).
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
 import orjson
 from faust.types import StreamT
 
+from agents.ingest import send_dead_letter
 from app.faust_app import (
     faust_app,
     output_topics,
@@ -33,12 +33,10 @@ from app.faust_app import (
 )
 from app.lifecycle import redis_sink
 from app.metrics import DUPLICATES, SEGMENT_CHANGES, SESSIONS_CLOSED, STAGE_SECONDS
-from app.validation import Event
+from app.validation import Event, Rejection
 from tables import profile_identity, profile_stage, serving, sessions
 from tables.definitions import profiles_table
 from tables.quality import QualityMonitor
-
-log = logging.getLogger(__name__)
 
 TICK_SECONDS = 5.0
 identity_changes_topic = output_topics[settings.topics.identity_changes]
@@ -54,11 +52,17 @@ async def update_profiles(stream: StreamT) -> None:
     async for record in stream.events():
         started = time.perf_counter()
         message = record.message
-        envelope = orjson.loads(record.value)
-        if "tick" in envelope:
-            await on_tick(message.partition, float(envelope["tick"]))
-        else:
-            await apply_record(envelope, message.topic, message.partition, message.offset)
+        try:
+            envelope = orjson.loads(record.value)
+            if "tick" in envelope:
+                await on_tick(message.partition, float(envelope["tick"]))
+            else:
+                await apply_record(envelope, message.topic, message.partition, message.offset)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            # Only this application writes the topic, so this is a bug or a foreign producer:
+            # keep the record for inspection and go on with the partition.
+            rejection = Rejection("schema_violation", f"not a valid profile-events record: {exc!r}")
+            profiles_table.hold_watermark_for(await send_dead_letter(record, rejection))
         await profiles_table.applied(message.partition, message.offset)
         STAGE_SECONDS.labels("profiles").observe(time.perf_counter() - started)
 
@@ -246,10 +250,8 @@ async def follow_identity_changes(stream: StreamT) -> None:
         try:
             change = orjson.loads(record.value)
             sends = profile_identity.control_records(change)
-        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-            message = record.message
-            log.error("identity-changes %s:%s is not a valid change (%s); skipped",
-                      message.partition, message.offset, exc)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            await send_dead_letter(record, Rejection("schema_violation", f"not a valid identity change: {exc!r}"))
             continue
         for _, envelope in sends:
             await send_profile_record(envelope)

@@ -122,6 +122,14 @@ def test_a_login_merges_two_browsers_into_one_profile_with_segment_changes_and_c
     pipeline.produce(profile_events, [(absorbed.encode(), orjson.dumps(late)), (absorbed.encode(), orjson.dumps(late))])
     wait_for(lambda: served(survivor).get("events") == 7, 30, lambda: str(served(survivor)))
 
+    # Malformed records on the stage's inputs are dead-lettered; the stage goes on.
+    pipeline.produce(profile_events, [(survivor.encode(), b'{"profile_id": "x", "merge_in": {}}')])
+    pipeline.produce(pipeline.topics.identity_changes, [(b"x", b'{"change": "merged"}')])
+    letters = pipeline.consume(pipeline.topics.dead_letters, expected=2, timeout=30)
+    assert sorted(d["source"]["topic"] for d in letters) == sorted([profile_events, pipeline.topics.identity_changes])
+    for letter in letters:
+        jsonschema.validate(letter, schema("dead-letters"))
+
     # A CRM record with the same e-mail: its trait bands reach the survivor, nothing in clear.
     pipeline.produce(pipeline.topics.crm_profiles, [crm("crm-1", email="Ann.Lee@example.com", first_name="Ann",
                                                         date_of_birth="1990-06-01", city="Leeds", postcode="LS1 4AP")])
