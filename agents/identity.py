@@ -4,6 +4,8 @@
    (observations from ingest; operator split commands from ``persona identity split``)
         ├──► identity-changes (merged / possible_match / refused), keyed by profile_id
         ├──► <app_id>-identity-aliases (anonymous_id hash → profile_id, to the clickstream partition)
+        ├──► <app_id>-profile-events: a CRM record's trait bands, keyed by the profile it resolved to,
+        │    and a merge_out of an anonymous id's provisional profile into its first real one
         └──► Redis persona:profile:<profile_id>:identity
 <app_id>-identity-aliases ──► alias table (co-partitioned with clickstream) ──► Redis persona:identity:<hash>
 
@@ -28,12 +30,13 @@ from app.faust_app import (
     identity_aliases_topic,
     identity_input_topic,
     output_topics,
+    profile_events_topic,
     resolver,
     settings,
 )
 from app.lifecycle import redis_sink
 from app.metrics import DUPLICATES, IDENTITY_ALIASES, IDENTITY_CHANGES, STAGE_SECONDS
-from tables import serving
+from tables import profile_identity, serving
 from tables.definitions import alias_table, identity_table
 from tables.exact import watermark_key
 from tables.identity import Resolution
@@ -41,6 +44,7 @@ from tables.identity.stream import (
     PREFIXES,
     StagedStore,
     alias_updates,
+    first_aliases,
     identity_state,
     note_anonymous_id,
     observation_from_dict,
@@ -74,8 +78,21 @@ async def identity(stream: StreamT) -> None:
                 note_anonymous_id(staged, doc["anon"], int(doc["partition"]))
             resolution = resolver.resolve(state, observation_from_dict(doc["obs"]))
             touched = [resolution.profile_id] if resolution.profile_id else []
+        provisional = [
+            m for h, pid in first_aliases(staged, touched) if (m := profile_identity.provisional_merge(h, pid))
+        ]
         aliases = alias_updates(staged, touched)
         deliveries = [
+            await profile_events_topic.send(key=key.encode(), value=orjson.dumps(record), force=True)
+            for key, record in provisional
+        ]
+        if doc.get("traits") and resolution.profile_id:
+            # A CRM record's trait bands (no clear PII: banded at ingest) for the profile it resolved to.
+            traits = {"profile_id": resolution.profile_id, "traits": doc["traits"], "ts": doc["ts"]}
+            deliveries.append(await profile_events_topic.send(
+                key=resolution.profile_id.encode(), value=orjson.dumps(traits), force=True
+            ))
+        deliveries += [
             await changes_topic.send(key=change["profile_id"].encode(), value=orjson.dumps(change), force=True)
             for change in resolution.changes
         ]

@@ -42,8 +42,8 @@ from app.metrics import (
     IDENTITY_FORWARDED,
     STAGE_SECONDS,
 )
-from app.validation import Event, Rejection
-from tables import activity, serving
+from app.validation import Event, Rejection, parse_timestamp
+from tables import activity, profile, serving
 from tables.definitions import activity_table, alias_table
 from tables.identity.hashing import profile_id_for
 from tables.identity.observation import Observation
@@ -106,12 +106,22 @@ async def ingest_crm(stream: StreamT) -> None:
             # Every valid CRM record goes to identity, hashed here (ingest-crm keeps no state:
             # a replay forwards it again, and resolving it twice changes nothing).
             obs = resolver.observe_crm(result.data)
-            delivery = await identity_input_topic.send(
-                key=obs.source.encode(), value=orjson.dumps({"obs": observation_to_dict(obs)}), force=True
-            )
+            # The traits the profile keeps, banded here so no date of birth travels on (tables/profile.py).
+            ts = crm_time(result.data, record.message.timestamp)
+            bands = profile.trait_bands(result.data.get("traits") or {}, ts)
+            doc = {"obs": observation_to_dict(obs), "traits": bands, "ts": ts}
+            delivery = await identity_input_topic.send(key=obs.source.encode(), value=orjson.dumps(doc), force=True)
             await delivery
             IDENTITY_FORWARDED.labels(CRM).inc()
             EVENTS_PROCESSED.labels(CRM, "crm_record").inc()
+
+
+def crm_time(data: dict[str, Any], received: float) -> float:
+    """When a CRM record's traits were true: its ``updated_at``, else when the broker received it
+    (stable across replays, so the traits' last-writer-wins order is too)."""
+    updated = data.get("updated_at")
+    parsed = parse_timestamp(updated) if isinstance(updated, str) else None
+    return parsed if parsed is not None else received
 
 
 async def forward_to_profiles(event: Event, profile_id: str) -> None:

@@ -6,7 +6,9 @@ at start, then on until a poll finds nothing more), with a plain consumer withou
 so it disturbs no worker; it keeps the last value per
 key (a tombstone deletes it; exact-recovery watermark keys are skipped), turns every
 value into its serving keys with :mod:`tables.serving` (the same functions the agents
-use) and writes them in pipelined batches with the configured TTL.
+use) and writes them in pipelined batches with the configured TTL. The serving keys of
+deleted entries are deleted from Redis, unless a live entry writes them again (the
+``merged_into`` marker of an absorbed profile comes from its profiles-table tombstone).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import click
@@ -56,6 +58,40 @@ def last_values(records: Iterator[tuple[bytes | None, bytes | None]]) -> dict[st
         else:
             table[str(key)] = orjson.loads(raw_value)
     return table
+
+
+def deleted_keys(records: Iterator[tuple[bytes | None, bytes | None]]) -> set[str]:
+    """The keys a changelog deleted: their last record is a tombstone (erased or removed state).
+
+    >>> sorted(deleted_keys(iter([(b'"a"', b'1'), (b'"a"', None), (b'"b"', None), (b'"b"', b'2')])))
+    ['a']
+    """
+    gone: set[str] = set()
+    for raw_key, raw_value in records:
+        if raw_key is None:
+            continue
+        key = str(orjson.loads(raw_key))
+        if raw_value is None:
+            gone.add(key)
+        else:
+            gone.discard(key)
+    return gone
+
+
+def stale_keys(deleted: dict[str, set[str]], written: Collection[str]) -> list[str]:
+    """Redis keys of deleted table entries that no live entry writes again: delete them.
+
+    An absorbed profile's identity entry is deleted by the identity table, but its
+    profiles tombstone writes a ``merged_into`` marker at the same key, which wins.
+
+    >>> stale_keys({"profiles": {"p-1"}, "identity": {"p/p-2"}}, written={"persona:profile:p-2:identity"})
+    ['persona:profile:p-1']
+    """
+    from tables import serving
+
+    return sorted(
+        {k for table, keys in deleted.items() for key in keys for k in serving.gone_entries(table, key)} - set(written)
+    )
 
 
 def serving_keys(tables: dict[str, dict[str, Any]], now: float) -> dict[str, dict[str, str | int | float]]:
@@ -166,28 +202,35 @@ async def rebuild(settings: Settings, batch_size: int, timeout: float) -> tuple[
         except (RedisError, OSError) as exc:
             raise StackError(f"cannot reach Redis at {settings.redis_url}: {exc}") from exc
         tables: dict[str, dict[str, Any]] = {}
+        deleted: dict[str, set[str]] = {}
         read: dict[str, int] = {}
         for table in TABLES:
             topic = changelog_topic(settings, table)
             records = await read_changelog(settings, topic, timeout)
             read[topic] = len(records)
             tables[table] = last_values(iter(records))
+            deleted[table] = deleted_keys(iter(records))
         keys = serving_keys(tables, time.time())
         sets = segment_sets(tables)
+        stale = stale_keys(deleted, keys)
         items = list(keys.items())
         members = [((key, pid), True) for key, pids in sets.items() for pid in sorted(pids)]
         try:
             # Sets are rebuilt whole: a member that left a segment while Redis was away must go.
-            stale = [k async for k in client.scan_iter(match=f"{serving.SEGMENT}*", count=1000)]
-            for start in range(0, len(stale), batch_size):
-                await client.delete(*stale[start : start + batch_size])
+            old_sets = [k async for k in client.scan_iter(match=f"{serving.SEGMENT}*", count=1000)]
+            for start in range(0, len(old_sets), batch_size):
+                await client.delete(*old_sets[start : start + batch_size])
             for start in range(0, len(items), batch_size):
                 await write_hashes(client, dict(items[start : start + batch_size]), settings.redis_ttl_seconds)
             for start in range(0, len(members), batch_size):
                 await write_hashes(client, {}, settings.redis_ttl_seconds, dict(members[start : start + batch_size]))
+            for start in range(0, len(stale), batch_size):
+                await client.delete(*stale[start : start + batch_size])
         except (RedisError, OSError) as exc:
             raise StackError(f"writing to Redis at {settings.redis_url} failed: {exc}") from exc
-        return Counter([*(serving.family(k) for k in keys), *(serving.family(k) for k in sets)]), read
+        counts = Counter([*(serving.family(k) for k in keys), *(serving.family(k) for k in sets)])
+        counts["deleted"] = len(stale)
+        return counts, read
     finally:
         await client.aclose()
 
@@ -217,4 +260,5 @@ def rebuild_redis(batch_size: int, timeout: float) -> None:
         click.echo(f"read {n} records from {topic}")
     for name in serving.FAMILIES:
         click.echo(f"{name}: {counts.get(name, 0)} keys")
-    click.echo(f"wrote {sum(counts.values())} keys to Redis")
+    click.echo(f"wrote {sum(counts[name] for name in serving.FAMILIES)} keys to Redis")
+    click.echo(f"deleted {counts.get('deleted', 0)} stale keys (erased or absorbed state)")

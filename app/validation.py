@@ -120,7 +120,7 @@ class Validator:
         rejection = _check(self._by_type[event_type], doc)
         if rejection:
             return rejection
-        ts = _parse_timestamp(doc["timestamp"])
+        ts = parse_timestamp(doc["timestamp"])
         if ts is None:
             return Rejection("schema_violation", "timestamp must be RFC 3339 with a UTC offset", "timestamp")
         oldest = max(EPOCH_FLOOR, now - self.limits.max_event_age_days * 86400.0)
@@ -195,7 +195,12 @@ def _check(validate: Any, doc: dict[str, Any]) -> Rejection | None:
     return None
 
 
-def _parse_timestamp(value: str) -> float | None:
+def parse_timestamp(value: str) -> float | None:
+    """Epoch seconds of an RFC 3339 time with a zone; ``None`` if unreadable or without zone.
+
+    >>> parse_timestamp("1970-01-01T00:01:00Z"), parse_timestamp("1970-01-01T00:01:00")
+    (60.0, None)
+    """
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:

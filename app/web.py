@@ -115,17 +115,46 @@ def decode_hash(fields: dict[str, str]) -> dict[str, Any]:
     return out
 
 
+#: Most ``merged_into`` hops a profile request follows (a chain B -> A -> C is two).
+MAX_MERGE_HOPS = 8
+
+
+def merged_into(features: dict[str, str], identity: dict[str, str]) -> str | None:
+    """Where an absorbed profile went, from either of its keys (the identity stage marks one
+    at once, the profiles stage the other once the state has moved); ``None`` if not absorbed.
+
+    >>> merged_into({}, {"merged_into": "p-a"}), merged_into({"events": "3"}, {})
+    ('p-a', None)
+    """
+    return features.get("merged_into") or identity.get("merged_into") or None
+
+
 async def profile_document(profile_id: str) -> dict[str, Any] | None:
-    """The served profile from Redis: features, active session and identity; None if unknown."""
+    """The served profile from Redis: features, active session and identity; None if unknown.
+
+    An absorbed profile answers with its survivor's document (following chains), which
+    lists the absorbed ids it was reached through in ``redirected_from``.
+    """
     client = redis_sink.client
-    # The sink's client decodes responses, so fields are str.
-    features = cast("dict[str, str]", await client.hgetall(f"persona:profile:{profile_id}"))
-    identity = cast("dict[str, str]", await client.hgetall(f"persona:profile:{profile_id}:identity"))
+    redirected_from: list[str] = []
+    while True:
+        # The sink's client decodes responses, so fields are str.
+        features = cast("dict[str, str]", await client.hgetall(f"persona:profile:{profile_id}"))
+        identity = cast("dict[str, str]", await client.hgetall(f"persona:profile:{profile_id}:identity"))
+        if not features and not identity:
+            # The survivor is not served yet: say where the absorbed profile went.
+            return {"profile_id": redirected_from[-1], "merged_into": profile_id} if redirected_from else None
+        target = merged_into(features, identity)
+        if target is None or len(redirected_from) >= MAX_MERGE_HOPS or target in redirected_from:
+            break
+        redirected_from.append(profile_id)
+        profile_id = target
     cluster = cast("dict[str, str]", await client.hgetall(f"persona:profile:{profile_id}:cluster"))
-    if not features and not identity:
-        return None
-    return {"profile_id": profile_id, **decode_hash(features), "identity": decode_hash(identity),
-            "cluster": decode_hash(cluster) if cluster else None}
+    document = {"profile_id": profile_id, **decode_hash(features), "identity": decode_hash(identity),
+                "cluster": decode_hash(cluster) if cluster else None}
+    if redirected_from:
+        document["redirected_from"] = redirected_from
+    return document
 
 
 async def segment_sizes() -> dict[str, int]:

@@ -213,7 +213,7 @@ def apply(
     elif kind == "identify":
         traits = props.get("traits")
         if isinstance(traits, dict):
-            new.update(_traits_update(new, traits, ts))
+            new.update(_traits_update(new, trait_bands(traits, ts), ts))
     new["cart"] = cart
     new["decayed"] = decayed
     new["affinity"] = affinity
@@ -268,22 +268,34 @@ def age_band(date_of_birth: str, at: float) -> str | None:
     return "65+"
 
 
-def _traits_update(state: State, traits: Mapping[str, Any], ts: float) -> dict[str, Any]:
-    """The ``traits`` / ``traits_ts`` of ``state`` after a newer record; older records change nothing."""
-    seen = state["traits_ts"]
-    if seen is not None and ts < seen:
-        return {}
-    kept = dict(state["traits"])
+def trait_bands(traits: Mapping[str, Any], at: float) -> dict[str, str]:
+    """The non-identifying part of raw traits known at ``at``: age band, city, state, country.
+
+    Computed at the edge (ingest) so that no date of birth, name or contact detail
+    travels further; :func:`apply_bands` folds the result into a profile.
+
+    >>> trait_bands({"date_of_birth": "1990-06-01", "city": " Leeds ", "email": "x@y.z", "state": ""}, at=1.7e9)
+    {'age_band': '25-34', 'city': 'Leeds'}
+    """
+    kept: dict[str, str] = {}
     dob = traits.get("date_of_birth")
     if isinstance(dob, str):
-        band = age_band(dob, ts)
+        band = age_band(dob, at)
         if band is not None:
             kept["age_band"] = band
     for key in TRAIT_KEYS:
         value = traits.get(key)
         if isinstance(value, str) and value.strip():
             kept[key] = value.strip()
-    return {"traits": kept, "traits_ts": ts}
+    return kept
+
+
+def _traits_update(state: State, bands: Mapping[str, str], ts: float) -> dict[str, Any]:
+    """The ``traits`` / ``traits_ts`` of ``state`` after a newer record; older records change nothing."""
+    seen = state["traits_ts"]
+    if seen is not None and ts < seen:
+        return {}
+    return {"traits": {**state["traits"], **bands}, "traits_ts": ts}
 
 
 def apply_traits(state: State | None, traits: Mapping[str, Any], ts: float) -> State:
@@ -292,8 +304,22 @@ def apply_traits(state: State | None, traits: Mapping[str, Any], ts: float) -> S
     Idempotent (a replay sets the same values) and last-writer-wins by ``ts``,
     so it needs no offset. Only the age band, city, state and country are kept.
     """
+    return apply_bands(state, trait_bands(traits, ts), ts)
+
+
+def apply_bands(state: State | None, bands: Mapping[str, Any], ts: float) -> State:
+    """Fold traits already reduced by :func:`trait_bands` (the record the identity stage forwards).
+
+    Only the keys :func:`trait_bands` produces are taken, whatever else ``bands`` holds.
+
+    >>> apply_bands(None, {"age_band": "25-34", "city": "Leeds", "email": "x@y.z"}, ts=5.0)["traits"]
+    {'age_band': '25-34', 'city': 'Leeds'}
+    >>> apply_bands(apply_bands(None, {"city": "Leeds"}, ts=5.0), {"city": "York"}, ts=4.0)["traits"]
+    {'city': 'Leeds'}
+    """
     cur = state if state is not None else new_state()
-    update = _traits_update(cur, traits, ts)
+    clean = {k: v for k, v in bands.items() if k in ("age_band", *TRAIT_KEYS) and isinstance(v, str) and v}
+    update = _traits_update(cur, clean, ts)
     return {**cur, **update} if update else cur
 
 

@@ -80,13 +80,19 @@ def apply_event(
     """
     current = value or {}
     session_state, _, closed = sessions.apply(current.get("sessions"), event, offset, config.sessions)
-    profile_state, _ = profile.apply(current.get("profile"), event, offset, config.profile, monitor)
-    segment_state, outcome = segments.apply_event(current.get("segments"), event.type, event.ts, offset)
+    profile_state, profile_outcome = profile.apply(current.get("profile"), event, offset, config.profile, monitor)
+    # The windows count by offset only; the profile part also knows the recent event ids, so an
+    # event sent twice (a redirect after a merge, ingest's re-forward after a crash) counts once.
+    segment_state, outcome = (
+        segments.apply_event(current.get("segments"), event.type, event.ts, offset)
+        if profile_outcome == "applied"
+        else (current.get("segments") or segments.new_state(), profile_outcome)
+    )
     new = {**current, "sessions": session_state, "profile": profile_state, "segments": segment_state,
            "partition": partition}
     changes: list[dict[str, Any]] = []
     if outcome == "applied":
-        new, changes = _evaluate(new, profile_id, event.ts, basis or f"offset:{offset}", config)
+        new, changes = evaluate(new, profile_id, event.ts, basis or f"offset:{offset}", config)
     return new, Outputs(closed, changes)
 
 
@@ -97,11 +103,14 @@ def tick(value: State, now: float, profile_id: str, config: StageConfig = DEFAUL
     changes: list[dict[str, Any]] = []
     due_at = value.get("next_eval_at")
     if due_at is not None and due_at <= now:
-        new, changes = _evaluate(new, profile_id, now, f"timer:{now:.3f}", config)
+        new, changes = evaluate(new, profile_id, now, f"timer:{now:.3f}", config)
     return new, Outputs(closed, changes)
 
 
-def _evaluate(value: State, profile_id: str, now: float, basis: str, config: StageConfig) -> tuple[State, list[Any]]:
+def evaluate(
+    value: State, profile_id: str, now: float, basis: str, config: StageConfig = DEFAULT
+) -> tuple[State, list[Any]]:
+    """Re-evaluate the rule segments at ``now``: the new value (memberships, next evaluation) and the changes."""
     seg = value["segments"]
     decisions, next_at = evaluate_and_schedule(
         config.rules, rule_features(value["profile"], now), seg["windows"], now, membership.segments(seg["members"])

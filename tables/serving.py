@@ -44,7 +44,7 @@ from typing import Any
 import orjson
 
 from app.redis_sink import flatten
-from tables import activity, cluster_stage, profile_stage
+from tables import activity, cluster_stage, profile_identity, profile_stage
 from tables.identity.stream import PREFIXES, profile_summary
 from tables.segments import membership
 
@@ -124,8 +124,35 @@ def identity_entries(key: str, value: Any) -> list[Entry]:
 
 
 def profile_entries(profile_id: str, value: Mapping[str, Any], now: float) -> list[Entry]:
-    """The profiles table's value for one profile, served as of stream time ``now``."""
+    """The profiles table's value for one profile, served as of stream time ``now``.
+
+    The tombstone of an absorbed profile is served as a ``merged_into`` marker on both
+    of its keys, so ``GET /v1/profiles/<absorbed>`` can follow it.
+
+    >>> profile_entries("p-b", {"merged_into": "p-a", "change_id": "c1", "offset": 3, "partition": 0}, 0.0)
+    [('persona:profile:p-b', {'merged_into': 'p-a'}), ('persona:profile:p-b:identity', {'merged_into': 'p-a'})]
+    """
+    if profile_identity.is_tombstone(value):
+        return [(f"{PROFILE}{profile_id}", {"merged_into": str(value["merged_into"])}),
+                *merged_entries(profile_id, str(value["merged_into"]))]
     return [(f"{PROFILE}{profile_id}", flatten(profile_stage.serving(dict(value), now)))]
+
+
+def gone_entries(table: str, key: str) -> list[str]:
+    """The serving keys to delete when a table's entry is deleted (a tombstone in its changelog).
+
+    >>> gone_entries("profiles", "p-1"), gone_entries("activity", "h1"), gone_entries("identity", "i/h1")
+    (['persona:profile:p-1'], ['persona:activity:h1'], [])
+    """
+    if table == "profiles":
+        return [f"{PROFILE}{key}"]
+    if table == "activity":
+        return [f"{ACTIVITY}{key}"]
+    if table == "identity_alias":
+        return [f"{IDENTITY}{key}"]
+    if table == "identity" and key.startswith(PREFIXES["profiles"]):
+        return [f"{PROFILE}{key[len(PREFIXES['profiles']):]}:identity"]
+    return []
 
 
 def profile_now(value: Mapping[str, Any], default: float) -> float:

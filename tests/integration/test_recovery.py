@@ -70,7 +70,10 @@ def test_committed_offset_ahead_of_the_changelog_is_rewound_and_the_gap_processe
 
     _, port = pipeline.start_worker()
     wait_counts(pipeline, 13)
-    assert pipeline.metric(port, "persona_recovery_rewinds_total") == 1
+    # The clickstream rewind is the one this test causes. Other tables may rewind as well after the
+    # first worker's clean stop (their watermarks lag by up to 100 records, or the broker reported a
+    # changelog end too early); that is the same safety net and changes no count (checked above).
+    assert pipeline.metric(port, "persona_recovery_rewinds_total", topic=pipeline.topics.clickstream) == 1
 
 
 def test_replay_from_the_first_offset_applies_nothing_twice(pipeline: Pipeline) -> None:
