@@ -17,12 +17,14 @@ same outputs (stable change ids).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import cast
 
 import orjson
 from faust.types import StreamT
 
+from agents.ingest import send_dead_letter
 from app.faust_app import (
     faust_app,
     identity_aliases_topic,
@@ -33,22 +35,41 @@ from app.faust_app import (
 )
 from app.lifecycle import redis_sink
 from app.metrics import DUPLICATES, IDENTITY_ALIASES, IDENTITY_CHANGES, STAGE_SECONDS
+from app.validation import Rejection
 from tables import serving
 from tables.definitions import alias_table, identity_table
 from tables.exact import watermark_key
 from tables.identity import Resolution
 from tables.identity.stream import (
     PREFIXES,
+    ObservationInput,
+    SplitInput,
     StagedStore,
     alias_updates,
     identity_state,
     note_anonymous_id,
-    observation_from_dict,
+    parse_identity_input,
 )
 from tables.store import KeyValueStore
 
 INPUT = settings.identity_input_topic
+logger = logging.getLogger(__name__)
 changes_topic = output_topics[settings.topics.identity_changes]
+
+
+def apply_input(staged: StagedStore, parsed: ObservationInput | SplitInput | Rejection) -> tuple[Resolution, list[str]]:
+    """Resolve one parsed identity-input record into the staged state: its resolution and touched profiles."""
+    if isinstance(parsed, Rejection):
+        return Resolution(None, []), []
+    state = identity_state(staged)
+    if isinstance(parsed, SplitInput):  # operator split (persona identity split)
+        changes = resolver.withdraw_evidence(state, parsed.profile_id, parsed.edges, parsed.at)
+        touched = sorted({p for c in changes for p in [c["profile_id"], *c.get("new_profile_ids", ())]})
+        return Resolution(parsed.profile_id, changes), touched
+    if parsed.anon:
+        note_anonymous_id(staged, parsed.anon, parsed.partition)
+    resolution = resolver.resolve(state, parsed.obs)
+    return resolution, [resolution.profile_id] if resolution.profile_id else []
 
 
 @faust_app.agent(identity_input_topic, name="identity")
@@ -60,20 +81,20 @@ async def identity(stream: StreamT) -> None:
         if applied is not None and message.offset <= applied:
             DUPLICATES.labels(INPUT, "offset").inc()
             continue
-        doc = orjson.loads(record.value)
         staged = StagedStore(cast(KeyValueStore, identity_table))
-        state = identity_state(staged)
-        if doc.get("command") == "split":  # operator split (persona identity split)
-            edges = [(a, b) for a, b in doc["edges"]]
-            resolution = Resolution(
-                doc["profile_id"], resolver.withdraw_evidence(state, doc["profile_id"], edges, doc["at"])
-            )
-            touched = sorted({p for c in resolution.changes for p in [c["profile_id"], *c.get("new_profile_ids", ())]})
-        else:
-            if doc.get("anon"):
-                note_anonymous_id(staged, doc["anon"], int(doc["partition"]))
-            resolution = resolver.resolve(state, observation_from_dict(doc["obs"]))
-            touched = [resolution.profile_id] if resolution.profile_id else []
+        parsed = parse_identity_input(record.value)
+        try:
+            resolution, touched = apply_input(staged, parsed)
+        except Exception as exc:
+            # A poison record must not stop the one identity partition (every later record waits
+            # behind it). Nothing was written: the resolver only touched the staged view, dropped here.
+            logger.exception("identity input %s:%s refused by the resolver", message.partition, message.offset)
+            parsed = Rejection("invalid_identity_input", f"the resolver could not apply it: {exc!r}"[:500])
+        if isinstance(parsed, Rejection):
+            # The watermark passes the bad record only once its dead letter is acknowledged.
+            await (await send_dead_letter(record, parsed))
+            await identity_table.applied(message.partition, message.offset)
+            continue
         aliases = alias_updates(staged, touched)
         deliveries = [
             await changes_topic.send(key=change["profile_id"].encode(), value=orjson.dumps(change), force=True)

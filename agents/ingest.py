@@ -14,6 +14,8 @@ the same observation twice changes nothing).
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
+from typing import Any
 
 import orjson
 from faust.types import EventT, StreamT
@@ -141,7 +143,12 @@ def current_profile(obs: Observation) -> str:
     return str(alias["profile_id"]) if alias else profile_id_for(anon)
 
 
-async def send_dead_letter(record: EventT, rejection: Rejection) -> None:
+async def send_dead_letter(record: EventT, rejection: Rejection) -> Awaitable[Any]:
+    """Send the dead letter of a refused input record; returns the broker's acknowledgement to await.
+
+    Shared by every agent that refuses input (ingest here, identity for its internal input).
+    A clickstream dead letter holds the activity table's watermark until it is acknowledged.
+    """
     message = record.message
     letter = dead_letter(
         record.value,
@@ -153,7 +160,10 @@ async def send_dead_letter(record: EventT, rejection: Rejection) -> None:
         timestamp_ms=int(message.timestamp * 1000),
         now=time.time(),
     )
-    delivery = await dead_letters_topic.send(key=letter["dead_letter_id"].encode(), value=orjson.dumps(letter))
+    delivery = await dead_letters_topic.send(
+        key=letter["dead_letter_id"].encode(), value=orjson.dumps(letter), force=True
+    )
     if message.topic == CLICKSTREAM:
         activity_table.hold_watermark_for(delivery)
     DEAD_LETTERS.labels(message.topic, rejection.code).inc()
+    return delivery

@@ -32,7 +32,6 @@ import json
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -226,26 +225,11 @@ def wait_settled(
     raise TimeoutError(f"identity not settled within {timeout} s: {missing} of {len(last)} anonymous ids unresolved")
 
 
-def wait_healthy(port: int, timeout: float, alive: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not alive():
-            raise RuntimeError("worker exited during start-up")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.25)
-    raise TimeoutError(f"worker on port {port} not healthy within {timeout} s")
-
-
 def run_pipeline(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
     """Start stack and workers, publish the traffic, wait, score. Returns the report."""
     import redis
 
-    from app.stack import ManagedProcess, embedded_stack, free_port, worker_argv
+    from app.stack import ManagedProcess, embedded_stack, free_port, wait_healthy, worker_argv
     from app.topics_admin import ensure_topics_sync
 
     with embedded_stack(run_dir / "stack") as stack:
@@ -266,7 +250,7 @@ def run_pipeline(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
                     f"worker-{n}", worker_argv(port), run_dir, {**env, "PERSONA_WEB_PORT": str(port)}
                 )
                 workers.append(worker)
-                wait_healthy(port, 120, lambda w=worker: w.running)  # type: ignore[misc]
+                wait_healthy(port, 120, [worker])
             records = simulated(args.seed, args.customers, args.end, args.max_events or None, settings.topics)
             exp = expected(records)
             started = time.monotonic()
