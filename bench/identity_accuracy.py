@@ -41,10 +41,11 @@ from typing import Any
 
 import orjson
 
-from app.settings import DEV_HMAC_SECRET, Settings, Topics
-from app.simulator import SimConfig, SimRecord, SimTopics, iter_records
+from app.settings import DEV_HMAC_SECRET, Topics
+from app.simulator import SimConfig, SimRecord, SimTopics, TruthWriter, iter_records
 from app.simulator.producer import produce
 from app.validation import Event, Rejection, Validator
+from bench.harness import running_pipeline, wait_stable
 from tables.identity import IdentityResolver, IdentityState
 from tables.identity.normalise import normalise_id
 
@@ -187,15 +188,21 @@ def exact_identifier_components(valid: Iterable[SimRecord], secret: str = DEV_HM
     return {h: find(h) for h in anons}
 
 
-def simulated(seed: int, customers: int, end: datetime, max_events: int | None, topics: Topics) -> list[SimRecord]:
+def simulated(
+    seed: int, customers: int, end: datetime, max_events: int | None, topics: Topics, truth_dir: Path | None = None
+) -> list[SimRecord]:
+    """The seeded simulator run for ``topics``; with ``truth_dir``, its ground truth written there too."""
     config = SimConfig(
         seed=seed,
         customers=customers,
         end=end,
         max_events=max_events,
         topics=SimTopics(clickstream=topics.clickstream, crm_profiles=topics.crm_profiles),
-    )
-    return list(iter_records(config.check()))
+    ).check()
+    if truth_dir is None:
+        return list(iter_records(config))
+    with TruthWriter(truth_dir, config) as truth:
+        return list(truth.tee(iter_records(config)))
 
 
 def read_assignment(redis_client: Any, hashes: Iterable[str]) -> dict[str, str | None]:
@@ -211,62 +218,39 @@ def wait_settled(
     read: Callable[[], dict[str, str | None]], timeout: float, quiet: float = 4.0
 ) -> dict[str, str | None]:
     """Poll ``read`` until every id has a profile and nothing changed for ``quiet`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: dict[str, str | None] = {}
-    since = time.monotonic()
-    while time.monotonic() < deadline:
-        now = read()
-        if now != last:
-            last, since = now, time.monotonic()
-        elif all(v is not None for v in now.values()) and time.monotonic() - since >= quiet:
-            return now
-        time.sleep(0.5)
-    missing = sum(1 for v in last.values() if v is None)
-    raise TimeoutError(f"identity not settled within {timeout} s: {missing} of {len(last)} anonymous ids unresolved")
+    return wait_stable(
+        read, timeout, quiet, ready=lambda now: all(v is not None for v in now.values()), what="identity"
+    )
 
 
 def run_pipeline(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
     """Start stack and workers, publish the traffic, wait, score. Returns the report."""
     import redis
 
-    from app.stack import ManagedProcess, embedded_stack, free_port, wait_healthy, worker_argv
-    from app.topics_admin import ensure_topics_sync
+    with running_pipeline(run_dir, "identity-bench", args.workers, args.partitions) as pipeline:
+        records = simulated(args.seed, args.customers, args.end, args.max_events or None, pipeline.settings.topics)
+        exp = expected(records)
+        started = time.monotonic()
+        asyncio.run(produce(records, pipeline.stack.bootstrap, rate=None))
+        client = redis.Redis.from_url(pipeline.stack.redis_url, decode_responses=True)
+        assignment = wait_settled(lambda: read_assignment(client, exp.truth), timeout=args.timeout)
+        elapsed = time.monotonic() - started
+    return {
+        "command": " ".join(["python -m bench.identity_accuracy", *sys.argv[1:]]),
+        "records": len(records),
+        **identity_report(exp, assignment),
+        "seconds_publish_to_settled": round(elapsed, 1),
+        "workers": args.workers,
+        "partitions": args.partitions,
+    }
 
-    with embedded_stack(run_dir / "stack") as stack:
-        env = {
-            **stack.env,
-            "PERSONA_APP_ID": "identity-bench",
-            "PERSONA_TOPIC_PARTITIONS": str(args.partitions),
-            "PERSONA_DATA_DIR": str(run_dir / "data"),
-            "PERSONA_REDIS_FLUSH_INTERVAL": "0.1",
-        }
-        settings = Settings.from_env(env)
-        ensure_topics_sync(settings)
-        workers: list[ManagedProcess] = []
-        try:
-            for n in range(args.workers):
-                port = free_port()
-                worker = ManagedProcess.start(
-                    f"worker-{n}", worker_argv(port), run_dir, {**env, "PERSONA_WEB_PORT": str(port)}
-                )
-                workers.append(worker)
-                wait_healthy(port, 120, [worker])
-            records = simulated(args.seed, args.customers, args.end, args.max_events or None, settings.topics)
-            exp = expected(records)
-            started = time.monotonic()
-            asyncio.run(produce(records, stack.bootstrap, rate=None))
-            client = redis.Redis.from_url(stack.redis_url, decode_responses=True)
-            assignment = wait_settled(lambda: read_assignment(client, exp.truth), timeout=args.timeout)
-            elapsed = time.monotonic() - started
-        finally:
-            for worker in workers:
-                worker.stop()
+
+def identity_report(exp: Expected, assignment: Mapping[str, str | None]) -> dict[str, Any]:
+    """Scores of an assignment over all and over identifiable anonymous ids, with the ceiling and offline check."""
     every, identifiable = pairwise(assignment, exp.truth), pairwise(assignment, exp.truth, exp.identifiable)
     offline = offline_assignment(exp.valid)
     ceiling = pairwise(exact_identifier_components(exp.valid), exp.truth)
     return {
-        "command": " ".join(["python -m bench.identity_accuracy", *sys.argv[1:]]),
-        "records": len(records),
         "valid_records": len(exp.valid),
         "customers_seen": len(set(exp.truth.values())),
         "anonymous_ids": len(exp.truth),
@@ -276,9 +260,6 @@ def run_pipeline(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
         "identifiable": {**asdict(identifiable), "precision": identifiable.precision, "recall": identifiable.recall},
         "exact_identifier_ceiling": {**asdict(ceiling), "precision": ceiling.precision, "recall": ceiling.recall},
         "same_clusters_as_offline_resolver": clusters(assignment) == clusters(offline),
-        "seconds_publish_to_settled": round(elapsed, 1),
-        "workers": args.workers,
-        "partitions": args.partitions,
     }
 
 

@@ -1,0 +1,100 @@
+"""Run the real pipeline for a benchmark: embedded broker and Redis, worker processes, a wait for quiet.
+
+Shared by the accuracy benchmarks that measure *through the running pipeline*
+(``bench/identity_accuracy.py``, ``bench/pipeline_accuracy.py``), so they start,
+configure and stop the pipeline the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from app.settings import Settings
+from app.stack import EmbeddedStack, ManagedProcess, embedded_stack, free_port, wait_healthy, worker_argv
+from app.topics_admin import ensure_topics_sync
+
+T = TypeVar("T")
+
+
+@dataclass
+class RunningPipeline:
+    """The stack, the workers' settings and environment, their processes and web ports."""
+
+    stack: EmbeddedStack
+    settings: Settings
+    env: dict[str, str]
+    workers: list[ManagedProcess] = field(default_factory=list)
+    ports: list[int] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def running_pipeline(
+    run_dir: Path, app_id: str, workers: int = 1, partitions: int = 1, extra_env: dict[str, str] | None = None
+) -> Iterator[RunningPipeline]:
+    """Start the embedded stack and ``workers`` worker processes, each healthy; stop everything on exit."""
+    with embedded_stack(run_dir / "stack") as stack:
+        env = {
+            **stack.env,
+            "PERSONA_APP_ID": app_id,
+            "PERSONA_TOPIC_PARTITIONS": str(partitions),
+            "PERSONA_DATA_DIR": str(run_dir / "data"),
+            "PERSONA_REDIS_FLUSH_INTERVAL": "0.1",
+            **(extra_env or {}),
+        }
+        settings = Settings.from_env(env)
+        ensure_topics_sync(settings)
+        running = RunningPipeline(stack, settings, env)
+        try:
+            for n in range(workers):
+                port = free_port()
+                worker = ManagedProcess.start(
+                    f"worker-{n}", worker_argv(port), run_dir, {**env, "PERSONA_WEB_PORT": str(port)}
+                )
+                running.workers.append(worker)
+                running.ports.append(port)
+                wait_healthy(port, 120, [worker])
+            yield running
+        finally:
+            for worker in running.workers:
+                worker.stop()
+
+
+def wait_stable(
+    read: Callable[[], T],
+    timeout: float,
+    quiet: float,
+    ready: Callable[[T], bool] = lambda _: True,
+    what: str = "the pipeline",
+    alive: list[ManagedProcess] | None = None,
+) -> T:
+    """Poll ``read`` until its value is ``ready`` and has not changed for ``quiet`` seconds.
+
+    Raises :class:`TimeoutError` naming ``what`` at ``timeout``, and :class:`RuntimeError`
+    with the log tail if a process of ``alive`` exits meanwhile.
+
+    Examples
+    --------
+    >>> values = iter([1, 2, 2, 2, 2])
+    >>> wait_stable(lambda: next(values), timeout=5, quiet=0.0)
+    2
+    """
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    since = time.monotonic()
+    first = True
+    while time.monotonic() < deadline:
+        for p in alive or ():
+            if not p.running:
+                raise RuntimeError(f"{p.name} exited while waiting for {what}:\n{p.tail(40)}")
+        now = read()
+        if first or now != last:
+            last, since, first = now, time.monotonic(), False
+        elif ready(now) and time.monotonic() - since >= quiet:
+            return now
+        time.sleep(0.5)
+    raise TimeoutError(f"{what} not settled within {timeout:.0f} s (last seen: {str(last)[:300]})")
