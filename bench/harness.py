@@ -7,12 +7,16 @@ configure and stop the pipeline the same way.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from app.settings import Settings
 from app.stack import EmbeddedStack, ManagedProcess, embedded_stack, free_port, wait_healthy, worker_argv
@@ -98,3 +102,36 @@ def wait_stable(
             return now
         time.sleep(0.5)
     raise TimeoutError(f"{what} not settled within {timeout:.0f} s (last seen: {str(last)[:300]})")
+
+
+def simulation_parser(description: str, customers: int, timeout: float) -> argparse.ArgumentParser:
+    """The options every pipeline benchmark shares: the simulated run, the deployment, the report file."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--customers", type=int, default=customers)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--end",
+        type=lambda s: datetime.fromisoformat(s).replace(tzinfo=UTC),
+        default=datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0),
+        help="end of the simulated period (default: today 00:00 UTC)",
+    )
+    parser.add_argument("--max-events", type=int, default=0, help="stop the simulator after N records (0: no cap)")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--partitions", type=int, default=1)
+    parser.add_argument("--timeout", type=float, default=timeout)
+    parser.add_argument("--json", type=Path, help="also write the report here")
+    return parser
+
+
+Report = dict[str, Any]
+
+
+def report_main(args: argparse.Namespace, run: Callable[[argparse.Namespace, Path], Report], prefix: str) -> int:
+    """Run a benchmark in a temporary directory, print its JSON report and write it to ``--json``."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        report = run(args, Path(tmp))
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    return 0

@@ -28,14 +28,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +43,7 @@ from app.settings import DEV_HMAC_SECRET, Topics
 from app.simulator import SimConfig, SimRecord, SimTopics, TruthWriter, iter_records
 from app.simulator.producer import produce
 from app.validation import Event, Rejection, Validator
-from bench.harness import running_pipeline, wait_stable
+from bench.harness import report_main, running_pipeline, simulation_parser, wait_stable
 from tables.identity import IdentityResolver, IdentityState
 from tables.identity.normalise import normalise_id
 
@@ -264,28 +262,8 @@ def identity_report(exp: Expected, assignment: Mapping[str, str | None]) -> dict
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--customers", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument(
-        "--end",
-        type=lambda s: datetime.fromisoformat(s).replace(tzinfo=UTC),
-        default=datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0),
-        help="end of the simulated period (default: today 00:00 UTC)",
-    )
-    parser.add_argument("--max-events", type=int, default=0, help="stop the simulator after N records (0: no cap)")
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--partitions", type=int, default=1)
-    parser.add_argument("--timeout", type=float, default=300.0)
-    parser.add_argument("--json", type=Path, help="also write the report here")
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="identity-bench-") as tmp:
-        report = run_pipeline(args, Path(tmp))
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
-    return 0
+    parser = simulation_parser(__doc__.split("\n\n")[0], customers=200, timeout=300.0)
+    return report_main(parser.parse_args(argv), run_pipeline, "identity-bench-")
 
 
 if __name__ == "__main__":

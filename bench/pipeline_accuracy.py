@@ -3,7 +3,7 @@
 One command, one report (``make accuracy``)::
 
     .venv/bin/python -m bench.pipeline_accuracy [--customers 300] [--seed 7] [--end 2026-11-23]
-        [--max-events N] [--workers 1] [--partitions 1] [--json OUT]
+        [--max-events N] [--rate 0] [--workers 1] [--partitions 1] [--json OUT]
 
 Starts the embedded stack (Tansu, redis-server) and the workers (``bench/harness.py``),
 publishes a seeded simulator run with its ground truth (``app/simulator/truth.py``) as
@@ -53,7 +53,6 @@ import argparse
 import asyncio
 import json
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -71,7 +70,7 @@ from app.settings import DEV_HMAC_SECRET, Settings
 from app.simulator import SimRecord
 from app.simulator.producer import produce
 from app.validation import SCHEMA_DIR
-from bench.harness import RunningPipeline, running_pipeline, wait_stable
+from bench.harness import RunningPipeline, report_main, running_pipeline, simulation_parser, wait_stable
 from bench.identity_accuracy import (
     Expected,
     clusters,
@@ -218,6 +217,23 @@ def output_assignment(
     return {anon: final(pid) for anon, (_, pid) in sorted(last.items())}
 
 
+def unknown_profiles(found: Iterable[Mapping[str, Any]], known: set[str]) -> dict[str, int]:
+    """Session summaries keyed by a profile id that identity never served nor named in a change.
+
+    Ingest stamps an anonymous id without an alias yet with ``profile_id_for(its hash)``.
+    When that anonymous id's first identity observation carries a user id, the resolver
+    keys the new profile by the user id instead, so the provisional id is never created,
+    never merged and never reported: outputs under it cannot be followed to a customer.
+
+    Examples
+    --------
+    >>> unknown_profiles([{"profile_id": "p-1"}, {"profile_id": "p-2"}, {"profile_id": "p-2"}], {"p-1"})
+    {'sessions': 2, 'profiles': 1}
+    """
+    orphans = [str(s["profile_id"]) for s in found if str(s["profile_id"]) not in known]
+    return {"sessions": len(orphans), "profiles": len(set(orphans))}
+
+
 def segment_report(changes: list[Mapping[str, Any]], simulated_end: float) -> dict[str, Any]:
     """Counts by kind/segment/direction, reasons, flaps (1 h, 24 h) and changes after the simulated period.
 
@@ -309,7 +325,7 @@ def run(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
         records = simulated(args.seed, args.customers, args.end, args.max_events or None, settings.topics, truth_dir)
         exp: Expected = expected(records)
         started = time.monotonic()
-        asyncio.run(produce(records, pipeline.stack.bootstrap, rate=None))
+        asyncio.run(produce(records, pipeline.stack.bootstrap, rate=args.rate or None))
         timings["publish"] = time.monotonic() - started
         client = redis.Redis.from_url(pipeline.stack.redis_url, decode_responses=True)
         served = wait_settled(lambda: read_assignment(client, exp.truth), timeout=args.timeout)
@@ -332,6 +348,11 @@ def run(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
         outputs = read_outputs(settings, args.timeout)
     customer_of_event, anon_of_event = event_truth(truth_dir)
     sessions = session_scores(outputs["session-summaries"], true_sessions(truth_dir), customer_of_event)
+    known = {p for p in served.values() if p} | {
+        p
+        for c in outputs["identity-changes"]
+        for p in [c["profile_id"], *(c.get("absorbed_profile_ids") or ()), *(c.get("new_profile_ids") or ())]
+    }
     via_outputs = output_assignment(outputs["session-summaries"], outputs["identity-changes"], anon_of_event)
     return {
         "command": " ".join(["python -m bench.pipeline_accuracy", *sys.argv[1:]]),
@@ -339,6 +360,7 @@ def run(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
         "clickstream_valid_events": len(customer_of_event),
         "workers": args.workers,
         "partitions": args.partitions,
+        "rate": args.rate or "as fast as possible",
         "seconds": {k: round(v, 1) for k, v in timings.items()},
         "sessions": sessions,
         "identity_served": identity_report(exp, served),
@@ -346,6 +368,7 @@ def run(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
             "anonymous_ids_with_sessions": len(via_outputs),
             # Same clusters? An anonymous id whose outputs end under another cluster than the served one.
             "same_clusters_as_served": clusters(via_outputs) == clusters({a: served.get(a) for a in via_outputs}),
+            "sessions_under_unknown_profile": unknown_profiles(outputs["session-summaries"], known),
             **{k: v for k, v in identity_report(exp, via_outputs).items() if k in ("all", "identifiable", "profiles")},
         },
         "segments": segment_report(outputs["segment-changes"], args.end.timestamp()),
@@ -373,30 +396,12 @@ def event_truth(truth_dir: Path) -> tuple[dict[str, str], dict[str, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--customers", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument(
-        "--end",
-        type=lambda s: datetime.fromisoformat(s).replace(tzinfo=UTC),
-        default=datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0),
-        help="end of the simulated period, at least 1 h ago (default: today 00:00 UTC)",
-    )
-    parser.add_argument("--max-events", type=int, default=0, help="stop the simulator after N records (0: no cap)")
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--partitions", type=int, default=1)
-    parser.add_argument("--timeout", type=float, default=600.0)
-    parser.add_argument("--json", type=Path, help="also write the report here")
+    parser = simulation_parser(__doc__.split("\n\n")[0], customers=300, timeout=600.0)
+    parser.add_argument("--rate", type=float, default=0, help="records/s to publish at (0: as fast as possible)")
     args = parser.parse_args(argv)
     if time.time() - args.end.timestamp() < 3600:
         parser.error("--end must be at least 1 h in the past: the clock event must make every session due")
-    with tempfile.TemporaryDirectory(prefix="accuracy-bench-") as tmp:
-        report = run(args, Path(tmp))
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
-    return 0
+    return report_main(args, run, "accuracy-bench-")
 
 
 if __name__ == "__main__":
