@@ -14,6 +14,7 @@ import faust
 
 from app.settings import Settings
 from app.validation import Limits, Validator
+from tables import compact_store  # noqa: F401  (registers the compact:// table store with Faust)
 from tables.identity import IdentityResolver
 
 settings = Settings.from_env()

@@ -385,7 +385,7 @@ def scrape_all(ports: list[int]) -> tuple[list[float], dict[float, float]]:
 def pipeline_env(cfg: BenchConfig, stack: EmbeddedStack, tag: str, partitions: int, redis_db: int) -> dict[str, str]:
     topics = Topics(**{f: f"{tag}.{getattr(Topics(), f)}" for f in Topics.__dataclass_fields__})
     env = {
-        "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
+        **stack.env,
         "REDIS_URL": stack.redis_url.rsplit("/", 1)[0] + f"/{redis_db}",
         "PERSONA_APP_ID": tag,
         "PERSONA_TOPIC_PARTITIONS": str(partitions),

@@ -29,7 +29,7 @@ def test_topic_names_are_overridable() -> None:
     [
         ({"PERSONA_TOPIC_PARTITIONS": "0"}, "at least 1"),
         ({"PERSONA_WEB_PORT": "http"}, "PERSONA_WEB_PORT must be an integer"),
-        ({"PERSONA_TABLE_STORE": "redis://"}, "memory:// or rocksdb://"),
+        ({"PERSONA_TABLE_STORE": "redis://"}, "memory://, compact:// or rocksdb://"),
         ({"PERSONA_HMAC_SECRET": "short"}, "at least 16"),
         ({"REDIS_URL": "  "}, "must not be empty"),
     ],

@@ -1,0 +1,227 @@
+"""State at scale: memory per profile, disk per profile and recovery time of the profiles table.
+
+Builds realistic ``profiles`` table values (seeded simulator traffic folded by the real
+:func:`tables.profile_stage.apply_event`, one value per true customer), copies them
+under ``--profiles`` distinct profile ids into the table's changelog topic exactly as
+Faust writes it (JSON key and value, the key's partition by Kafka's default
+partitioner), then starts ``persona worker`` on that state and measures, per store:
+
+* **recovery to ready**: worker start until ``/health`` answers 200 (Faust has read
+  every changelog partition into the table);
+* **RSS per profile**: worker RSS when ready minus the RSS of a worker with an empty
+  table (measured in the same run), divided by the number of profiles;
+* **disk per profile** (``rocksdb://``): size of the worker's data directory / profiles;
+* **restart to ready** (``rocksdb://`` only): a second worker on the same data directory,
+  which reads only what its local RocksDB does not already hold.
+
+The changelog lives in the embedded broker's memory, so the largest run is bounded by
+this machine's RAM (about 5 KB of JSON per simulated profile, plus the broker's copy).
+
+    .venv/bin/python -m bench.state_scale [--profiles 100000] [--stores memory,compact,rocksdb] [--partitions 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import itertools
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
+
+from app.settings import Settings
+from app.simulator import SimConfig, iter_records
+from app.stack import EmbeddedStack, ManagedProcess, embedded_stack, free_port, worker_argv
+from app.topics_admin import ensure_topics_sync
+from app.validation import Event, Validator
+from bench.throughput import REPO, SIM_END, pipeline_env, wait_ready
+from tables import profile_stage
+
+RESULTS = REPO / "bench" / "results"
+
+
+@dataclass(frozen=True)
+class ScaleConfig:
+    profiles: int = 100_000
+    stores: tuple[str, ...] = ("memory", "compact", "rocksdb")
+    partitions: int = 4
+    seed: int = 11
+    template_customers: int = 2_000
+    run_dir: Path = REPO / ".persona" / "bench-state"
+    stamp: str = ""
+
+
+def profile_templates(seed: int, customers: int) -> list[dict[str, Any]]:
+    """One profiles-table value per simulated customer, folded from its valid events in order."""
+    sim = SimConfig(seed=seed, customers=customers, days=14, end=SIM_END).check()
+    validator = Validator.default()
+    now = SIM_END.timestamp()
+    values: dict[str, dict[str, Any]] = {}
+    for offset, record in enumerate(r for r in iter_records(sim) if r.topic == sim.topics.clickstream):
+        event = validator.clickstream(record.value, now=now)
+        if not isinstance(event, Event) or record.truth is None:
+            continue
+        customer = record.truth["customer_id"]
+        values[customer], _ = profile_stage.apply_event(values.get(customer), event, offset, 0, customer)
+    return list(values.values())
+
+
+def changelog_records(templates: list[dict[str, Any]], n: int) -> Iterator[tuple[bytes, bytes]]:
+    """``n`` (key, value) pairs in the changelog's wire format, cycling over the templates."""
+    encoded = [orjson.dumps(t) for t in templates]
+    for i, value in zip(range(n), itertools.cycle(encoded), strict=False):
+        yield orjson.dumps(f"scale-{i:09d}"), value
+
+
+async def _produce(bootstrap: str, topic: str, partitions: int, records: Iterator[tuple[bytes, bytes]]) -> int:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20,
+                                max_request_size=1 << 24)
+    partitioner = DefaultPartitioner()
+    all_partitions = list(range(partitions))
+    await producer.start()
+    sent = 0
+    try:
+        pending: list[asyncio.Future[Any]] = []
+        for key, value in records:
+            # Faust writes a table update to the partition of the input record, which is keyed
+            # by the raw profile id: the same partition the murmur2 of those bytes gives.
+            raw_id = orjson.loads(key).encode()
+            partition = partitioner(raw_id, all_partitions, all_partitions)
+            pending.append(await producer.send(topic, value=value, key=key, partition=partition))
+            sent += 1
+            if len(pending) >= 5_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return sent
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def dir_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20 if path.exists() else 0.0
+
+
+def start_and_time(name: str, env: dict[str, str], run_dir: Path) -> tuple[ManagedProcess, float, float]:
+    """Start one worker; return it, seconds to ready, and its RSS (MB) once ready and settled."""
+    Path(env["PERSONA_DATA_DIR"]).mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
+    port = free_port()
+    started = time.monotonic()
+    worker = ManagedProcess.start(name, worker_argv(port), run_dir, {**env, "PERSONA_WEB_PORT": str(port)})
+    wait_ready([port], [worker])
+    ready_s = time.monotonic() - started
+    time.sleep(3.0)  # let start-up garbage be collected before reading RSS
+    return worker, ready_s, rss_mb(worker.proc.pid)
+
+
+def measure_store(store: str, cfg: ScaleConfig, stack: EmbeddedStack, templates: list[dict[str, Any]],
+                  redis_db: int) -> dict[str, Any]:
+    tag = f"state-{cfg.stamp}-{store}"
+    data_dir = cfg.run_dir / tag / "data"
+    env = {**pipeline_env_for(cfg, stack, tag, redis_db), "PERSONA_TABLE_STORE": f"{store}://",
+           "PERSONA_DATA_DIR": str(data_dir)}
+    settings = Settings.from_env(env)
+    ensure_topics_sync(settings)
+    changelog = f"{settings.app_id}-profiles-changelog"
+
+    # Empty-table baseline in the same run: the same worker, the same topics, no profiles yet.
+    baseline, baseline_ready_s, baseline_rss = start_and_time(f"{tag}-baseline", env, cfg.run_dir)
+    baseline.stop()
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+    produced_at = time.monotonic()
+    sent = asyncio.run(_produce(stack.bootstrap, changelog, cfg.partitions, changelog_records(templates, cfg.profiles)))
+    produce_s = time.monotonic() - produced_at
+
+    worker, ready_s, rss = start_and_time(f"{tag}-recover", env, cfg.run_dir)
+    worker.stop()
+    result: dict[str, Any] = {
+        "store": f"{store}://",
+        "profiles": sent,
+        "changelog_produce_s": round(produce_s, 1),
+        "recovery_to_ready_s": round(ready_s, 1),
+        "empty_table_to_ready_s": round(baseline_ready_s, 1),
+        "rss_mb": round(rss, 1),
+        "baseline_rss_mb": round(baseline_rss, 1),
+        "rss_bytes_per_profile": round((rss - baseline_rss) * 2**20 / sent),
+    }
+    if store == "rocksdb":
+        disk = dir_mb(data_dir)
+        result["disk_mb"] = round(disk, 1)
+        result["disk_bytes_per_profile"] = round(disk * 2**20 / sent)
+        again, restart_s, restart_rss = start_and_time(f"{tag}-restart", env, cfg.run_dir)
+        again.stop()
+        result["restart_to_ready_s"] = round(restart_s, 1)
+        result["restart_rss_mb"] = round(restart_rss, 1)
+    return result
+
+
+def pipeline_env_for(cfg: ScaleConfig, stack: EmbeddedStack, tag: str, redis_db: int) -> dict[str, str]:
+    from bench.throughput import BenchConfig
+
+    env = pipeline_env(BenchConfig(run_dir=cfg.run_dir), stack, tag, cfg.partitions, redis_db)
+    env["PERSONA_TOPIC_PARTITIONS"] = str(cfg.partitions)
+    return env
+
+
+def run(cfg: ScaleConfig) -> dict[str, Any]:
+    started = time.monotonic()
+    templates = profile_templates(cfg.seed, cfg.template_customers)
+    sizes = sorted(len(orjson.dumps(t)) for t in templates)
+    print(f"{len(templates):,} template profiles in {time.monotonic() - started:.1f} s; JSON bytes per value: "
+          f"mean {sum(sizes) / len(sizes):,.0f}, median {sizes[len(sizes) // 2]:,}, max {sizes[-1]:,}")
+    document: dict[str, Any] = {
+        "command": "python -m bench.state_scale " + " ".join(
+            [f"--profiles {cfg.profiles}", f"--stores {','.join(cfg.stores)}", f"--partitions {cfg.partitions}",
+             f"--template-customers {cfg.template_customers}"]),
+        "stamp": cfg.stamp,
+        "template_json_bytes": {"mean": round(sum(sizes) / len(sizes)), "median": sizes[len(sizes) // 2],
+                                "max": sizes[-1]},
+        "results": [],
+    }
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    with embedded_stack(cfg.run_dir / f"stack-{cfg.stamp}") as stack:
+        for db, store in enumerate(cfg.stores, start=1):
+            result = measure_store(store, cfg, stack, templates, redis_db=db)
+            print(orjson.dumps(result).decode())
+            document["results"].append(result)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"{cfg.stamp}-state-scale.json"
+    out.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+    print(f"wrote {out.relative_to(REPO)}")
+    return document
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profiles", type=int, default=100_000)
+    parser.add_argument("--stores", default="memory,compact,rocksdb", help="comma-separated: memory, compact, rocksdb")
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--template-customers", type=int, default=2_000)
+    args = parser.parse_args(argv)
+    stores = tuple(s.strip() for s in args.stores.split(",") if s.strip())
+    unknown = set(stores) - {"memory", "compact", "rocksdb"}
+    if unknown:
+        parser.error(f"unknown store(s): {', '.join(sorted(unknown))}")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    run(ScaleConfig(profiles=args.profiles, stores=stores, partitions=args.partitions,
+                    template_customers=args.template_customers, stamp=stamp))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""The compact:// store's mapping behaves exactly like a dict, whatever is packed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.settings import Settings
+from tables.compact_store import CompactDict, CompactStore, pack, unpack
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+    max_leaves=12,
+)
+operations = st.lists(
+    st.tuples(st.sampled_from(["set", "get", "del", "contains"]), st.integers(0, 9), json_values), max_size=60
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops=operations, hot_size=st.integers(1, 4))
+def test_compact_dict_agrees_with_a_dict_under_any_operations(ops: list[tuple[str, int, Any]], hot_size: int) -> None:
+    compact, reference = CompactDict(hot_size), {}
+    for op, key, value in ops:
+        if op == "set":
+            compact[key] = value
+            reference[key] = value
+        elif op == "get":
+            assert compact.get(key) == reference.get(key)
+        elif op == "del" and key in reference:
+            del compact[key]
+            del reference[key]
+        assert (key in compact) == (key in reference)
+    assert dict(compact.items()) == reference
+    assert len(compact) == len(reference) and set(compact) == set(reference)
+
+
+def test_only_the_most_recently_used_values_stay_unpacked() -> None:
+    values = CompactDict(hot_size=3)
+    for i in range(10):
+        values[f"k{i}"] = {"i": i}
+    assert values.packed_count() == 7
+    assert values["k0"] == {"i": 0}  # unpacked on read, now hot again
+    assert values.packed_count() == 7  # k0 came back (its bytes still valid), k7 left the LRU and was packed
+
+
+def test_a_missing_key_raises_key_error_like_a_dict() -> None:
+    with pytest.raises(KeyError):
+        CompactDict()["absent"]
+
+
+def test_hot_size_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="hot_size"):
+        CompactDict(0)
+
+
+def test_pack_round_trips_a_profile_shaped_value() -> None:
+    value = {"sessions": {"open": [], "recent_ids": ["e-1", "e-2"]}, "profile": {"counts": {"page_view": 3}}}
+    assert unpack(pack(value)) == value
+    assert len(pack({"ids": ["same-text"] * 50})) < len(b'"same-text",' * 50) / 5
+
+
+def test_compact_store_url_is_accepted_by_settings_and_faust() -> None:
+    from faust.stores import by_url
+
+    assert Settings.from_env({"PERSONA_TABLE_STORE": "compact://"}).table_store == "compact://"
+    assert by_url("compact://") is CompactStore
