@@ -39,15 +39,11 @@ from app.validation import Rejection
 from tables import serving
 from tables.definitions import alias_table, identity_table
 from tables.exact import watermark_key
-from tables.identity import Resolution
 from tables.identity.stream import (
     PREFIXES,
-    ObservationInput,
-    SplitInput,
     StagedStore,
     alias_updates,
-    identity_state,
-    note_anonymous_id,
+    apply_identity_input,
     parse_identity_input,
 )
 from tables.store import KeyValueStore
@@ -55,21 +51,6 @@ from tables.store import KeyValueStore
 INPUT = settings.identity_input_topic
 logger = logging.getLogger(__name__)
 changes_topic = output_topics[settings.topics.identity_changes]
-
-
-def apply_input(staged: StagedStore, parsed: ObservationInput | SplitInput | Rejection) -> tuple[Resolution, list[str]]:
-    """Resolve one parsed identity-input record into the staged state: its resolution and touched profiles."""
-    if isinstance(parsed, Rejection):
-        return Resolution(None, []), []
-    state = identity_state(staged)
-    if isinstance(parsed, SplitInput):  # operator split (persona identity split)
-        changes = resolver.withdraw_evidence(state, parsed.profile_id, parsed.edges, parsed.at)
-        touched = sorted({p for c in changes for p in [c["profile_id"], *c.get("new_profile_ids", ())]})
-        return Resolution(parsed.profile_id, changes), touched
-    if parsed.anon:
-        note_anonymous_id(staged, parsed.anon, parsed.partition)
-    resolution = resolver.resolve(state, parsed.obs)
-    return resolution, [resolution.profile_id] if resolution.profile_id else []
 
 
 @faust_app.agent(identity_input_topic, name="identity")
@@ -84,7 +65,8 @@ async def identity(stream: StreamT) -> None:
         staged = StagedStore(cast(KeyValueStore, identity_table))
         parsed = parse_identity_input(record.value)
         try:
-            resolution, touched = apply_input(staged, parsed)
+            if not isinstance(parsed, Rejection):
+                resolution, touched = apply_identity_input(resolver, staged, parsed)
         except Exception as exc:
             # A poison record must not stop the one identity partition (every later record waits
             # behind it). Nothing was written: the resolver only touched the staged view, dropped here.

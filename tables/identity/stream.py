@@ -49,6 +49,7 @@ import orjson
 from app.validation import Rejection, parse_json
 from tables.identity.hashing import IdentifierHasher
 from tables.identity.observation import Observation
+from tables.identity.resolver import IdentityResolver, Resolution
 from tables.identity.state import IdentityState
 from tables.store import KeyValueStore
 
@@ -264,6 +265,38 @@ traits={}, user_hashes=(), junk=(), source='', at=None), anon='k', partition=2)
     if anon is not None and (not isinstance(partition, int) or isinstance(partition, bool) or partition < 0):
         return Rejection("invalid_identity_input", "'partition' must be a partition number", "partition")
     return ObservationInput(obs, anon, int(partition))
+
+
+def apply_identity_input(
+    resolver: IdentityResolver, staged: KeyValueStore, parsed: ObservationInput | SplitInput
+) -> tuple[Resolution, list[str]]:
+    """Resolve one identity-input record into ``staged``: its resolution and the profiles it touched.
+
+    An observation notes its anonymous id's clickstream partition (where its alias must go)
+    and is resolved; a split withdraws the evidence edges and touches the split profile and
+    the profiles it became. Writes only go to ``staged``, so a record that raises here
+    leaves the table as it was.
+
+    Examples
+    --------
+    >>> from tables.identity.observation import Observation
+    >>> r, base = IdentityResolver("a-secret-of-16-chars"), {}
+    >>> obs = Observation("h1", "anonymous_id", (("anonymous_id", "h1"),), source="e1")
+    >>> resolution, touched = apply_identity_input(r, base, ObservationInput(obs, "h1", 2))
+    >>> touched == [resolution.profile_id], base["a/h1"]
+    (True, {'profile_id': None, 'partition': 2})
+    >>> apply_identity_input(r, base, SplitInput("p-unknown", [], "2026-01-01T00:00:00Z"))[1]
+    []
+    """
+    state = identity_state(staged)
+    if isinstance(parsed, SplitInput):
+        changes = resolver.withdraw_evidence(state, parsed.profile_id, parsed.edges, parsed.at)
+        touched = sorted({p for c in changes for p in [c["profile_id"], *c.get("new_profile_ids", ())]})
+        return Resolution(parsed.profile_id, changes), touched
+    if parsed.anon:
+        note_anonymous_id(staged, parsed.anon, parsed.partition)
+    resolution = resolver.resolve(state, parsed.obs)
+    return resolution, [resolution.profile_id] if resolution.profile_id else []
 
 
 # ---------------------------------------------------------------------------- stores

@@ -213,6 +213,11 @@ def test_malformed_identity_input_is_dead_lettered_and_identity_keeps_resolving(
             orjson.dumps({"command": "split", "profile_id": "p-1", "edges": [["a", "b"]], "at": "x"}),
             "invalid_identity_input",
         ),
+        # Well-formed, but its key is none of its identifiers: the resolver raises on it.
+        (
+            orjson.dumps({"obs": {"key": "k", "key_type": "anonymous_id", "identifiers": []}}),
+            "invalid_identity_input",
+        ),
     ]
     pipeline.produce(identity_input, [(b"stray", value) for value, _ in bad])
     # A record ingest forwards after them is still resolved: the one identity partition is not stuck.
@@ -227,6 +232,7 @@ def test_malformed_identity_input_is_dead_lettered_and_identity_keeps_resolving(
         assert letter["source"]["topic"] == identity_input
         assert letter["payload"]["size"] == len(value) and letter["reason"]["message"]
     assert letters[1]["reason"]["path"] == "obs"
+    assert letters[4]["reason"]["message"].startswith("the resolver could not apply it: KeyError")
     assert pipeline.metric(port, "persona_dead_letters_total", topic=identity_input) == len(bad)
 
     # Exactness: the watermark covered the bad records once their dead letters were acknowledged,
