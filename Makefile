@@ -10,7 +10,7 @@ RATE ?= 1000
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run test test-unit test-integration test-slow lint bench install clean
+.PHONY: run test test-unit test-integration test-slow lint bench accuracy install clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "persona-stream needs Python 3.11, found " + sys.version.split()[0])'
@@ -48,6 +48,12 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)
 
 bench: $(BENCH_STAMP)
 	PYTHONPATH=$(CURDIR) $(BIN)/persona bench $(BENCH_ARGS)
+
+## accuracy: sessions, identity and segment changes scored through the running pipeline against the
+## simulator's ground truth (bench/pipeline_accuracy.py); ACCURACY_ARGS="--customers 300 --seed 7" etc.
+ACCURACY_ARGS ?=
+accuracy: $(BENCH_STAMP)
+	PYTHONPATH=$(CURDIR) $(BIN)/python -m bench.pipeline_accuracy $(ACCURACY_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check app agents tables tests bench grafana

@@ -19,12 +19,14 @@ same outputs (stable change ids).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import cast
 
 import orjson
 from faust.types import StreamT
 
+from agents.ingest import send_dead_letter
 from app.faust_app import (
     faust_app,
     identity_aliases_topic,
@@ -36,22 +38,23 @@ from app.faust_app import (
 )
 from app.lifecycle import redis_sink
 from app.metrics import DUPLICATES, IDENTITY_ALIASES, IDENTITY_CHANGES, STAGE_SECONDS
+from app.validation import Rejection
 from tables import profile_identity, serving
 from tables.definitions import alias_table, identity_table
 from tables.exact import watermark_key
-from tables.identity import Resolution
 from tables.identity.stream import (
     PREFIXES,
+    ObservationInput,
     StagedStore,
     alias_updates,
+    apply_identity_input,
     first_aliases,
-    identity_state,
-    note_anonymous_id,
-    observation_from_dict,
+    parse_identity_input,
 )
 from tables.store import KeyValueStore
 
 INPUT = settings.identity_input_topic
+logger = logging.getLogger(__name__)
 changes_topic = output_topics[settings.topics.identity_changes]
 
 
@@ -64,31 +67,32 @@ async def identity(stream: StreamT) -> None:
         if applied is not None and message.offset <= applied:
             DUPLICATES.labels(INPUT, "offset").inc()
             continue
-        doc = orjson.loads(record.value)
         staged = StagedStore(cast(KeyValueStore, identity_table))
-        state = identity_state(staged)
-        if doc.get("command") == "split":  # operator split (persona identity split)
-            edges = [(a, b) for a, b in doc["edges"]]
-            resolution = Resolution(
-                doc["profile_id"], resolver.withdraw_evidence(state, doc["profile_id"], edges, doc["at"])
-            )
-            touched = sorted({p for c in resolution.changes for p in [c["profile_id"], *c.get("new_profile_ids", ())]})
-        else:
-            if doc.get("anon"):
-                note_anonymous_id(staged, doc["anon"], int(doc["partition"]))
-            resolution = resolver.resolve(state, observation_from_dict(doc["obs"]))
-            touched = [resolution.profile_id] if resolution.profile_id else []
+        parsed = parse_identity_input(record.value)
+        try:
+            if not isinstance(parsed, Rejection):
+                resolution, touched = apply_identity_input(resolver, staged, parsed)
+        except Exception as exc:
+            # A poison record must not stop the one identity partition (every later record waits
+            # behind it). Nothing was written: the resolver only touched the staged view, dropped here.
+            logger.exception("identity input %s:%s refused by the resolver", message.partition, message.offset)
+            parsed = Rejection("invalid_identity_input", f"the resolver could not apply it: {exc!r}"[:500])
+        if isinstance(parsed, Rejection):
+            # The watermark passes the bad record only once its dead letter is acknowledged.
+            await (await send_dead_letter(record, parsed))
+            await identity_table.applied(message.partition, message.offset)
+            continue
         provisional = [
             m for h, pid in first_aliases(staged, touched) if (m := profile_identity.provisional_merge(h, pid))
         ]
         aliases = alias_updates(staged, touched)
         deliveries = [
-            await profile_events_topic.send(key=key.encode(), value=orjson.dumps(record), force=True)
-            for key, record in provisional
+            await profile_events_topic.send(key=key.encode(), value=orjson.dumps(envelope), force=True)
+            for key, envelope in provisional
         ]
-        if doc.get("traits") and resolution.profile_id:
+        if isinstance(parsed, ObservationInput) and parsed.traits and resolution.profile_id:
             # A CRM record's trait bands (no clear PII: banded at ingest) for the profile it resolved to.
-            traits = {"profile_id": resolution.profile_id, "traits": doc["traits"], "ts": doc["ts"]}
+            traits = {"profile_id": resolution.profile_id, "traits": parsed.traits, "ts": parsed.ts}
             deliveries.append(await profile_events_topic.send(
                 key=resolution.profile_id.encode(), value=orjson.dumps(traits), force=True
             ))

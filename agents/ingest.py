@@ -154,7 +154,11 @@ def current_profile(obs: Observation) -> str:
 
 
 async def send_dead_letter(record: EventT, rejection: Rejection) -> Awaitable[Any]:
-    """Dead-letter ``record``; returns the delivery, for stages whose watermark must wait for it."""
+    """Send the dead letter of a refused input record; returns the broker's acknowledgement to await.
+
+    Shared by every agent that refuses input (ingest here, identity for its internal input).
+    A clickstream dead letter holds the activity table's watermark until it is acknowledged.
+    """
     message = record.message
     letter = dead_letter(
         record.value,
@@ -166,7 +170,9 @@ async def send_dead_letter(record: EventT, rejection: Rejection) -> Awaitable[An
         timestamp_ms=int(message.timestamp * 1000),
         now=time.time(),
     )
-    delivery = await dead_letters_topic.send(key=letter["dead_letter_id"].encode(), value=orjson.dumps(letter))
+    delivery = await dead_letters_topic.send(
+        key=letter["dead_letter_id"].encode(), value=orjson.dumps(letter), force=True
+    )
     if message.topic == CLICKSTREAM:
         activity_table.hold_watermark_for(delivery)
     DEAD_LETTERS.labels(message.topic, rejection.code).inc()

@@ -6,7 +6,6 @@ prints is measured, not estimated.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
 import sys
@@ -24,7 +23,7 @@ from rich.live import Live
 from rich.table import Table
 
 from app.errors import StackError
-from app.stack import EmbeddedStack, ManagedProcess, free_port, worker_argv
+from app.stack import EmbeddedStack, ManagedProcess, free_port, wait_healthy, worker_argv
 
 
 @dataclass
@@ -201,7 +200,7 @@ def up(
             )
             console.print(f"worker-{i + 1}: http://127.0.0.1:{port}/health  /metrics  POST /v1/events")
         write_pids(run_dir, [*stack.processes, *processes])
-        wait_until_ready(ports, processes, timeout=90, stopper=stopper)
+        wait_healthy(ports, 90, processes, cancelled=lambda: stopper.stopping)
         if not no_simulator:
             simulate = ["simulate", "--rate", str(rate), "--customers", str(customers), "--seed", str(seed)]
             argv = [sys.executable, "-m", "app.cli", *simulate, "--bootstrap", stack.bootstrap]
@@ -228,7 +227,8 @@ def up(
     except StackError as exc:
         console.print(f"[red]error:[/] {exc}")
         for p in [*processes, *stack.processes]:
-            if not p.running:
+            # The health wait already put a dead worker's log tail in the message.
+            if not p.running and str(p.log_path) not in str(exc):
                 console.print(f"--- last lines of {p.log_path}:\n{p.tail()}")
         raise SystemExit(1) from exc
     finally:
@@ -245,26 +245,6 @@ def up(
 def write_pids(run_dir: Path, processes: list[ManagedProcess]) -> None:
     """Record every process started, so an operator (or a test) can check none is left."""
     (run_dir / "pids").write_text("".join(f"{p.name} {p.proc.pid}\n" for p in processes))
-
-
-def wait_until_ready(ports: list[int], processes: list[ManagedProcess], timeout: float, stopper: Stopper) -> None:
-    deadline = time.monotonic() + timeout
-    pending = set(ports)
-    while pending and time.monotonic() < deadline and not stopper.stopping:
-        for port in list(pending):
-            # A recovering worker answers 503, which urllib raises as an OSError.
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1.0) as response,
-            ):
-                if response.status == 200:
-                    pending.discard(port)
-        dead = [p for p in processes if not p.running]
-        if dead:
-            raise StackError(f"{dead[0].name} exited during start-up; see {dead[0].log_path}")
-        time.sleep(0.25)
-    if pending and not stopper.stopping:
-        raise StackError(f"workers on ports {sorted(pending)} were not ready within {timeout:.0f} s")
 
 
 def settle(ports: list[int], processes: list[ManagedProcess], quiet_for: float = 3.0, limit: float = 30.0) -> Snapshot:

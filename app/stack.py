@@ -16,7 +16,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,6 +109,64 @@ class ManagedProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def health_status(port: int, timeout: float = 1.0) -> str:
+    """What ``GET /health`` on a loopback port answers: ``"200"``, ``"HTTP 503"``, or the connection error.
+
+    Examples
+    --------
+    >>> health_status(free_port()).startswith("no answer")
+    True
+    """
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=timeout) as response:
+            return str(response.status) if response.status == 200 else f"HTTP {response.status}"
+    except urllib.error.HTTPError as exc:  # a recovering worker answers 503
+        return f"HTTP {exc.code}"
+    except OSError as exc:
+        return f"no answer ({getattr(exc, 'reason', exc)})"
+
+
+def wait_healthy(
+    ports: int | Sequence[int],
+    timeout: float,
+    alive: Sequence[ManagedProcess] = (),
+    cancelled: Callable[[], bool] = lambda: False,
+    tail_lines: int = 60,
+) -> bool:
+    """Wait until ``GET /health`` answers 200 on every port (workers have recovered their tables).
+
+    The one health wait of ``persona up``, the benchmarks and the integration fixtures.
+    Returns ``True`` once all are healthy, ``False`` if ``cancelled()`` turned true first
+    (Ctrl-C). Raises :class:`StackError` naming what failed: a process of ``alive`` that
+    exited (its exit code and the last ``tail_lines`` lines of its log), or the ports
+    still not healthy at ``timeout`` with their last answer and the log tail of every
+    process in ``alive``.
+    """
+    pending = [ports] if isinstance(ports, int) else list(ports)
+    last: dict[int, str] = {}
+    deadline = time.monotonic() + timeout
+    while pending and not cancelled():
+        for port in list(pending):
+            last[port] = health_status(port)
+            if last[port] == "200":
+                pending.remove(port)
+        dead = [p for p in alive if not p.running]
+        if dead:
+            p = dead[0]
+            raise StackError(
+                f"{p.name} exited with code {p.proc.returncode} while waiting for /health on port(s) "
+                f"{pending or ports}; last {tail_lines} lines of {p.log_path}:\n{p.tail(tail_lines)}"
+            )
+        if not pending:
+            break
+        if time.monotonic() >= deadline:
+            answers = ", ".join(f"{port}: {last[port]}" for port in pending)
+            tails = "".join(f"\n--- last {tail_lines} lines of {p.log_path}:\n{p.tail(tail_lines)}" for p in alive)
+            raise StackError(f"not healthy within {timeout:.0f} s ({answers}){tails}")
+        time.sleep(0.25)
+    return not pending
 
 
 def broker_binary() -> str:

@@ -152,16 +152,30 @@ class Validator:
         return CrmRecord(doc, doc["record_id"], doc["source"])
 
     def _parse(self, raw: bytes) -> Any:
-        if len(raw) > self.limits.max_record_bytes:
-            return Rejection(
-                "record_too_large", f"record is {len(raw)} bytes, the limit is {self.limits.max_record_bytes}"
-            )
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            if _is_bad_utf8(raw):
-                return Rejection("invalid_encoding", "record is not valid UTF-8")
-            return Rejection("invalid_json", f"not valid JSON: {exc}")
+        return parse_json(raw, self.limits.max_record_bytes)
+
+
+def parse_json(raw: bytes, max_record_bytes: int) -> Any:
+    """One JSON value from a record's bytes, or the :class:`Rejection` of the first check it fails.
+
+    Shared by every input topic (the internal identity input too), so size, encoding and
+    syntax are refused with the same codes everywhere.
+
+    Examples
+    --------
+    >>> parse_json(b'[1]', 10), parse_json(b'{"a"', 10).code, parse_json(b'[1, 2, 3]', 4).code
+    ([1], 'invalid_json', 'record_too_large')
+    >>> parse_json(bytes([0x22, 0xFF, 0x22]), 10).code
+    'invalid_encoding'
+    """
+    if len(raw) > max_record_bytes:
+        return Rejection("record_too_large", f"record is {len(raw)} bytes, the limit is {max_record_bytes}")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if _is_bad_utf8(raw):
+            return Rejection("invalid_encoding", "record is not valid UTF-8")
+        return Rejection("invalid_json", f"not valid JSON: {exc}")
 
 
 def _is_bad_utf8(raw: bytes) -> bool:

@@ -28,24 +28,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import sys
-import tempfile
 import time
-import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from app.settings import DEV_HMAC_SECRET, Settings, Topics
-from app.simulator import SimConfig, SimRecord, SimTopics, iter_records
+from app.settings import DEV_HMAC_SECRET, Topics
+from app.simulator import SimConfig, SimRecord, SimTopics, TruthWriter, iter_records
 from app.simulator.producer import produce
 from app.validation import Event, Rejection, Validator
+from bench.harness import report_main, running_pipeline, simulation_parser, wait_stable
 from tables.identity import IdentityResolver, IdentityState
 from tables.identity.normalise import normalise_id
 
@@ -188,15 +186,21 @@ def exact_identifier_components(valid: Iterable[SimRecord], secret: str = DEV_HM
     return {h: find(h) for h in anons}
 
 
-def simulated(seed: int, customers: int, end: datetime, max_events: int | None, topics: Topics) -> list[SimRecord]:
+def simulated(
+    seed: int, customers: int, end: datetime, max_events: int | None, topics: Topics, truth_dir: Path | None = None
+) -> list[SimRecord]:
+    """The seeded simulator run for ``topics``; with ``truth_dir``, its ground truth written there too."""
     config = SimConfig(
         seed=seed,
         customers=customers,
         end=end,
         max_events=max_events,
         topics=SimTopics(clickstream=topics.clickstream, crm_profiles=topics.crm_profiles),
-    )
-    return list(iter_records(config.check()))
+    ).check()
+    if truth_dir is None:
+        return list(iter_records(config))
+    with TruthWriter(truth_dir, config) as truth:
+        return list(truth.tee(iter_records(config)))
 
 
 def read_assignment(redis_client: Any, hashes: Iterable[str]) -> dict[str, str | None]:
@@ -212,77 +216,39 @@ def wait_settled(
     read: Callable[[], dict[str, str | None]], timeout: float, quiet: float = 4.0
 ) -> dict[str, str | None]:
     """Poll ``read`` until every id has a profile and nothing changed for ``quiet`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: dict[str, str | None] = {}
-    since = time.monotonic()
-    while time.monotonic() < deadline:
-        now = read()
-        if now != last:
-            last, since = now, time.monotonic()
-        elif all(v is not None for v in now.values()) and time.monotonic() - since >= quiet:
-            return now
-        time.sleep(0.5)
-    missing = sum(1 for v in last.values() if v is None)
-    raise TimeoutError(f"identity not settled within {timeout} s: {missing} of {len(last)} anonymous ids unresolved")
-
-
-def wait_healthy(port: int, timeout: float, alive: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not alive():
-            raise RuntimeError("worker exited during start-up")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.25)
-    raise TimeoutError(f"worker on port {port} not healthy within {timeout} s")
+    return wait_stable(
+        read, timeout, quiet, ready=lambda now: all(v is not None for v in now.values()), what="identity"
+    )
 
 
 def run_pipeline(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
     """Start stack and workers, publish the traffic, wait, score. Returns the report."""
     import redis
 
-    from app.stack import ManagedProcess, embedded_stack, free_port, worker_argv
-    from app.topics_admin import ensure_topics_sync
+    with running_pipeline(run_dir, "identity-bench", args.workers, args.partitions) as pipeline:
+        records = simulated(args.seed, args.customers, args.end, args.max_events or None, pipeline.settings.topics)
+        exp = expected(records)
+        started = time.monotonic()
+        asyncio.run(produce(records, pipeline.stack.bootstrap, rate=None))
+        client = redis.Redis.from_url(pipeline.stack.redis_url, decode_responses=True)
+        assignment = wait_settled(lambda: read_assignment(client, exp.truth), timeout=args.timeout)
+        elapsed = time.monotonic() - started
+    return {
+        "command": " ".join(["python -m bench.identity_accuracy", *sys.argv[1:]]),
+        "records": len(records),
+        **identity_report(exp, assignment),
+        "seconds_publish_to_settled": round(elapsed, 1),
+        "workers": args.workers,
+        "partitions": args.partitions,
+    }
 
-    with embedded_stack(run_dir / "stack") as stack:
-        env = {
-            **stack.env,
-            "PERSONA_APP_ID": "identity-bench",
-            "PERSONA_TOPIC_PARTITIONS": str(args.partitions),
-            "PERSONA_DATA_DIR": str(run_dir / "data"),
-            "PERSONA_REDIS_FLUSH_INTERVAL": "0.1",
-        }
-        settings = Settings.from_env(env)
-        ensure_topics_sync(settings)
-        workers: list[ManagedProcess] = []
-        try:
-            for n in range(args.workers):
-                port = free_port()
-                worker = ManagedProcess.start(
-                    f"worker-{n}", worker_argv(port), run_dir, {**env, "PERSONA_WEB_PORT": str(port)}
-                )
-                workers.append(worker)
-                wait_healthy(port, 120, lambda w=worker: w.running)  # type: ignore[misc]
-            records = simulated(args.seed, args.customers, args.end, args.max_events or None, settings.topics)
-            exp = expected(records)
-            started = time.monotonic()
-            asyncio.run(produce(records, stack.bootstrap, rate=None))
-            client = redis.Redis.from_url(stack.redis_url, decode_responses=True)
-            assignment = wait_settled(lambda: read_assignment(client, exp.truth), timeout=args.timeout)
-            elapsed = time.monotonic() - started
-        finally:
-            for worker in workers:
-                worker.stop()
+
+def identity_report(exp: Expected, assignment: Mapping[str, str | None]) -> dict[str, Any]:
+    """Scores of an assignment over all and over identifiable anonymous ids, with the ceiling and offline check."""
     every, identifiable = pairwise(assignment, exp.truth), pairwise(assignment, exp.truth, exp.identifiable)
     offline = offline_assignment(exp.valid)
     ceiling = pairwise(exact_identifier_components(exp.valid), exp.truth)
     return {
-        "command": " ".join(["python -m bench.identity_accuracy", *sys.argv[1:]]),
-        "records": len(records),
         "valid_records": len(exp.valid),
         "customers_seen": len(set(exp.truth.values())),
         "anonymous_ids": len(exp.truth),
@@ -292,35 +258,12 @@ def run_pipeline(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
         "identifiable": {**asdict(identifiable), "precision": identifiable.precision, "recall": identifiable.recall},
         "exact_identifier_ceiling": {**asdict(ceiling), "precision": ceiling.precision, "recall": ceiling.recall},
         "same_clusters_as_offline_resolver": clusters(assignment) == clusters(offline),
-        "seconds_publish_to_settled": round(elapsed, 1),
-        "workers": args.workers,
-        "partitions": args.partitions,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--customers", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument(
-        "--end",
-        type=lambda s: datetime.fromisoformat(s).replace(tzinfo=UTC),
-        default=datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0),
-        help="end of the simulated period (default: today 00:00 UTC)",
-    )
-    parser.add_argument("--max-events", type=int, default=0, help="stop the simulator after N records (0: no cap)")
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--partitions", type=int, default=1)
-    parser.add_argument("--timeout", type=float, default=300.0)
-    parser.add_argument("--json", type=Path, help="also write the report here")
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="identity-bench-") as tmp:
-        report = run_pipeline(args, Path(tmp))
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
-    return 0
+    parser = simulation_parser(__doc__.split("\n\n")[0], customers=200, timeout=300.0)
+    return report_main(parser.parse_args(argv), run_pipeline, "identity-bench-")
 
 
 if __name__ == "__main__":

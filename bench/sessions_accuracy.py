@@ -61,8 +61,14 @@ def _ms(ts: float) -> int:
     return round(ts * 1000)
 
 
-def _parse_ms(text: str) -> int:
+def parse_ms(text: str) -> int:
     return round(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def true_sessions(truth_dir: Path) -> set[tuple[str, int, int]]:
+    """``(customer_id, start ms, end ms)`` of every true session in ``sessions.jsonl`` of a truth directory."""
+    lines = (truth_dir / "sessions.jsonl").read_bytes().splitlines()
+    return {(d["customer_id"], parse_ms(d["start"]), parse_ms(d["end"])) for d in map(orjson.loads, lines)}
 
 
 def measure(seed: int = 7, customers: int = 400, events: int = 20000,
@@ -102,8 +108,7 @@ def measure(seed: int = 7, customers: int = 400, events: int = 20000,
             for s in closed:
                 found.add((customer, _ms(s["start"]), _ms(s["end"])))
                 n_found += 1
-        lines = (Path(tmp) / "sessions.jsonl").read_bytes().splitlines()
-    true = {(d["customer_id"], _parse_ms(d["start"]), _parse_ms(d["end"])) for d in map(orjson.loads, lines)}
+        true = true_sessions(Path(tmp))
     matched = len(true & found)
     return Agreement(len(true), n_found, matched, n_events, n_late, elapsed)
 

@@ -39,10 +39,10 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from app.settings import Settings
 from app.simulator import SimConfig, iter_records
-from app.stack import EmbeddedStack, ManagedProcess, embedded_stack, free_port, worker_argv
+from app.stack import EmbeddedStack, ManagedProcess, embedded_stack, free_port, wait_healthy, worker_argv
 from app.topics_admin import ensure_topics_sync
 from app.validation import Event, Validator
-from bench.throughput import REPO, SIM_END, pipeline_env, wait_ready
+from bench.throughput import REPO, SIM_END, pipeline_env
 from tables import profile_stage
 
 RESULTS = REPO / "bench" / "results"
@@ -123,7 +123,7 @@ def start_and_time(name: str, env: dict[str, str], run_dir: Path) -> tuple[Manag
     port = free_port()
     started = time.monotonic()
     worker = ManagedProcess.start(name, worker_argv(port), run_dir, {**env, "PERSONA_WEB_PORT": str(port)})
-    wait_ready([port], [worker])
+    wait_healthy([port], 120, [worker])
     ready_s = time.monotonic() - started
     time.sleep(3.0)  # let start-up garbage be collected before reading RSS
     return worker, ready_s, rss_mb(worker.proc.pid)

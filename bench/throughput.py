@@ -59,7 +59,7 @@ from rich.table import Table
 
 from app.settings import Settings, Topics
 from app.simulator import SimConfig, SimRecord, iter_records, produce, read_jsonl, write_jsonl
-from app.stack import EmbeddedStack, ManagedProcess, free_port, worker_argv
+from app.stack import EmbeddedStack, ManagedProcess, free_port, wait_healthy, worker_argv
 from app.topics_admin import ensure_topics_sync
 from bench.stats import (
     add_ratios,
@@ -382,20 +382,6 @@ def scrape_all(ports: list[int]) -> tuple[list[float], dict[float, float]]:
     return counts, total_buckets
 
 
-def wait_ready(ports: list[int], workers: list[ManagedProcess]) -> None:
-    def ready() -> bool:
-        for port in ports:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1.0) as r:
-                    if r.status != 200:
-                        return False
-            except OSError:
-                return False
-        return True
-
-    wait(ready, 120, "workers to be ready", workers)
-
-
 def pipeline_env(cfg: BenchConfig, stack: EmbeddedStack, tag: str, partitions: int, redis_db: int) -> dict[str, str]:
     topics = Topics(**{f: f"{tag}.{getattr(Topics(), f)}" for f in Topics.__dataclass_fields__})
     env = {
@@ -444,7 +430,7 @@ def run_pipeline_scenario(
     pids = [w.proc.pid for w in workers]
     spy: subprocess.Popen[bytes] | None = None
     try:
-        wait_ready(ports, workers)
+        wait_healthy(ports, 120, workers)
         first_at = first_count = first_cpu = None
         deadline = time.monotonic() + drain_timeout(cfg.events)
         while True:

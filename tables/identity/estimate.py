@@ -45,7 +45,7 @@ import numpy as np
 from tables.identity.config import ResolverConfig
 from tables.identity.hashing import IdentifierHasher
 from tables.identity.model import MatchModel
-from tables.identity.observation import InvalidRecordError, observe_crm
+from tables.identity.observation import observe_crm
 
 Traits = Mapping[str, Any]
 
@@ -322,20 +322,12 @@ def observe_lines(
     validate: Callable[[Any], None] | None = None,
 ) -> tuple[list[tuple[str, Traits]], list[tuple[int, str]]]:
     """``(record_id, matching record)`` of good JSONL lines, ``(line, error)`` of bad ones."""
-    from tables.identity.link import parse_line
+    from tables.identity.link import iter_observed
 
     hasher, cfg = IdentifierHasher(secret), config or ResolverConfig()
-    good: list[tuple[str, Traits]] = []
     bad: list[tuple[int, str]] = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = parse_line(line, validate)
-            good.append((str(record["record_id"]), observe_crm(record, hasher, cfg).traits))
-        except InvalidRecordError as exc:
-            bad.append((number, str(exc)))
-    return good, bad
+    observed = iter_observed(lines, lambda record: observe_crm(record, hasher, cfg), validate, bad)
+    return [(record_id, obs.traits) for record_id, obs in observed], bad
 
 
 def estimate_from_lines(

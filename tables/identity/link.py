@@ -71,23 +71,46 @@ def parse_line(line: str | bytes, validate: Validator | None = None) -> Mapping[
     return record
 
 
+def iter_observed(
+    lines: Iterable[str | bytes],
+    observe: Callable[[Mapping[str, Any]], Observation],
+    validate: Validator | None,
+    errors: list[tuple[int, str]],
+) -> Iterator[tuple[str, Observation]]:
+    """Parse and observe lazily: yield ``(record_id, observation)`` of good lines.
+
+    Bad lines are appended to ``errors`` as ``(line number, message)`` and skipped;
+    blank lines are ignored. The one parse-and-observe loop behind
+    :func:`read_observations`, :func:`link_lines` and
+    :func:`tables.identity.estimate.observe_lines`.
+
+    Examples
+    --------
+    >>> errors: list = []
+    >>> good = list(iter_observed(['{"record_id": 1}', "", "[1]"], lambda r: r["record_id"], None, errors))
+    >>> good, errors
+    ([('1', 1)], [(3, 'expected a JSON object')])
+    """
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = parse_line(line, validate)
+            obs = observe(record)
+        except InvalidRecordError as exc:
+            errors.append((number, str(exc)))
+            continue
+        yield str(record["record_id"]), obs
+
+
 def read_observations(
     lines: Iterable[str | bytes],
     resolver: IdentityResolver,
     validate: Validator | None = None,
 ) -> tuple[list[tuple[str, Observation]], list[tuple[int, str]]]:
     """Parse and observe: ``(record_id, observation)`` of good lines, ``(line, error)`` of bad."""
-    good: list[tuple[str, Observation]] = []
-    bad: list[tuple[int, str]] = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = parse_line(line, validate)
-            good.append((str(record["record_id"]), resolver.observe_crm(record)))
-        except InvalidRecordError as exc:
-            bad.append((number, str(exc)))
-    return good, bad
+    errors: list[tuple[int, str]] = []
+    return list(iter_observed(lines, resolver.observe_crm, validate, errors)), errors
 
 
 def link_observations(
@@ -142,19 +165,7 @@ def link_lines(
         Keep the identity-change records in :attr:`LinkReport.change_records`.
     """
     errors: list[tuple[int, str]] = []
-
-    def observed() -> Iterator[tuple[str, Observation]]:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                record = parse_line(line, validate)
-                obs = resolver.observe_crm(record)
-            except InvalidRecordError as exc:
-                errors.append((number, str(exc)))
-                continue
-            yield str(record["record_id"]), obs
-
-    report = link_observations(observed(), resolver, state, at, keep_changes)
+    observed = iter_observed(lines, resolver.observe_crm, validate, errors)
+    report = link_observations(observed, resolver, state, at, keep_changes)
     report.errors = errors
     return report

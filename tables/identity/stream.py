@@ -41,12 +41,15 @@ True
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from app.validation import Rejection, parse_json
 from tables.identity.hashing import IdentifierHasher
 from tables.identity.observation import Observation
+from tables.identity.resolver import IdentityResolver, Resolution
 from tables.identity.state import IdentityState
 from tables.store import KeyValueStore
 
@@ -149,6 +152,161 @@ def split_command(profile_id: str, edges: list[tuple[str, str]], at: str) -> dic
             if len(h) != 32 or not set(h) <= _HASH_CHARS:
                 raise ValueError(f"identifier hashes are 32 lower-case hex characters, got {h!r}")
     return {"command": "split", "profile_id": profile_id, "edges": [list(e) for e in edges], "at": at}
+
+
+# ---------------------------------------------------------------------------- reading input records
+#: Largest identity-input record read (an internal topic; ingest writes hashed observations of
+#: records that passed ``PERSONA_MAX_RECORD_BYTES``, so this only bounds what a stray writer sends).
+MAX_INPUT_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class ObservationInput:
+    """An identity-input record from ingest: an observation, and for clickstream its anonymous id."""
+
+    obs: Observation
+    anon: str | None = None
+    partition: int = 0
+    # A CRM record's trait bands (banded at ingest, no clear PII) and when they were true.
+    traits: dict[str, Any] | None = None
+    ts: float | None = None
+
+
+@dataclass(frozen=True)
+class SplitInput:
+    """An operator split (``persona identity split``): withdraw evidence edges of a profile."""
+
+    profile_id: str
+    edges: list[tuple[str, str]]
+    at: str
+
+
+def _pairs(value: Any, path: str) -> tuple[tuple[str, str], ...] | Rejection:
+    if not isinstance(value, list) or not all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in value
+    ):
+        return Rejection("invalid_identity_input", "expected a list of [type, hash] string pairs", path)
+    return tuple((t, h) for t, h in value)
+
+
+def _observation(doc: Any) -> Observation | Rejection:
+    if not isinstance(doc, dict):
+        return Rejection("invalid_identity_input", "'obs' must be an object", "obs")
+    identifiers = _pairs(doc.get("identifiers"), "obs.identifiers")
+    junk = _pairs(doc.get("junk") or [], "obs.junk")
+    for pairs in (identifiers, junk):
+        if isinstance(pairs, Rejection):
+            return pairs
+    optional_str = {"key": doc.get("key"), "key_type": doc.get("key_type"), "at": doc.get("at")}
+    for name, value in optional_str.items():
+        if value is not None and not isinstance(value, str):
+            return Rejection("invalid_identity_input", f"'{name}' must be a string or null", f"obs.{name}")
+    if not isinstance(doc.get("source", ""), str):
+        return Rejection("invalid_identity_input", "'source' must be a string", "obs.source")
+    if not isinstance(doc.get("traits") or {}, dict):
+        return Rejection("invalid_identity_input", "'traits' must be an object", "obs.traits")
+    users = doc.get("user_hashes") or []
+    if not isinstance(users, list) or not all(isinstance(u, str) for u in users):
+        return Rejection("invalid_identity_input", "'user_hashes' must be a list of strings", "obs.user_hashes")
+    return observation_from_dict(doc)
+
+
+def parse_identity_input(raw: bytes, max_bytes: int = MAX_INPUT_BYTES) -> ObservationInput | SplitInput | Rejection:
+    """Read one ``<app_id>-identity-input`` record, or say why it cannot be resolved.
+
+    The topic is internal, but anything can write to it (a stray producer, an old
+    ``persona identity split``); a record the resolver cannot take becomes a dead
+    letter instead of stopping the one identity partition. Codes: those of every
+    input (``record_too_large``, ``invalid_encoding``, ``invalid_json``,
+    ``not_an_object``), ``unknown_command`` and ``invalid_identity_input`` (a
+    missing or malformed observation or split; ``path`` names the field).
+
+    Examples
+    --------
+    >>> parse_identity_input(b"nope").code
+    'invalid_json'
+    >>> parse_identity_input(b'{"anon": "h1", "partition": 0}').path
+    'obs'
+    >>> parse_identity_input(b'{"command": "merge"}').code
+    'unknown_command'
+    >>> parse_identity_input(b'{"command": "split", "profile_id": "p-1", "edges": [["a", "b"]], "at": "x"}').message
+    "identifier hashes are 32 lower-case hex characters, got 'a'"
+    >>> ok = orjson.dumps({"obs": {"key": "k", "key_type": "anonymous_id", "identifiers": [["anonymous_id", "k"]]},
+    ...                    "anon": "k", "partition": 2})
+    >>> parse_identity_input(ok)
+    ObservationInput(obs=Observation(key='k', key_type='anonymous_id', identifiers=(('anonymous_id', 'k'),), \
+traits={}, user_hashes=(), junk=(), source='', at=None), anon='k', partition=2)
+    """
+    doc = parse_json(raw, max_bytes)
+    if isinstance(doc, Rejection):
+        return doc
+    if not isinstance(doc, dict):
+        return Rejection("not_an_object", f"expected a JSON object, got {type(doc).__name__}")
+    command = doc.get("command")
+    if command == "split":
+        edges = doc.get("edges")
+        if not isinstance(edges, list) or not all(isinstance(e, list) and len(e) == 2 for e in edges):
+            return Rejection("invalid_identity_input", "'edges' must be a list of [hash, hash] pairs", "edges")
+        at, profile_id = doc.get("at"), doc.get("profile_id")
+        if not isinstance(at, str) or not isinstance(profile_id, str):
+            return Rejection("invalid_identity_input", "a split needs 'profile_id' and 'at' strings", "profile_id")
+        try:  # the same checks as the command line that writes the record
+            split_command(profile_id, [(str(a), str(b)) for a, b in edges], at)
+        except ValueError as exc:
+            return Rejection("invalid_identity_input", str(exc), "edges")
+        return SplitInput(profile_id, [(str(a), str(b)) for a, b in edges], at)
+    if command is not None:
+        return Rejection("unknown_command", f"unknown identity command {str(command)[:64]!r}", "command")
+    if "obs" not in doc:
+        return Rejection("invalid_identity_input", "no 'obs' (observation) and no 'command'", "obs")
+    obs = _observation(doc["obs"])
+    if isinstance(obs, Rejection):
+        return obs
+    anon, partition = doc.get("anon"), doc.get("partition", 0)
+    if anon is not None and not isinstance(anon, str):
+        return Rejection("invalid_identity_input", "'anon' must be a string or null", "anon")
+    if anon is not None and (not isinstance(partition, int) or isinstance(partition, bool) or partition < 0):
+        return Rejection("invalid_identity_input", "'partition' must be a partition number", "partition")
+    traits, ts = doc.get("traits"), doc.get("ts")
+    if traits is not None and not isinstance(traits, dict):
+        return Rejection("invalid_identity_input", "'traits' must be an object of trait bands", "traits")
+    if not traits:
+        return ObservationInput(obs, anon, int(partition))
+    if not isinstance(ts, int | float) or isinstance(ts, bool):
+        return Rejection("invalid_identity_input", "'traits' need a numeric 'ts'", "ts")
+    return ObservationInput(obs, anon, int(partition), traits, float(ts))
+
+
+def apply_identity_input(
+    resolver: IdentityResolver, staged: KeyValueStore, parsed: ObservationInput | SplitInput
+) -> tuple[Resolution, list[str]]:
+    """Resolve one identity-input record into ``staged``: its resolution and the profiles it touched.
+
+    An observation notes its anonymous id's clickstream partition (where its alias must go)
+    and is resolved; a split withdraws the evidence edges and touches the split profile and
+    the profiles it became. Writes only go to ``staged``, so a record that raises here
+    leaves the table as it was.
+
+    Examples
+    --------
+    >>> from tables.identity.observation import Observation
+    >>> r, base = IdentityResolver("a-secret-of-16-chars"), {}
+    >>> obs = Observation("h1", "anonymous_id", (("anonymous_id", "h1"),), source="e1")
+    >>> resolution, touched = apply_identity_input(r, base, ObservationInput(obs, "h1", 2))
+    >>> touched == [resolution.profile_id], base["a/h1"]
+    (True, {'profile_id': None, 'partition': 2})
+    >>> apply_identity_input(r, base, SplitInput("p-unknown", [], "2026-01-01T00:00:00Z"))[1]
+    []
+    """
+    state = identity_state(staged)
+    if isinstance(parsed, SplitInput):
+        changes = resolver.withdraw_evidence(state, parsed.profile_id, parsed.edges, parsed.at)
+        touched = sorted({p for c in changes for p in [c["profile_id"], *c.get("new_profile_ids", ())]})
+        return Resolution(parsed.profile_id, changes), touched
+    if parsed.anon:
+        note_anonymous_id(staged, parsed.anon, parsed.partition)
+    resolution = resolver.resolve(state, parsed.obs)
+    return resolution, [resolution.profile_id] if resolution.profile_id else []
 
 
 # ---------------------------------------------------------------------------- stores

@@ -22,7 +22,7 @@ import redis
 
 from app.pii import keyed_hash
 from app.settings import DEV_HMAC_SECRET, Settings, Topics
-from app.stack import EmbeddedStack, ManagedProcess, free_port, worker_argv
+from app.stack import EmbeddedStack, ManagedProcess, free_port, wait_healthy, worker_argv
 from app.topics_admin import ensure_topics_sync
 
 _redis_db = itertools.count(1)
@@ -80,17 +80,7 @@ class Pipeline:
         return worker, port
 
     def wait_ready(self, worker: ManagedProcess, port: int, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert worker.running, f"worker exited during start-up:\n{worker.tail(60)}"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.25)
-        raise AssertionError(f"worker not ready within {timeout} s:\n{worker.tail(60)}")
+        wait_healthy(port, timeout, [worker])
 
     def metric(self, port: int, name: str, **labels: str) -> float:
         from prometheus_client.parser import text_string_to_metric_families

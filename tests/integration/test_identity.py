@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from app.pii import keyed_hash
-from app.settings import DEV_HMAC_SECRET
+from app.settings import DEV_HMAC_SECRET, Settings
 from tests.integration.conftest import Pipeline, wait_for
 from tests.integration.events import event, record
 
@@ -197,3 +197,49 @@ def test_operator_split_through_the_stream(pipeline: Pipeline) -> None:
         profile_of(pipeline, "anon-t"),
     }
     assert splits[0]["evidence"][0]["rule"] == "operator_split"  # type: ignore[index]
+
+
+DEAD_LETTER_SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "dead-letters.v1.json").read_text())
+
+
+def test_malformed_identity_input_is_dead_lettered_and_identity_keeps_resolving(pipeline: Pipeline) -> None:
+    _, port = pipeline.start_worker()
+    identity_input = Settings.from_env(pipeline.env).identity_input_topic
+    bad = [
+        (b"not json", "invalid_json"),
+        (orjson.dumps({"anon": anon_hash("anon-x"), "partition": 0}), "invalid_identity_input"),
+        (orjson.dumps({"command": "merge", "profile_id": "p-1"}), "unknown_command"),
+        (
+            orjson.dumps({"command": "split", "profile_id": "p-1", "edges": [["a", "b"]], "at": "x"}),
+            "invalid_identity_input",
+        ),
+        # Well-formed, but its key is none of its identifiers: the resolver raises on it.
+        (
+            orjson.dumps({"obs": {"key": "k", "key_type": "anonymous_id", "identifiers": []}}),
+            "invalid_identity_input",
+        ),
+    ]
+    pipeline.produce(identity_input, [(b"stray", value) for value, _ in bad])
+    # A record ingest forwards after them is still resolved: the one identity partition is not stuck.
+    pipeline.produce(pipeline.topics.clickstream, [record(event("g1", "anon-good"))])
+    wait_for(lambda: profile_of(pipeline, "anon-good") is not None, 60, lambda: pipeline.workers[0][0].tail(80))
+
+    letters = pipeline.consume(pipeline.topics.dead_letters, expected=len(bad))
+    letters.sort(key=lambda d: d["source"]["offset"])
+    assert [d["reason"]["code"] for d in letters] == [code for _, code in bad]
+    for letter, (value, _) in zip(letters, bad, strict=True):
+        jsonschema.validate(letter, DEAD_LETTER_SCHEMA)
+        assert letter["source"]["topic"] == identity_input
+        assert letter["payload"]["size"] == len(value) and letter["reason"]["message"]
+    assert letters[1]["reason"]["path"] == "obs"
+    assert letters[4]["reason"]["message"].startswith("the resolver could not apply it: KeyError")
+    assert pipeline.metric(port, "persona_dead_letters_total", topic=identity_input) == len(bad)
+
+    # Exactness: the watermark covered the bad records once their dead letters were acknowledged,
+    # so a restarted worker neither refuses them again nor stops on them.
+    pipeline.workers[0][0].stop()
+    pipeline.start_worker()
+    pipeline.produce(pipeline.topics.clickstream, [record(event("g2", "anon-after"))])
+    wait_for(lambda: profile_of(pipeline, "anon-after") is not None, 90, lambda: pipeline.workers[1][0].tail(80))
+    again = pipeline.consume(pipeline.topics.dead_letters, expected=len(bad) + 1, timeout=5)
+    assert len(again) == len(bad)

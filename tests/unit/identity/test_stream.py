@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
 from app.simulator import SimConfig, iter_records
+from app.validation import Rejection
 from tables.identity import IdentityResolver, IdentityState, JsonCopyStore
 from tables.identity.normalise import normalise_id
 from tables.identity.stream import (
     PREFIXES,
+    ObservationInput,
+    SplitInput,
     StagedStore,
     alias_updates,
     forward_decision,
@@ -21,9 +25,17 @@ from tables.identity.stream import (
     note_anonymous_id,
     observation_from_dict,
     observation_to_dict,
+    parse_identity_input,
+    split_command,
 )
 
 from .conftest import crm, event
+
+DEAD_LETTER_CODES = set(
+    orjson.loads((Path(__file__).parents[3] / "schemas" / "dead-letters.v1.json").read_bytes())["properties"]["reason"][
+        "properties"
+    ]["code"]["enum"]
+)
 
 
 def _traffic(customers: int = 40, max_events: int = 2500) -> list[dict[str, Any]]:
@@ -148,3 +160,73 @@ def test_staged_writes_reach_the_table_only_on_commit() -> None:
     assert len(table) == 0 and staged.staged
     written = staged.commit()
     assert len(table) == len(written) > 0
+
+
+# ---------------------------------------------------------------------------- reading identity-input records
+def _forwarded_records(traffic: list[dict[str, Any]]) -> list[bytes]:
+    resolver = IdentityResolver("a-secret-of-16-chars")
+    out = []
+    for doc in traffic[:200]:
+        obs = resolver.observe_crm(doc) if "record_id" in doc else resolver.observe_event(doc)
+        out.append(orjson.dumps({"obs": observation_to_dict(obs), "anon": obs.key, "partition": 1}))
+    return out
+
+
+def test_every_record_ingest_forwards_is_read_back_as_the_same_observation(traffic: list[dict[str, Any]]) -> None:
+    for raw in _forwarded_records(traffic):
+        parsed = parse_identity_input(raw)
+        assert isinstance(parsed, ObservationInput)
+        assert parsed.obs == observation_from_dict(orjson.loads(raw)["obs"])
+
+
+def test_a_split_command_from_the_command_line_is_read_back() -> None:
+    edge = ("a" * 32, "b" * 32)
+    parsed = parse_identity_input(orjson.dumps(split_command("p-1", [edge], "2026-01-01T00:00:00Z")))
+    assert parsed == SplitInput("p-1", [edge], "2026-01-01T00:00:00Z")
+
+
+GOOD_OBS = {"key": "k", "key_type": "anonymous_id", "identifiers": [["anonymous_id", "k"]]}
+
+
+@pytest.mark.parametrize(
+    ("raw", "code", "path"),
+    [
+        (b"not json", "invalid_json", None),
+        (bytes([0x22, 0xFF, 0x22]), "invalid_encoding", None),
+        (b"[1, 2]", "not_an_object", None),
+        (b'{"anon": "k", "partition": 0}', "invalid_identity_input", "obs"),
+        (b'{"obs": "k"}', "invalid_identity_input", "obs"),
+        (b'{"obs": {"key": "k"}}', "invalid_identity_input", "obs.identifiers"),
+        (orjson.dumps({"obs": {**GOOD_OBS, "junk": [["email"]]}}), "invalid_identity_input", "obs.junk"),
+        (orjson.dumps({"obs": {**GOOD_OBS, "key": 5}}), "invalid_identity_input", "obs.key"),
+        (orjson.dumps({"obs": {**GOOD_OBS, "traits": [1]}}), "invalid_identity_input", "obs.traits"),
+        (orjson.dumps({"obs": {**GOOD_OBS, "user_hashes": [1]}}), "invalid_identity_input", "obs.user_hashes"),
+        (orjson.dumps({"obs": GOOD_OBS, "anon": "k", "partition": -1}), "invalid_identity_input", "partition"),
+        (orjson.dumps({"obs": GOOD_OBS, "anon": 3}), "invalid_identity_input", "anon"),
+        (b'{"command": "merge", "profile_id": "p-1"}', "unknown_command", "command"),
+        (b'{"command": "split", "profile_id": "p-1", "at": "x"}', "invalid_identity_input", "edges"),
+        (b'{"command": "split", "profile_id": "p-1", "edges": [["a"]], "at": "x"}', "invalid_identity_input", "edges"),
+        (
+            orjson.dumps({"command": "split", "profile_id": "p-1", "edges": [["a" * 32, "B" * 32]], "at": "x"}),
+            "invalid_identity_input",
+            "edges",
+        ),
+        (
+            orjson.dumps({"command": "split", "profile_id": "x-1", "edges": [], "at": "x"}),
+            "invalid_identity_input",
+            "edges",
+        ),
+        (b'{"command": "split", "profile_id": "p-1", "edges": []}', "invalid_identity_input", "profile_id"),
+    ],
+)
+def test_a_record_the_resolver_cannot_take_is_refused_with_a_reason(raw: bytes, code: str, path: str | None) -> None:
+    verdict = parse_identity_input(raw)
+    assert isinstance(verdict, Rejection)
+    assert (verdict.code, verdict.path) == (code, path)
+    assert verdict.message
+    assert code in DEAD_LETTER_CODES
+
+
+def test_an_oversized_record_is_refused_before_it_is_parsed() -> None:
+    verdict = parse_identity_input(orjson.dumps({"obs": GOOD_OBS, "pad": "x" * 100}), max_bytes=50)
+    assert isinstance(verdict, Rejection) and verdict.code == "record_too_large"
