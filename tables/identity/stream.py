@@ -235,7 +235,7 @@ def parse_identity_input(raw: bytes, max_bytes: int = MAX_INPUT_BYTES) -> Observ
     ...                    "anon": "k", "partition": 2})
     >>> parse_identity_input(ok)
     ObservationInput(obs=Observation(key='k', key_type='anonymous_id', identifiers=(('anonymous_id', 'k'),), \
-traits={}, user_hashes=(), junk=(), source='', at=None), anon='k', partition=2)
+traits={}, user_hashes=(), junk=(), source='', at=None), anon='k', partition=2, traits=None, ts=None)
     """
     doc = parse_json(raw, max_bytes)
     if isinstance(doc, Rejection):
