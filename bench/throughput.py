@@ -92,6 +92,9 @@ class BenchConfig:
     scenarios: tuple[str, ...] = ("faust_passthrough", "quix_count", "pipeline_1w", "pipeline_2w")
     profile_seconds: float = 0.0
     tuning: tuple[str, ...] = ()
+    # Other source trees to run the 1-worker pipeline from, alternating with this one (``--compare``).
+    compare: tuple[Path, ...] = ()
+    rounds: int = 1
     data_dir: Path = REPO / "bench" / "data"
     results_dir: Path = REPO / "bench" / "results"
     run_dir: Path = REPO / ".persona" / "bench"
@@ -132,6 +135,25 @@ TUNING_VARIANTS: dict[str, dict[str, str]] = {
         "PRODUCER_LINGER": "0.02",
     },
 }
+
+
+def comparison_variants(checkouts: Iterable[Path], rounds: int) -> dict[str, dict[str, str]]:
+    """Variants that run the 1-worker pipeline from other source trees, alternating with this one.
+
+    The worker is ``python -m app.cli worker``; with ``PYTHONSAFEPATH`` (Python 3.11) the
+    current directory is not put first on the path, so ``PYTHONPATH=<checkout>`` runs that
+    checkout's code in the same virtualenv. Alternating
+    (A, B, A, B) spreads the shared machine's load changes over both.
+
+    >>> list(comparison_variants([Path("/tmp/base")], rounds=2))
+    ['round 1: /tmp/base', 'round 1: this checkout', 'round 2: /tmp/base', 'round 2: this checkout']
+    """
+    variants: dict[str, dict[str, str]] = {}
+    for r in range(1, rounds + 1):
+        for checkout in checkouts:
+            variants[f"round {r}: {checkout}"] = {"PYTHONPATH": str(checkout), "PYTHONSAFEPATH": "1"}
+        variants[f"round {r}: this checkout"] = {"PYTHONSAFEPATH": "1"}
+    return variants
 
 
 class BenchError(RuntimeError):
@@ -655,11 +677,12 @@ def run(cfg: BenchConfig, console: Console) -> dict[str, Any]:
                 "collapsed_stacks": rel(kept),
                 **summary,
             }
-        if cfg.tuning:
+        variants = {label: TUNING_VARIANTS[label] for label in cfg.tuning}
+        variants.update(comparison_variants(cfg.compare, cfg.rounds) if cfg.compare else {})
+        if variants:
             document["tuning"] = {}
-        for i, label in enumerate(cfg.tuning):
-            variant = TUNING_VARIANTS[label]
-            console.print(f"tuning {i + 1}/{len(cfg.tuning)}: pipeline_1w with {label} {variant}")
+        for i, (label, variant) in enumerate(variants.items()):
+            console.print(f"tuning {i + 1}/{len(variants)}: pipeline_1w with {label} {variant}")
             measured = run_pipeline_scenario(
                 f"tuning-{i}",
                 1,
