@@ -70,7 +70,11 @@ def test_committed_offset_ahead_of_the_changelog_is_rewound_and_the_gap_processe
 
     _, port = pipeline.start_worker()
     wait_counts(pipeline, 13)
-    assert pipeline.metric(port, "persona_recovery_rewinds_total") == 1
+    # Only clickstream's rewind is this test's doing. The identity stages may rewind too: the
+    # worker's stop can commit their input offsets ahead of changelog records still in the
+    # producer's linger (seen with 20 ms), and the alias table writes no watermark before its
+    # 100th record; both replay idempotently.
+    assert pipeline.metric(port, "persona_recovery_rewinds_total", topic=pipeline.topics.clickstream) == 1
 
 
 def test_replay_from_the_first_offset_applies_nothing_twice(pipeline: Pipeline) -> None:
