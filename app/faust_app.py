@@ -47,7 +47,7 @@ faust_app = PersonaApp(
     key_serializer="raw",
     value_serializer="raw",
     broker_commit_interval=settings.commit_interval_seconds,
-    # Batches the changelog record every table write sends (the default 0 sends each nearly alone).
+    # Faust's default is 0. A linger batches changelog records but delays every awaited ack.
     producer_linger=settings.producer_linger_seconds,
     fetch_max_wait_ms=settings.fetch_max_wait_ms,
     # A worker that loses its partitions must not keep serving stale keys.

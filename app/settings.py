@@ -79,7 +79,7 @@ class Settings:
     session_timeout_seconds: float = 10.0
     worker_instance_id: str = ""
     fetch_max_wait_ms: int = 50
-    producer_linger_seconds: float = 0.02
+    producer_linger_seconds: float = 0.0
     commit_interval_seconds: float = 1.0
     ingest_batch_size: int = 500
     ingest_batch_seconds: float = 0.01
@@ -224,8 +224,9 @@ SETTINGS_DOC: dict[str, str] = {
         "1500 ms; on the embedded broker that wait showed up as end-to-end latency (p50 1.4 s), see docs/benchmarks.md."
     ),
     "producer_linger_seconds": (
-        "Producer linger: how long a send waits for others to share its batch. Batches the changelog writes "
-        "(measured -18 to -31 % CPU per event at 0.02 against Faust's 0)."
+        "Producer linger: how long a send waits for others to share its batch. Every awaited acknowledgement "
+        "(identity outputs, CRM forwards) waits this long too; no gain measured on the full pipeline "
+        "(docs/benchmarks.md)."
     ),
     "commit_interval_seconds": "Seconds between commits of consumed offsets (exactness does not depend on it).",
     "ingest_batch_size": "Most clickstream records the ingest stage takes as one batch (one table write per key).",
