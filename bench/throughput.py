@@ -373,73 +373,79 @@ def run_child_scenario(
 # --------------------------------------------------------------------------- (c), (d): the pipeline
 
 
-def scrape_worker(port: int) -> tuple[float, dict[float, float]]:
-    """(input records the whole pipeline is done with, lag histogram buckets) of one worker.
-
-    Ingest ends each clickstream record in exactly one of processed, dead-lettered or
-    duplicate; the identity and profiles stages run behind it in the same process, so
-    records still waiting in their input topics are subtracted: a record is done when its
-    profile (and any identity forward) is applied too. The profiles stage's record count
-    includes its timer ticks (one per 5 s per partition), a negligible undercount of the
-    backlog.
-    """
+def scrape_worker(port: int) -> tuple[dict[str, float], dict[float, float]]:
+    """(:func:`stage_counts` of one worker, its lag histogram buckets)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2.0) as response:
         text = response.read().decode()
-    return pipeline_done(text_string_to_metric_families(text))
+    return stage_counts(text_string_to_metric_families(text))
 
 
-def pipeline_done(families: Iterable[Any]) -> tuple[float, dict[float, float]]:
-    """:func:`scrape_worker` on parsed metric families.
+def stage_counts(families: Iterable[Any]) -> tuple[dict[str, float], dict[float, float]]:
+    """Records each stage has seen, from one worker's parsed metrics; and the lag buckets.
 
-    >>> from prometheus_client.parser import text_string_to_metric_families as parse
-    >>> text = '''persona_events_processed_total{topic="cs",type="page_view"} 90
-    ... persona_dead_letters_total{topic="cs",reason="invalid_json"} 5
-    ... persona_duplicates_total{topic="cs",kind="event_id"} 5
-    ... persona_identity_forwarded_total{topic="cs"} 10
-    ... persona_stage_seconds_count{stage="identity"} 4
-    ... persona_duplicates_total{topic="app-identity-input",kind="offset"} 1
-    ... persona_stage_seconds_count{stage="profiles"} 80
-    ... '''
-    >>> pipeline_done(parse(text))[0]   # 100 ingested, 10 profiles and 5 identity records behind
-    85.0
+    ``ingested``: clickstream records ingest has ended (processed, dead-lettered or
+    duplicate: exactly one each); ``to_profiles``: those it sent on to the profiles stage;
+    ``profiles``: records the profiles stage applied (its timer ticks included, one per 5 s
+    per partition); ``to_identity`` / ``identity``: the same for the identity stage.
     """
-    ingested = applied = forwarded = identity_done = profiles_done = 0.0
+    counts = dict.fromkeys(("ingested", "to_profiles", "profiles", "to_identity", "identity"), 0.0)
     buckets: dict[float, float] = {}
     for family in families:
         for sample in family.samples:
             name, labels, value = sample.name, sample.labels, sample.value
+            topic = labels.get("topic", "")
             if name in ("persona_events_processed_total", "persona_dead_letters_total", "persona_duplicates_total"):
-                if labels.get("topic", "").endswith("-identity-input"):
-                    identity_done += value  # replays the identity stage skipped
-                elif not labels.get("topic", "").endswith("crm-profiles"):
-                    ingested += value
+                if topic.endswith("-identity-input"):
+                    counts["identity"] += value  # replays the identity stage skipped
+                elif not topic.endswith("crm-profiles"):
+                    counts["ingested"] += value
                     if name == "persona_events_processed_total" or labels.get("kind") == "offset":
-                        applied += value  # each went on to the profiles stage
-            elif name == "persona_identity_forwarded_total" and not labels.get("topic", "").endswith("crm-profiles"):
-                forwarded += value
-            elif name == "persona_stage_seconds_count" and labels.get("stage") == "identity":
-                identity_done += value
-            elif name == "persona_stage_seconds_count" and labels.get("stage") == "profiles":
-                profiles_done += value
+                        counts["to_profiles"] += value
+            elif name == "persona_identity_forwarded_total" and not topic.endswith("crm-profiles"):
+                counts["to_identity"] += value
+            elif name == "persona_stage_seconds_count" and labels.get("stage") in ("identity", "profiles"):
+                counts[labels["stage"]] += value
             elif name == "persona_event_lag_seconds_bucket":
                 bound = float(labels["le"])
                 buckets[bound] = buckets.get(bound, 0.0) + value
-    behind = max(0.0, applied - profiles_done) + max(0.0, forwarded - identity_done)
-    return ingested - behind, buckets
+    return counts, buckets
 
 
-def scrape_all(ports: list[int]) -> tuple[list[float], dict[float, float]]:
-    counts: list[float] = []
+def pipeline_done(workers: Iterable[dict[str, float]]) -> float:
+    """Input records the whole pipeline is done with, over all workers.
+
+    A record is done when ingest has ended it and the profiles stage (and the identity
+    stage, if it was forwarded) has applied it too: they run behind ingest in the same
+    processes, and the identity stage on one worker only, so backlogs are taken over the
+    sums of all workers.
+
+    >>> pipeline_done([
+    ...     {"ingested": 60, "to_profiles": 55, "profiles": 50, "to_identity": 6, "identity": 0},
+    ...     {"ingested": 40, "to_profiles": 35, "profiles": 30, "to_identity": 4, "identity": 5},
+    ... ])   # 100 ingested; 10 behind in profiles, 5 in identity
+    85.0
+    """
+    total = dict.fromkeys(("ingested", "to_profiles", "profiles", "to_identity", "identity"), 0.0)
+    for counts in workers:
+        for key, value in counts.items():
+            total[key] += value
+    behind = max(0.0, total["to_profiles"] - total["profiles"]) + max(0.0, total["to_identity"] - total["identity"])
+    return total["ingested"] - behind
+
+
+def scrape_all(ports: list[int]) -> tuple[float, list[float], dict[float, float]]:
+    """(records done by the whole pipeline, records ingested per worker, summed lag buckets)."""
+    per_worker: list[dict[str, float]] = []
     total_buckets: dict[float, float] = {}
     for port in ports:
         try:
-            done, buckets = scrape_worker(port)
+            counts, buckets = scrape_worker(port)
         except OSError:
-            done, buckets = 0.0, {}
-        counts.append(done)
+            counts, buckets = {}, {}
+        per_worker.append(counts)
         for bound, n in buckets.items():
             total_buckets[bound] = total_buckets.get(bound, 0.0) + n
-    return counts, total_buckets
+    return pipeline_done(per_worker), [c.get("ingested", 0.0) for c in per_worker], total_buckets
 
 
 def wait_ready(ports: list[int], workers: list[ManagedProcess]) -> None:
@@ -508,8 +514,8 @@ def run_pipeline_scenario(
         first_at = first_count = first_cpu = None
         deadline = time.monotonic() + drain_timeout(cfg.events)
         while True:
-            counts, _ = scrape_all(ports)
-            now, total = time.time(), sum(counts)
+            total, _, _ = scrape_all(ports)
+            now = time.time()
             if first_at is None and total > 0:
                 first_at, first_count, first_cpu = now, total, cpu_seconds(pids)
                 if profile_seconds:
@@ -552,15 +558,15 @@ def run_pipeline_scenario(
         if probe is not None:
             n_probe = max(1, int(rate / 2 * cfg.probe_seconds))
             records = probe.take(n_probe)
-            _, before = scrape_all(ports)
+            _, _, before = scrape_all(ports)
             produce_all(retarget(records, topic), stack.bootstrap, rate / 2)
             wait(
-                lambda: sum(scrape_all(ports)[0]) >= cfg.events + n_probe,
+                lambda: scrape_all(ports)[0] >= cfg.events + n_probe,
                 60 + cfg.probe_seconds,
                 f"{name} latency probe",
                 workers,
             )
-            _, after = scrape_all(ports)
+            _, _, after = scrape_all(ports)
             delta = histogram_delta(before, after)
             latency = {
                 "method": "worker histogram persona_event_lag_seconds (now minus Kafka timestamp after the table "
@@ -573,7 +579,7 @@ def run_pipeline_scenario(
                 "max_ms": math.nan,
                 "buckets": [*delta[:-1], ("+Inf", delta[-1][1])] if delta else [],
             }
-        counts, _ = scrape_all(ports)
+        _, counts, _ = scrape_all(ports)
         rss = [peak_rss_mb(w.proc.pid) for w in workers]
         processes = [
             {"name": w.name, "peak_rss_mb": r, "events": c} for w, r, c in zip(workers, rss, counts, strict=True)
