@@ -51,6 +51,15 @@ SCENARIO_CHOICES = ("faust_passthrough", "quix_count", "pipeline_1w", "pipeline_
     "see bench/throughput.py TUNING_VARIANTS).",
 )
 @click.option(
+    "--compare",
+    "compare",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Also run the 1-worker pipeline from this source tree (e.g. an unpacked `git archive main`), "
+    "alternating with this checkout, in the same run (repeatable).",
+)
+@click.option("--rounds", type=click.IntRange(1), default=1, show_default=True, help="Rounds of --compare.")
+@click.option(
     "--results-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=REPO / "bench" / "results",
@@ -64,6 +73,8 @@ def bench(
     scenarios: tuple[str, ...],
     profile_seconds: float,
     tuning: tuple[str, ...],
+    compare: tuple[Path, ...],
+    rounds: int,
     results_dir: Path,
 ) -> None:
     """Measure events/s, latency, CPU and memory of bare Faust, Quix Streams and the pipeline (1 and 2 workers).
@@ -94,6 +105,8 @@ def bench(
         profile_seconds=profile_seconds,
         results_dir=results_dir,
         tuning=tuning,
+        compare=compare,
+        rounds=rounds,
         command="persona " + shlex.join(["bench", *sys.argv[2:]]) if len(sys.argv) > 1 else "persona bench",
     )
     if scenarios:

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import importlib
 import time
+from typing import Any
 
 import faust
+from faust.types import TransportT
 
+from app.kafka_transport import Transport
 from app.settings import Settings
 from app.validation import Limits, Validator
 from tables import compact_store  # noqa: F401  (registers the compact:// table store with Faust)
@@ -19,7 +22,19 @@ from tables.identity import IdentityResolver
 
 settings = Settings.from_env()
 
-faust_app = faust.App(
+
+class PersonaApp(faust.App):
+    """``faust.App`` whose consumer transport takes ``fetch_max_wait_ms`` (see :mod:`app.kafka_transport`)."""
+
+    def __init__(self, *args: Any, fetch_max_wait_ms: int, **kwargs: Any) -> None:
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        super().__init__(*args, **kwargs)
+
+    def _new_transport(self) -> TransportT:
+        return Transport(self.conf.broker_consumer, self)
+
+
+faust_app = PersonaApp(
     settings.app_id,
     broker=settings.broker_url,
     store=settings.table_store,
@@ -32,7 +47,10 @@ faust_app = faust.App(
     # Records are validated by our own code, so they arrive as bytes.
     key_serializer="raw",
     value_serializer="raw",
-    broker_commit_interval=1.0,
+    broker_commit_interval=settings.commit_interval_seconds,
+    # Faust's default is 0. A linger batches changelog records but delays every awaited ack.
+    producer_linger=settings.producer_linger_seconds,
+    fetch_max_wait_ms=settings.fetch_max_wait_ms,
     # A worker that loses its partitions must not keep serving stale keys.
     table_cleanup_interval=30.0,
     autodiscover=False,

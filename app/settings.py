@@ -80,6 +80,11 @@ class Settings:
     worker_instance_id: str = ""
     cluster_k: int = 6
     cluster_warmup: int = 500
+    fetch_max_wait_ms: int = 50
+    producer_linger_seconds: float = 0.0
+    commit_interval_seconds: float = 1.0
+    ingest_batch_size: int = 500
+    ingest_batch_seconds: float = 0.01
     topics: Topics = field(default_factory=Topics)
 
     @classmethod
@@ -117,6 +122,16 @@ class Settings:
             raise ConfigError("PERSONA_CLUSTER_K must be 0 (choose by silhouette) or at least 1")
         if self.cluster_warmup < 1:
             raise ConfigError("PERSONA_CLUSTER_WARMUP must be at least 1")
+        if not 0 <= self.fetch_max_wait_ms <= 60_000:
+            raise ConfigError("PERSONA_FETCH_MAX_WAIT_MS must be between 0 and 60000")
+        if self.producer_linger_seconds < 0:
+            raise ConfigError("PERSONA_PRODUCER_LINGER_SECONDS must not be negative")
+        if self.commit_interval_seconds <= 0:
+            raise ConfigError("PERSONA_COMMIT_INTERVAL_SECONDS must be positive")
+        if self.ingest_batch_size < 1:
+            raise ConfigError("PERSONA_INGEST_BATCH_SIZE must be at least 1")
+        if self.ingest_batch_seconds <= 0:
+            raise ConfigError("PERSONA_INGEST_BATCH_SECONDS must be positive")
         if len(self.hmac_secret) < 16:
             raise ConfigError("PERSONA_HMAC_SECRET must be at least 16 characters")
 
@@ -224,6 +239,18 @@ SETTINGS_DOC: dict[str, str] = {
         "Static group membership id (`group.instance.id`), unique per worker: a worker restarted with the "
         "same id takes its predecessor's place at once. Empty: dynamic membership."
     ),
+    "fetch_max_wait_ms": (
+        "Longest time the broker may hold a consumer fetch waiting for data. faust-streaming 0.15.3 hard-codes "
+        "1500 ms; on the embedded broker that wait showed up as end-to-end latency (p50 1.4 s), see docs/benchmarks.md."
+    ),
+    "producer_linger_seconds": (
+        "Producer linger: how long a send waits for others to share its batch. Every awaited acknowledgement "
+        "(identity outputs, CRM forwards) waits this long too; no gain measured on the full pipeline "
+        "(docs/benchmarks.md)."
+    ),
+    "commit_interval_seconds": "Seconds between commits of consumed offsets (exactness does not depend on it).",
+    "ingest_batch_size": "Most clickstream records the ingest stage takes as one batch (one table write per key).",
+    "ingest_batch_seconds": "Longest the ingest stage waits to fill a batch: the latency a quiet stream pays.",
 }
 
 

@@ -92,6 +92,9 @@ class BenchConfig:
     scenarios: tuple[str, ...] = ("faust_passthrough", "quix_count", "pipeline_1w", "pipeline_2w")
     profile_seconds: float = 0.0
     tuning: tuple[str, ...] = ()
+    # Other source trees to run the 1-worker pipeline from, alternating with this one (``--compare``).
+    compare: tuple[Path, ...] = ()
+    rounds: int = 1
     data_dir: Path = REPO / "bench" / "data"
     results_dir: Path = REPO / "bench" / "results"
     run_dir: Path = REPO / ".persona" / "bench"
@@ -125,6 +128,9 @@ TUNING_VARIANTS: dict[str, dict[str, str]] = {
         "BENCH_PATCHES": "labels_cache",
     },
     "linger=20ms + labels cached": {"PRODUCER_LINGER": "0.02", "BENCH_PATCHES": "labels_cache"},
+    "PERSONA_PRODUCER_LINGER_SECONDS=0": {"PERSONA_PRODUCER_LINGER_SECONDS": "0"},
+    "PERSONA_PRODUCER_LINGER_SECONDS=0.005": {"PERSONA_PRODUCER_LINGER_SECONDS": "0.005"},
+    "PERSONA_INGEST_BATCH_SIZE=1": {"PERSONA_INGEST_BATCH_SIZE": "1"},
     "fetch_max_wait=50ms": {"BENCH_PATCHES": "fetch_max_wait", "BENCH_FETCH_MAX_WAIT_MS": "50"},
     "fetch_max_wait=50ms + linger=20ms": {
         "BENCH_PATCHES": "fetch_max_wait",
@@ -132,6 +138,25 @@ TUNING_VARIANTS: dict[str, dict[str, str]] = {
         "PRODUCER_LINGER": "0.02",
     },
 }
+
+
+def comparison_variants(checkouts: Iterable[Path], rounds: int) -> dict[str, dict[str, str]]:
+    """Variants that run the 1-worker pipeline from other source trees, alternating with this one.
+
+    The worker is ``python -m app.cli worker``; with ``PYTHONSAFEPATH`` (Python 3.11) the
+    current directory is not put first on the path, so ``PYTHONPATH=<checkout>`` runs that
+    checkout's code in the same virtualenv. Alternating
+    (A, B, A, B) spreads the shared machine's load changes over both.
+
+    >>> list(comparison_variants([Path("/tmp/base")], rounds=2))
+    ['round 1: /tmp/base', 'round 1: this checkout', 'round 2: /tmp/base', 'round 2: this checkout']
+    """
+    variants: dict[str, dict[str, str]] = {}
+    for r in range(1, rounds + 1):
+        for checkout in checkouts:
+            variants[f"round {r}: {checkout}"] = {"PYTHONPATH": str(checkout), "PYTHONSAFEPATH": "1"}
+        variants[f"round {r}: this checkout"] = {"PYTHONSAFEPATH": "1"}
+    return variants
 
 
 class BenchError(RuntimeError):
@@ -348,38 +373,79 @@ def run_child_scenario(
 # --------------------------------------------------------------------------- (c), (d): the pipeline
 
 
-def scrape_worker(port: int) -> tuple[float, dict[float, float]]:
-    """(records done = processed + dead letters + duplicates, lag histogram buckets) of one worker."""
+def scrape_worker(port: int) -> tuple[dict[str, float], dict[float, float]]:
+    """(:func:`stage_counts` of one worker, its lag histogram buckets)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2.0) as response:
         text = response.read().decode()
-    done = 0.0
+    return stage_counts(text_string_to_metric_families(text))
+
+
+def stage_counts(families: Iterable[Any]) -> tuple[dict[str, float], dict[float, float]]:
+    """Records each stage has seen, from one worker's parsed metrics; and the lag buckets.
+
+    ``ingested``: clickstream records ingest has ended (processed, dead-lettered or
+    duplicate: exactly one each); ``to_profiles``: those it sent on to the profiles stage;
+    ``profiles``: records the profiles stage applied (its timer ticks included, one per 5 s
+    per partition); ``to_identity`` / ``identity``: the same for the identity stage.
+    """
+    counts = dict.fromkeys(("ingested", "to_profiles", "profiles", "to_identity", "identity"), 0.0)
     buckets: dict[float, float] = {}
-    for family in text_string_to_metric_families(text):
+    for family in families:
         for sample in family.samples:
-            if sample.name in (
-                "persona_events_processed_total",
-                "persona_dead_letters_total",
-                "persona_duplicates_total",
-            ):
-                done += sample.value
-            elif sample.name == "persona_event_lag_seconds_bucket":
-                bound = float(sample.labels["le"])
-                buckets[bound] = buckets.get(bound, 0.0) + sample.value
-    return done, buckets
+            name, labels, value = sample.name, sample.labels, sample.value
+            topic = labels.get("topic", "")
+            if name in ("persona_events_processed_total", "persona_dead_letters_total", "persona_duplicates_total"):
+                if topic.endswith("-identity-input"):
+                    counts["identity"] += value  # replays the identity stage skipped
+                elif not topic.endswith("crm-profiles"):
+                    counts["ingested"] += value
+                    if name == "persona_events_processed_total" or labels.get("kind") == "offset":
+                        counts["to_profiles"] += value
+            elif name == "persona_identity_forwarded_total" and not topic.endswith("crm-profiles"):
+                counts["to_identity"] += value
+            elif name == "persona_stage_seconds_count" and labels.get("stage") in ("identity", "profiles"):
+                counts[labels["stage"]] += value
+            elif name == "persona_event_lag_seconds_bucket":
+                bound = float(labels["le"])
+                buckets[bound] = buckets.get(bound, 0.0) + value
+    return counts, buckets
 
 
-def scrape_all(ports: list[int]) -> tuple[list[float], dict[float, float]]:
-    counts: list[float] = []
+def pipeline_done(workers: Iterable[dict[str, float]]) -> float:
+    """Input records the whole pipeline is done with, over all workers.
+
+    A record is done when ingest has ended it and the profiles stage (and the identity
+    stage, if it was forwarded) has applied it too: they run behind ingest in the same
+    processes, and the identity stage on one worker only, so backlogs are taken over the
+    sums of all workers.
+
+    >>> pipeline_done([
+    ...     {"ingested": 60, "to_profiles": 55, "profiles": 50, "to_identity": 6, "identity": 0},
+    ...     {"ingested": 40, "to_profiles": 35, "profiles": 30, "to_identity": 4, "identity": 5},
+    ... ])   # 100 ingested; 10 behind in profiles, 5 in identity
+    85.0
+    """
+    total = dict.fromkeys(("ingested", "to_profiles", "profiles", "to_identity", "identity"), 0.0)
+    for counts in workers:
+        for key, value in counts.items():
+            total[key] += value
+    behind = max(0.0, total["to_profiles"] - total["profiles"]) + max(0.0, total["to_identity"] - total["identity"])
+    return total["ingested"] - behind
+
+
+def scrape_all(ports: list[int]) -> tuple[float, list[float], dict[float, float]]:
+    """(records done by the whole pipeline, records ingested per worker, summed lag buckets)."""
+    per_worker: list[dict[str, float]] = []
     total_buckets: dict[float, float] = {}
     for port in ports:
         try:
-            done, buckets = scrape_worker(port)
+            counts, buckets = scrape_worker(port)
         except OSError:
-            done, buckets = 0.0, {}
-        counts.append(done)
+            counts, buckets = {}, {}
+        per_worker.append(counts)
         for bound, n in buckets.items():
             total_buckets[bound] = total_buckets.get(bound, 0.0) + n
-    return counts, total_buckets
+    return pipeline_done(per_worker), [c.get("ingested", 0.0) for c in per_worker], total_buckets
 
 
 def pipeline_env(cfg: BenchConfig, stack: EmbeddedStack, tag: str, partitions: int, redis_db: int) -> dict[str, str]:
@@ -434,8 +500,8 @@ def run_pipeline_scenario(
         first_at = first_count = first_cpu = None
         deadline = time.monotonic() + drain_timeout(cfg.events)
         while True:
-            counts, _ = scrape_all(ports)
-            now, total = time.time(), sum(counts)
+            total, _, _ = scrape_all(ports)
+            now = time.time()
             if first_at is None and total > 0:
                 first_at, first_count, first_cpu = now, total, cpu_seconds(pids)
                 if profile_seconds:
@@ -478,15 +544,15 @@ def run_pipeline_scenario(
         if probe is not None:
             n_probe = max(1, int(rate / 2 * cfg.probe_seconds))
             records = probe.take(n_probe)
-            _, before = scrape_all(ports)
+            _, _, before = scrape_all(ports)
             produce_all(retarget(records, topic), stack.bootstrap, rate / 2)
             wait(
-                lambda: sum(scrape_all(ports)[0]) >= cfg.events + n_probe,
+                lambda: scrape_all(ports)[0] >= cfg.events + n_probe,
                 60 + cfg.probe_seconds,
                 f"{name} latency probe",
                 workers,
             )
-            _, after = scrape_all(ports)
+            _, _, after = scrape_all(ports)
             delta = histogram_delta(before, after)
             latency = {
                 "method": "worker histogram persona_event_lag_seconds (now minus Kafka timestamp after the table "
@@ -499,7 +565,7 @@ def run_pipeline_scenario(
                 "max_ms": math.nan,
                 "buckets": [*delta[:-1], ("+Inf", delta[-1][1])] if delta else [],
             }
-        counts, _ = scrape_all(ports)
+        _, counts, _ = scrape_all(ports)
         rss = [peak_rss_mb(w.proc.pid) for w in workers]
         processes = [
             {"name": w.name, "peak_rss_mb": r, "events": c} for w, r, c in zip(workers, rss, counts, strict=True)
@@ -641,11 +707,12 @@ def run(cfg: BenchConfig, console: Console) -> dict[str, Any]:
                 "collapsed_stacks": rel(kept),
                 **summary,
             }
-        if cfg.tuning:
+        variants = {label: TUNING_VARIANTS[label] for label in cfg.tuning}
+        variants.update(comparison_variants(cfg.compare, cfg.rounds) if cfg.compare else {})
+        if variants:
             document["tuning"] = {}
-        for i, label in enumerate(cfg.tuning):
-            variant = TUNING_VARIANTS[label]
-            console.print(f"tuning {i + 1}/{len(cfg.tuning)}: pipeline_1w with {label} {variant}")
+        for i, (label, variant) in enumerate(variants.items()):
+            console.print(f"tuning {i + 1}/{len(variants)}: pipeline_1w with {label} {variant}")
             measured = run_pipeline_scenario(
                 f"tuning-{i}",
                 1,

@@ -20,6 +20,8 @@ Examples
 'replayed'
 >>> apply(s, "page_view", "e2", ts=160.0, offset=9)[1]   # retry: same id, new offset
 'duplicate_event_id'
+>>> apply({**s, "identity_seen": ["anonymous_id:k"]}, "search", "e3", ts=170.0, offset=9)[0]["identity_seen"]
+['anonymous_id:k']
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ def apply(
     first = current["first_seen"]
     last = current["last_seen"]
     return {
+        # Other stages' entries in the value (what ingest forwarded to identity) are kept.
+        **current,
         "counts": counts,
         "events": current["events"] + 1,
         "first_seen": ts if first is None or ts < first else first,

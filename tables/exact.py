@@ -82,6 +82,25 @@ class ExactTable(faust.Table):
         #: too large to write per record (the cluster model checkpoint): the watermark then
         #: never claims more than that state reflects.
         self.before_watermark: Callable[[int], None] | None = None
+        self._partition: int | None = None
+
+    def put(self, key: Any, value: Any, partition: int) -> None:
+        """``table[key] = value`` with the changelog record in ``partition``.
+
+        Faust takes the changelog partition from the event being iterated, and there is
+        none while an agent works on a ``stream.take_events`` batch (Faust refuses the
+        write: faust-streaming issue #497). A batch passes each key's source partition.
+        """
+        self._partition = partition
+        try:
+            self[key] = value
+        finally:
+            self._partition = None
+
+    def partition_for_key(self, key: Any) -> int | None:
+        if self._partition is not None:
+            return self._partition
+        return cast(int | None, super().partition_for_key(key))
 
     def hold_watermark_for(self, delivery: Awaitable[Any]) -> None:
         """Do not move the watermark past the current record until ``delivery`` is acknowledged.
@@ -90,9 +109,13 @@ class ExactTable(faust.Table):
         """
         self._pending_outputs.append(delivery)
 
-    async def applied(self, partition: int, offset: int) -> None:
-        """Record that the effects of source ``offset`` are written; maybe write the watermark."""
-        count = self._since_watermark.get(partition, 0) + 1
+    async def applied(self, partition: int, offset: int, records: int = 1) -> None:
+        """Record that the effects of source ``offset`` are written; maybe write the watermark.
+
+        ``records``: how many source records this call covers (a batch ending at ``offset``
+        whose effects are all written calls it once).
+        """
+        count = self._since_watermark.get(partition, 0) + records
         if count < self.watermark_every:
             self._since_watermark[partition] = count
             return
@@ -102,7 +125,7 @@ class ExactTable(faust.Table):
             await asyncio.gather(*pending)
         if self.before_watermark is not None:
             self.before_watermark(partition)
-        self[watermark_key(partition)] = offset
+        self.put(watermark_key(partition), offset, partition)
 
     def state_keys(self) -> int:
         return sum(1 for key in self.data if not is_watermark_key(key))

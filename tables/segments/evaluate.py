@@ -100,24 +100,45 @@ class Decision:
 
 
 class _Context:
-    __slots__ = ("features", "now", "state", "values")
+    """Operand values of one profile at one time, for one rule instance.
 
-    def __init__(self, features: Mapping[str, Any], state: State | None, now: float) -> None:
+    ``shared`` memoises the raw values of feature, ``count()`` and ``age()`` operands
+    across the instances of one evaluation (they depend only on the features, the
+    window state and ``now``); ``values`` records, per instance, what its reason shows.
+    """
+
+    __slots__ = ("features", "now", "shared", "state", "values")
+
+    def __init__(
+        self, features: Mapping[str, Any], state: State | None, now: float, shared: dict[Any, Any] | None = None
+    ) -> None:
         self.features = features
         self.state = state
         self.now = now
+        self.shared = {} if shared is None else shared
         self.values: dict[str, Any] = {}
 
     def value(self, o: Operand) -> Any:
+        """The operand's value, recorded for the reason."""
         if isinstance(o, Number | String):
             return o.value
+        v = self.raw(o)
+        self.values[o.text] = None if isinstance(v, float) and not math.isfinite(v) else v
+        return v
+
+    def raw(self, o: Feature | Count | Age) -> Any:
+        """The value of a feature, ``count()`` or ``age()`` operand, memoised, not recorded."""
+        shared = self.shared
+        text = o.text
+        if text in shared:
+            return shared[text]
         if isinstance(o, Feature):
             v = self.features.get(o.name)
         elif isinstance(o, Count):
             v = windows.count(self.state, o.event, o.seconds, self.now)
         else:
             v = self.age(o.name)
-        self.values[o.text] = None if isinstance(v, float) and not math.isfinite(v) else v
+        shared[text] = v
         return v
 
     def age(self, name: str) -> float:
@@ -128,6 +149,9 @@ class _Context:
 
 
 def _is_number(v: Any) -> bool:
+    kind = type(v)
+    if kind is float or kind is int:  # the common case, decided without isinstance
+        return True
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
@@ -244,9 +268,10 @@ def evaluate_and_schedule(
     members = members or {}
     out: dict[str, Decision] = {}
     best = math.inf
+    shared: dict[Any, Any] = {}
     for rule in rules.rules:
         for segment, expr in _instances(rule, features, members):
-            ctx = _Context(features, window_state, now)
+            ctx = _Context(features, window_state, now, shared)
             current = members.get(segment)
             holds = _holds(expr, ctx, rule.exit_margin if current is not None else 0.0)
             reason: dict[str, Any] = {"rule": rule.name, "features": ctx.values}
@@ -294,7 +319,7 @@ def _times(e: Expr, ctx: _Context, margin: float) -> Iterator[float]:
     if isinstance(e.left, Count) and isinstance(e.right, Number):
         c = e.left
         threshold = _relaxed(e, e.right.value, margin)
-        n = windows.count(ctx.state, c.event, c.seconds, ctx.now)
+        n = ctx.raw(c)
         before = _apply_op(e.op, n, threshold)
         for expiry, k in windows.expiries(ctx.state, c.event, c.seconds, ctx.now):
             n -= k
@@ -308,7 +333,7 @@ def _times(e: Expr, ctx: _Context, margin: float) -> Iterator[float]:
             if t is not None:
                 yield t
     if isinstance(e.left, Age) and isinstance(e.right, Number):
-        last_age = ctx.age(e.left.name)
+        last_age = ctx.raw(e.left)
         if math.isfinite(last_age):
             crossing = ctx.now - last_age + e.right.value
             yield crossing + EPSILON if e.op in (">", "<=") else crossing

@@ -78,6 +78,16 @@ def test_publisher_retry_with_same_event_id_is_processed_once(pipeline: Pipeline
     )
 
 
+def test_only_new_identity_information_is_forwarded_to_the_identity_stage(pipeline: Pipeline) -> None:
+    # Two deliveries, so what was forwarded must survive in the table, not only within a batch.
+    pipeline.produce(pipeline.topics.clickstream, [record(event(f"a{i}", "anon-f")) for i in range(5)])
+    _, port = pipeline.start_worker()
+    wait_for(lambda: pipeline.activity("anon-f").get("events") == "5", 30, lambda: "first events not applied")
+    pipeline.produce(pipeline.topics.clickstream, [record(event(f"b{i}", "anon-f")) for i in range(5)])
+    wait_for(lambda: pipeline.activity("anon-f").get("events") == "10", 30, lambda: "second events not applied")
+    assert pipeline.metric(port, "persona_identity_forwarded_total", topic=pipeline.topics.clickstream) == 1
+
+
 def test_crm_records_are_validated_and_bad_ones_dead_lettered(pipeline: Pipeline) -> None:
     good = {
         "schema_version": 1,

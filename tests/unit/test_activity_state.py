@@ -58,3 +58,12 @@ def test_erase_hook_deletes_the_state() -> None:
     state = run([("page_view", 1, 50.0, 0)])
     assert state is not None
     assert REGISTRY["activity"].erase(state) is None
+
+
+def test_applying_an_event_keeps_what_ingest_forwarded_to_identity() -> None:
+    # Losing identity_seen made ingest forward every event to the identity stage.
+    state, _ = activity.apply(None, "page_view", "e1", 10.0, 0)
+    state = {**state, "identity_seen": ["anonymous_id:k"]}
+    state, outcome = activity.apply(state, "search", "e2", 20.0, 1)
+    assert outcome == "applied"
+    assert state["identity_seen"] == ["anonymous_id:k"]

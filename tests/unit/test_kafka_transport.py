@@ -1,0 +1,25 @@
+"""The worker's Kafka consumer is Faust's, with the fetch wait taken from the settings."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiokafka
+
+from app.faust_app import faust_app, settings
+from app.kafka_transport import ConsumerThread
+
+
+def test_worker_consumer_waits_at_most_the_configured_fetch_wait_not_fausts_1500_ms() -> None:
+    async def build() -> aiokafka.AIOKafkaConsumer:
+        thread = faust_app.consumer._thread
+        assert isinstance(thread, ConsumerThread)
+        return thread._create_worker_consumer(faust_app.transport)
+
+    consumer = asyncio.run(build())
+    assert settings.fetch_max_wait_ms == 50
+    # AIOKafkaConsumer.start() hands this value to its Fetcher.
+    assert consumer._fetch_max_wait_ms == 50
+    # Everything else stays Faust's own configuration.
+    assert consumer._group_id == faust_app.conf.id
+    assert consumer._enable_auto_commit is False
