@@ -104,6 +104,8 @@ async def clusters(stream: StreamT) -> None:
         doc = cluster_stage.parse_input(record.value)
         if isinstance(doc, Rejection):
             clusters_table.hold_watermark_for(await send_dead_letter(record, doc))
+        elif "merged_into" in doc:
+            await absorb(doc, message.offset)
         else:
             await apply(doc, message.offset)
         await clusters_table.applied(message.partition, message.offset)
@@ -126,15 +128,35 @@ async def apply(doc: dict[str, Any], offset: int) -> None:
             DUPLICATES.labels(INPUT, "offset").inc()
         return
     CLUSTER_INPUTS.labels("assigned").inc()
-    key = profile_id.encode()
+    await emit(changes)
+    clusters_table[profile_id] = new_entry
+    for redis_key, fields in serving.cluster_entries(profile_id, new_entry):
+        redis_sink.put(redis_key, fields)
+
+
+async def absorb(doc: dict[str, Any], offset: int) -> None:
+    """An identity merge: the absorbed profile's membership goes, the survivor keeps or takes a cluster."""
+    absorbed_id, surviving_id = str(doc["profile_id"]), str(doc["merged_into"])
+    absorbed = clusters_table.get(absorbed_id)
+    survivor, changes = cluster_stage.absorb(clusters_table.get(surviving_id), absorbed, doc, offset)
+    await emit(changes)
+    if survivor is not None:
+        clusters_table[surviving_id] = survivor
+        for redis_key, fields in serving.cluster_entries(surviving_id, survivor):
+            redis_sink.put(redis_key, fields)
+    if absorbed is not None:
+        # Its Redis cluster key is left to expire: the profile API redirects an absorbed id.
+        del clusters_table[absorbed_id]
+    CLUSTER_INPUTS.labels("merged" if absorbed is not None else "duplicate").inc()
+
+
+async def emit(changes: list[dict[str, Any]]) -> None:
     for change in changes:
+        key = str(change["profile_id"]).encode()
         delivery = await segment_changes_topic.send(key=key, value=orjson.dumps(change), force=True)
         clusters_table.hold_watermark_for(delivery)
         SEGMENT_CHANGES.labels(change["segment_kind"], change["change"]).inc()
         redis_sink.set_member(*serving.membership_update(change))
-    clusters_table[profile_id] = new_entry
-    for redis_key, fields in serving.cluster_entries(profile_id, new_entry):
-        redis_sink.put(redis_key, fields)
 
 
 @faust_app.timer(QUALITY_SECONDS)

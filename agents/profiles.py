@@ -128,6 +128,11 @@ async def merge_in(
         return
     profiles_table[profile_id] = value
     await emit(profile_id, outputs, value)
+    if not payload.get("split"):
+        # The one clusters stage moves the absorbed profile's cluster membership (idempotent there).
+        record = cluster_stage.merge_record(str(payload["from"]), profile_id, str(payload["change_id"]), now)
+        delivery = await cluster_input_topic.send(key=str(payload["from"]).encode(), value=orjson.dumps(record))
+        profiles_table.hold_watermark_for(delivery)
     track(partition, profile_id, value)
     serve(profile_id, value, now)
 

@@ -93,7 +93,7 @@ IDENTITY_ALIASES = Counter(
 CLUSTER_INPUTS = Counter(
     "persona_cluster_inputs_total",
     "Profile vectors read by the clusters stage, by outcome: assigned, duplicate (same session again), "
-    "replayed (offset already applied).",
+    "replayed (offset already applied); identity merges: merged, duplicate (already absorbed).",
     ["outcome"],
 )
 CLUSTER_LEARNED = Gauge(

@@ -60,6 +60,7 @@ from tables import features, profile
 from tables.hooks import KeepOnSplit, State, register
 from tables.segments import membership
 from tables.segments.clusters import ClusterModel
+from tables.segments.evaluate import Decision
 
 log = logging.getLogger(__name__)
 
@@ -183,9 +184,16 @@ def parse_input(raw: bytes) -> dict[str, Any] | Rejection:
         return Rejection("invalid_json", f"not valid JSON: {exc}")
     if not isinstance(doc, dict):
         return Rejection("not_an_object", "a cluster-input record must be a JSON object")
-    for name, kinds in (("profile_id", str), ("input_id", str), ("at", int | float), ("vector", dict)):
+    merge = "merged_into" in doc  # an identity merge (tables.profile_identity), not a vector
+    fields: tuple[tuple[str, Any], ...] = (
+        (("profile_id", str), ("merged_into", str), ("change_id", str), ("at", int | float)) if merge
+        else (("profile_id", str), ("input_id", str), ("at", int | float), ("vector", dict))
+    )
+    for name, kinds in fields:
         if not isinstance(doc.get(name), kinds) or isinstance(doc.get(name), bool):
             return Rejection("schema_violation", f"{name} is missing or of the wrong type", name)
+    if merge:
+        return doc
     bad = next((k for k, v in doc["vector"].items()
                 if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v)), None)
     if bad is not None:
@@ -229,6 +237,52 @@ def step(
         "inputs": dict(list(recent.items())[-RECENT_INPUTS:]),
         "at": float(doc["at"]),
     }, changes
+
+
+def merge_record(absorbed_id: str, surviving_id: str, change_id: str, at: float) -> dict[str, Any]:
+    """The ``cluster-input`` record that tells the clusters stage ``absorbed_id`` was merged."""
+    return {"profile_id": absorbed_id, "merged_into": surviving_id, "change_id": change_id, "at": at}
+
+
+def absorb(
+    surviving: State | None, absorbed: State | None, doc: Mapping[str, Any], offset: int
+) -> tuple[State | None, list[dict[str, Any]]]:
+    """An identity merge at ``offset``: the absorbed profile leaves its cluster, the survivor keeps its own.
+
+    Returns the survivor's new membership (``None``: unchanged) and the changes: the
+    absorbed profile's exit (reason ``merged_into``), and the survivor's entry into the
+    absorbed one's cluster if it had none (:class:`ClusterHooks`). The shell deletes the
+    absorbed entry; a replay then finds nothing to absorb.
+
+    >>> m = {"segments": {"cluster-2": {"kind": "cluster", "since": 5.0, "reason": {"cluster": 2}}}}
+    >>> b = {"cluster": 2, "members": m, "offset": 3, "inputs": {"s1": 3}, "at": 5.0}
+    >>> doc = merge_record("p-b", "p-a", "chg-1", 9.0)
+    >>> a, changes = absorb(None, b, doc, offset=7)
+    >>> a["cluster"], a["offset"], [(c["profile_id"], c["segment_id"], c["change"]) for c in changes]
+    (2, 7, [('p-b', 'cluster-2', 'exited'), ('p-a', 'cluster-2', 'entered')])
+    >>> absorb(a, None, doc, offset=7)
+    (None, [])
+    """
+    if absorbed is None:
+        return None, []
+    surviving_id, at = str(doc["merged_into"]), float(doc["at"])
+    basis = f"identity:{doc['change_id']}"
+    if surviving is not None and surviving["offset"] >= offset:
+        # A replay after the survivor's side was written: only the absorbed exit is left to do
+        # (the same change id as before).
+        _, changes = membership.merge_changes(surviving_id, None, {str(doc["profile_id"]): absorbed["members"]},
+                                              {}, at, basis, kinds=("cluster",))
+        return None, changes
+    merged = HOOKS.merge(surviving, absorbed) if surviving is not None else dict(absorbed)
+    segment = current_segment(merged)
+    decisions = {} if segment is None else {
+        segment[0]: Decision(segment[0], "cluster", dict(segment[1].get("reason") or {"cluster": merged["cluster"]}))
+    }
+    members, changes = membership.merge_changes(
+        surviving_id, surviving["members"] if surviving else None, {str(doc["profile_id"]): absorbed["members"]},
+        decisions, at, basis, kinds=("cluster",),
+    )
+    return {**merged, "members": members, "offset": offset}, changes
 
 
 def current_segment(entry: Mapping[str, Any] | None) -> tuple[str, dict[str, Any]] | None:

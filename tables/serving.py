@@ -148,6 +148,8 @@ def gone_entries(table: str, key: str) -> list[str]:
         return [f"{PROFILE}{key}"]
     if table == "activity":
         return [f"{ACTIVITY}{key}"]
+    if table == "clusters":
+        return [f"{PROFILE}{key}:cluster"]
     if table == "identity_alias":
         return [f"{IDENTITY}{key}"]
     if table == "identity" and key.startswith(PREFIXES["profiles"]):

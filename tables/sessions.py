@@ -225,7 +225,10 @@ def _accepts(s: Session, ts: float, config: SessionConfig) -> bool:
     """Whether ``ts`` joins ``s`` (within ``gap`` of it and keeping it under ``max_length``)."""
     if s["full"] and ts >= s["start"] + config.max_length:
         return False
-    return (s["start"] - config.gap <= ts <= s["end"] + config.gap
+    # Differences, not sums: `ts <= end + gap` and `start - end <= gap` (used when sessions
+    # combine) can disagree by a rounding error at exactly `gap` apart, and then the arrival
+    # order would decide a boundary.
+    return (s["start"] - ts <= config.gap and ts - s["end"] <= config.gap
             and max(s["end"], ts) - min(s["start"], ts) < config.max_length)
 
 
@@ -252,7 +255,7 @@ def _place(opens: list[Session], event: Event, config: SessionConfig) -> list[Se
     if not joins:
         result = list(opens)
         for i, s in enumerate(opens):
-            if s["end"] < ts <= s["end"] + gap and not s["full"]:
+            if 0 < ts - s["end"] <= gap and not s["full"]:
                 result[i] = {**s, "full": True}  # ts is past its maximum length: s ends here
         result.append(_fold(_new_session(event), event, config))
         result.sort(key=_start_key)
