@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from tables import dedupe
 from tables.hooks import KeepOnSplit, State, register
 
 Outcome = Literal["applied", "replayed", "duplicate_event_id"]
@@ -54,7 +55,7 @@ def apply(
     if offset <= current["offset"]:
         return current, "replayed"
     recent: list[str] = current["recent_ids"]
-    if event_id in recent:
+    if dedupe.seen(recent, event_id):
         # Still advance the offset: the retry was seen, so its replay is a replay too.
         return {**current, "offset": offset}, "duplicate_event_id"
     counts = dict(current["counts"])
@@ -69,7 +70,7 @@ def apply(
         "first_seen": ts if first is None or ts < first else first,
         "last_seen": ts if last is None or ts > last else last,
         "offset": offset,
-        "recent_ids": [*recent[-(dedup_window - 1) :], event_id] if dedup_window > 1 else [event_id],
+        "recent_ids": dedupe.remember(recent, event_id, dedup_window),
     }, "applied"
 
 

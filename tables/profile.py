@@ -59,6 +59,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from app.validation import Event
+from tables import dedupe
 from tables.features import (
     ABANDON_AFTER,
     AFFINITY_WEIGHT,
@@ -129,15 +130,14 @@ def apply(
         return cur, "replayed"
     recent: list[str] = cur["recent_ids"]
     event_id = event.event_id
-    if event_id in recent:
+    if dedupe.seen(recent, event_id):
         return {**cur, "offset": offset}, "duplicate_event_id"
-    window = config.dedup_window
     ts = event.ts
     kind = event.type
     data = event.data
     new = dict(cur)
     new["offset"] = offset
-    new["recent_ids"] = [*recent[-(window - 1):], event_id] if window > 1 else [event_id]
+    new["recent_ids"] = dedupe.remember(recent, event_id, config.dedup_window)
     new["events"] = cur["events"] + 1
     counts = dict(cur["counts"])
     counts[kind] = counts.get(kind, 0) + 1

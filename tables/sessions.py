@@ -78,6 +78,7 @@ from typing import Any, Final, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from app.validation import Event
+from tables import dedupe
 from tables.hooks import KeepOnSplit, State, register
 
 Outcome = Literal["applied", "replayed", "duplicate_event_id", "late"]
@@ -312,11 +313,9 @@ def apply(
         return cur, "replayed", []
     recent: list[str] = cur["recent_ids"]
     event_id = event.event_id
-    if event_id in recent:
+    if dedupe.seen(recent, event_id):
         return {**cur, "offset": offset}, "duplicate_event_id", []
-    window = config.dedup_window
-    new = {**cur, "offset": offset,
-           "recent_ids": [*recent[-(window - 1):], event_id] if window > 1 else [event_id]}
+    new = {**cur, "offset": offset, "recent_ids": dedupe.remember(recent, event_id, config.dedup_window)}
     ts = event.ts
     bound = cur["closed_bound"]
     if bound is not None and ts <= bound:
