@@ -400,7 +400,8 @@ def overview() -> dash.Dashboard:
             ids,
             "Cluster inputs/s by outcome",
             "Profile vectors (one per closed session) read by the clusters stage per second: assigned, "
-            "duplicate (a session sent again after a replay upstream) and replayed (offset already applied).",
+            "duplicate (a session sent again after a replay upstream), replayed (offset already applied); "
+            "identity merges: merged.",
             [Query(_rate("persona_cluster_inputs_total", "outcome"), "{{outcome}}")],
             "cps",
         )
