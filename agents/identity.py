@@ -4,10 +4,11 @@
    (observations from ingest; operator split commands from ``persona identity split``)
         ├──► identity-changes (merged / possible_match / refused), keyed by profile_id
         ├──► <app_id>-identity-aliases (anonymous_id hash → profile_id, to the clickstream partition)
-        ├──► <app_id>-profile-events: a CRM record's trait bands, keyed by the profile it resolved to,
-        │    and a merge_out of an anonymous id's provisional profile into its first real one
+        ├──► <app_id>-profile-events: a CRM record's trait bands, keyed by the profile it resolved to
         └──► Redis persona:profile:<profile_id>:identity
 <app_id>-identity-aliases ──► alias table (co-partitioned with clickstream) ──► Redis persona:identity:<hash>
+                           └──► <app_id>-profile-events: on an anonymous id's first alias, the merge_out of
+                                its provisional profile into the real one (after the alias is visible to ingest)
 
 Exactness: the resolver writes into a staged view of the identity table; the record's
 outputs are sent and acknowledged first, then the staged state is written, then the
@@ -48,7 +49,6 @@ from tables.identity.stream import (
     StagedStore,
     alias_updates,
     apply_identity_input,
-    first_aliases,
     parse_identity_input,
 )
 from tables.store import KeyValueStore
@@ -82,14 +82,8 @@ async def identity(stream: StreamT) -> None:
             await (await send_dead_letter(record, parsed))
             await identity_table.applied(message.partition, message.offset)
             continue
-        provisional = [
-            m for h, pid in first_aliases(staged, touched) if (m := profile_identity.provisional_merge(h, pid))
-        ]
         aliases = alias_updates(staged, touched)
-        deliveries = [
-            await profile_events_topic.send(key=key.encode(), value=orjson.dumps(envelope), force=True)
-            for key, envelope in provisional
-        ]
+        deliveries = []
         if isinstance(parsed, ObservationInput) and parsed.traits and resolution.profile_id:
             # A CRM record's trait bands (no clear PII: banded at ingest) for the profile it resolved to.
             traits = {"profile_id": resolution.profile_id, "traits": parsed.traits, "ts": parsed.ts}
@@ -129,13 +123,17 @@ async def identity_aliases(stream: StreamT) -> None:
     async for record in stream.events():
         message = record.message
         anon = record.key.decode() if isinstance(record.key, bytes) else str(record.key)
-        current = alias_table.get(anon)
-        if current is not None and message.offset <= current["offset"]:
+        pid = str(orjson.loads(record.value)["profile_id"])
+        entry, handover = profile_identity.follow_alias(alias_table.get(anon), anon, pid, message.offset)
+        if entry is None:
             DUPLICATES.labels(message.topic, "offset").inc()
         else:
-            pid = orjson.loads(record.value)["profile_id"]
-            entry = {"profile_id": pid, "offset": message.offset}
+            # Visible to ingest from here on: later events of this anonymous id are stamped with pid.
             alias_table[anon] = entry
+            if handover is not None:
+                key, envelope = handover
+                await (await profile_events_topic.send(key=key.encode(), value=orjson.dumps(envelope), force=True))
+                alias_table[anon] = entry = {k: v for k, v in entry.items() if k != "handover"}
             for redis_key, fields in serving.alias_entries(anon, entry):
                 redis_sink.put(redis_key, fields)
         await alias_table.applied(message.partition, message.offset)

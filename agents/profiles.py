@@ -34,7 +34,14 @@ from app.faust_app import (
     settings,
 )
 from app.lifecycle import redis_sink
-from app.metrics import DUPLICATES, SEGMENT_CHANGES, SESSIONS_CLOSED, STAGE_SECONDS
+from app.metrics import (
+    DUPLICATES,
+    PROFILE_REDIRECTS,
+    SEGMENT_CHANGES,
+    SESSION_LATE_EVENTS,
+    SESSIONS_CLOSED,
+    STAGE_SECONDS,
+)
 from app.validation import Event, Rejection
 from tables import cluster_stage, profile_identity, profile_stage, serving, sessions
 from tables.definitions import profiles_table
@@ -115,6 +122,7 @@ async def redirect(profile_id: str, tombstone: Any, envelope: dict[str, Any], to
         return
     tombstone, forward = moved
     await send_profile_record(forward)
+    PROFILE_REDIRECTS.labels(profile_identity.merge_cause(tombstone)).inc()
     profiles_table[profile_id] = tombstone
 
 
@@ -182,6 +190,8 @@ async def apply_event(envelope: dict[str, Any], topic: str, partition: int, offs
         monitor=monitor, basis=f"{topic}:{partition}:{offset}",
     )
     profiles_table[profile_id] = value
+    if outputs.late_events:
+        SESSION_LATE_EVENTS.labels("redirected" if "redirected_from" in envelope else "direct").inc()
     await emit(profile_id, outputs, value)
     track(partition, profile_id, value)
     serve(profile_id, value, event.ts)

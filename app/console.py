@@ -37,6 +37,7 @@ class Snapshot:
     duplicates: dict[str, float] = field(default_factory=dict)
     table_keys: dict[str, float] = field(default_factory=dict)
     sessions_closed: float = 0.0
+    session_late_events: float = 0.0
     segment_changes: dict[str, float] = field(default_factory=dict)
     identity_changes: dict[str, float] = field(default_factory=dict)
     redis_writes: float = 0.0
@@ -76,6 +77,8 @@ def scrape(ports: list[int]) -> Snapshot:
                     keys[labels["table"]] += sample.value
                 elif sample.name == "persona_sessions_closed_total":
                     snap.sessions_closed += sample.value
+                elif sample.name == "persona_session_late_events_total":
+                    snap.session_late_events += sample.value
                 elif sample.name == "persona_segment_changes_total":
                     segments[labels["change"]] += sample.value
                 elif sample.name == "persona_identity_changes_total":
@@ -279,6 +282,7 @@ def summary(snap: Snapshot, elapsed: float) -> Table:
     for change, n in sorted(snap.identity_changes.items()):
         table.add_row(f"identity changes ({change})", f"{n:,.0f}")
     table.add_row("sessions closed", f"{snap.sessions_closed:,.0f}")
+    table.add_row("events late for their session", f"{snap.session_late_events:,.0f}")
     for change, n in sorted(snap.segment_changes.items()):
         table.add_row(f"segment changes ({change})", f"{n:,.0f}")
     table.add_row("dead letters", f"{snap.dead_letter_total:,.0f}")

@@ -66,6 +66,17 @@ SESSIONS_CLOSED = Counter(
     "Sessions closed and emitted to session-summaries, by close reason.",
     ["reason"],
 )
+SESSION_LATE_EVENTS = Counter(
+    "persona_session_late_events_total",
+    "Events that arrived after their session was emitted: counted in the profile, in no session summary. "
+    "route=redirected: the event was stamped with a profile that an identity merge had absorbed.",
+    ["route"],
+)
+PROFILE_REDIRECTS = Counter(
+    "persona_profile_redirects_total",
+    "Records that reached an absorbed profile and were sent on to its survivor, by the merge that absorbed it.",
+    ["cause"],
+)
 SEGMENT_CHANGES = Counter(
     "persona_segment_changes_total",
     "Segment changes emitted to segment-changes, by segment kind and change.",

@@ -296,6 +296,25 @@ def counters(pipeline: RunningPipeline) -> tuple[float, ...]:
     )
 
 
+def metric_totals(ports: list[int], names: Iterable[str]) -> dict[str, float]:
+    """``name{labels}`` -> value summed over the workers, for the named counters."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    wanted = set(names)
+    totals: Counter[str] = Counter()
+    for port in ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2.0) as response:
+            text = response.read().decode()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name in wanted:
+                    labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                    totals[f"{sample.name}{{{labels}}}"] += sample.value
+    return dict(totals)
+
+
 def read_outputs(settings: Settings, timeout: float) -> dict[str, list[Any]]:
     topics = settings.topics
     names = {
@@ -345,6 +364,9 @@ def run(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
             alive=pipeline.workers,
         )
         timings["publish_to_idle"] = time.monotonic() - started
+        late_events = metric_totals(
+            pipeline.ports, ("persona_session_late_events_total", "persona_profile_redirects_total")
+        )
         outputs = read_outputs(settings, args.timeout)
     customer_of_event, anon_of_event = event_truth(truth_dir)
     sessions = session_scores(outputs["session-summaries"], true_sessions(truth_dir), customer_of_event)
@@ -362,7 +384,7 @@ def run(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
         "partitions": args.partitions,
         "rate": args.rate or "as fast as possible",
         "seconds": {k: round(v, 1) for k, v in timings.items()},
-        "sessions": sessions,
+        "sessions": {**sessions, "late_and_redirected": late_events},
         "identity_served": identity_report(exp, served),
         "identity_from_outputs": {
             "anonymous_ids_with_sessions": len(via_outputs),

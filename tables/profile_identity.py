@@ -132,8 +132,8 @@ def provisional_merge(anon_hash: str, profile_id: str) -> tuple[str, Envelope] |
     Before its first alias, ingest stamps an anonymous id's events with
     ``profile_id_for(hash)``, the id a profile created from it alone gets. When the resolver
     created or chose another profile (the first event carried a user id, say), no
-    ``identity-changes`` record names the provisional id, so the identity stage sends this.
-    Its change id is stable per anonymous id, so sending it again is a no-op.
+    ``identity-changes`` record names the provisional id, so the alias stage sends this
+    (:func:`follow_alias`). Its change id is stable per anonymous id, so sending it again is a no-op.
 
     >>> from tables.identity.hashing import profile_id_for
     >>> provisional_merge("h1", profile_id_for("h1")) is None
@@ -147,6 +147,44 @@ def provisional_merge(anon_hash: str, profile_id: str) -> tuple[str, Envelope] |
         return None
     return provisional, {"profile_id": provisional,
                          "merge_out": {"change_id": f"provisional:{anon_hash}", "into": profile_id}}
+
+
+def follow_alias(
+    current: State | None, anon_hash: str, profile_id: str, offset: int
+) -> tuple[State | None, tuple[str, Envelope] | None]:
+    """An alias record at the alias table: the entry to write now, and a handover to send after it.
+
+    The handover is the provisional profile's ``merge_out`` (:func:`provisional_merge`) on an
+    anonymous id's first alias. Ingest reads the alias table in the same worker (it is
+    co-partitioned with the clickstream), so writing the entry *before* sending the
+    ``merge_out`` puts every event ingest stamped with the provisional id ahead of it in
+    that profile's partition: none arrives after the tombstone, none is redirected to a
+    survivor whose sessions have moved on (and then counted late). The entry keeps the
+    handover under ``"handover"`` until the caller has the broker's acknowledgement and
+    writes the entry again without it; a replay of a record whose entry still holds one
+    sends it again (a no-op at the provisional profile).
+
+    Returns ``(None, None)`` for a replay with nothing pending.
+
+    >>> entry, send = follow_alias(None, "h1", "p-1", offset=3)
+    >>> entry["profile_id"], entry["offset"], send == tuple(entry["handover"]) == provisional_merge("h1", "p-1")
+    ('p-1', 3, True)
+    >>> follow_alias(entry, "h1", "p-1", offset=3)[1] == send   # replayed before the ack was written
+    True
+    >>> done = {k: v for k, v in entry.items() if k != "handover"}
+    >>> follow_alias(done, "h1", "p-1", offset=3), follow_alias(done, "h1", "p-2", offset=9)
+    ((None, None), ({'profile_id': 'p-2', 'offset': 9}, None))
+    """
+    pending = current.get("handover") if current is not None else None
+    handover = (pending[0], pending[1]) if pending else None
+    if current is not None and offset <= int(current["offset"]):
+        return (current, handover) if handover else (None, None)
+    if current is None:
+        handover = provisional_merge(anon_hash, profile_id)
+    entry: State = {"profile_id": profile_id, "offset": offset}
+    if handover is not None:
+        entry["handover"] = list(handover)
+    return entry, handover
 
 
 def merge_out(
@@ -183,13 +221,24 @@ def redirect(tombstone: State, envelope: Mapping[str, Any], offset: int) -> tupl
     >>> tomb = {"merged_into": "p-a", "change_id": "c1", "offset": 12, "partition": 0}
     >>> moved, record = redirect(tomb, {"profile_id": "p-b", "ts": 5.0, "event": {}}, 13)
     >>> moved["offset"], record
-    (13, {'profile_id': 'p-a', 'ts': 5.0, 'event': {}})
+    (13, {'profile_id': 'p-a', 'ts': 5.0, 'event': {}, 'redirected_from': 'p-b'})
     >>> redirect(tomb, {"profile_id": "p-b"}, 12) is None
     True
     """
     if offset <= int(tombstone["offset"]):
         return None
-    return {**tombstone, "offset": offset}, {**envelope, "profile_id": str(tombstone["merged_into"])}
+    first = envelope.get("redirected_from", envelope["profile_id"])  # a chain keeps the first hop
+    return {**tombstone, "offset": offset}, {**envelope, "profile_id": str(tombstone["merged_into"]),
+                                             "redirected_from": first}
+
+
+def merge_cause(tombstone: State) -> str:
+    """``provisional`` when the tombstone is an anonymous id's provisional profile, else ``merged``.
+
+    >>> merge_cause({"merged_into": "p-a", "change_id": "provisional:h1"}), merge_cause({"change_id": "c1"})
+    ('provisional', 'merged')
+    """
+    return "provisional" if str(tombstone.get("change_id", "")).startswith("provisional:") else "merged"
 
 
 def merge_in(

@@ -60,6 +60,8 @@ class Outputs:
 
     closed_sessions: list[sessions.Session] = field(default_factory=list)
     segment_changes: list[dict[str, Any]] = field(default_factory=list)
+    #: Events too late for their sessions (counted by the profile, in no session summary).
+    late_events: int = 0
 
 
 def apply_event(
@@ -82,7 +84,7 @@ def apply_event(
     # Timed rules that fell due before this event are decided at their due times first, so a
     # change is dated when it happened, whether an event or a tick comes first after it.
     current, timer_changes = catch_up(current, event.ts, profile_id, config)
-    session_state, _, closed = sessions.apply(current.get("sessions"), event, offset, config.sessions)
+    session_state, session_outcome, closed = sessions.apply(current.get("sessions"), event, offset, config.sessions)
     profile_state, profile_outcome = profile.apply(current.get("profile"), event, offset, config.profile, monitor)
     # The windows count by offset only; the profile part also knows the recent event ids, so an
     # event sent twice (a redirect after a merge, ingest's re-forward after a crash) counts once.
@@ -96,7 +98,7 @@ def apply_event(
     changes: list[dict[str, Any]] = []
     if outcome == "applied":
         new, changes = evaluate(new, profile_id, event.ts, basis or f"offset:{offset}", config)
-    return new, Outputs(closed, [*timer_changes, *changes])
+    return new, Outputs(closed, [*timer_changes, *changes], int(session_outcome == "late"))
 
 
 def tick(value: State, now: float, profile_id: str, config: StageConfig = DEFAULT) -> tuple[State, Outputs]:

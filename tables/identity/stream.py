@@ -435,30 +435,6 @@ def note_anonymous_id(base: KeyValueStore, anon_hash: str, partition: int) -> No
         base[key] = {**entry, "partition": partition}
 
 
-def first_aliases(base: KeyValueStore, profile_ids: list[str]) -> list[tuple[str, str]]:
-    """``(anonymous_id hash, profile_id)`` of the anonymous ids of ``profile_ids`` that never had an alias.
-
-    Call it before :func:`alias_updates`. Until its first alias arrives, ingest stamps an
-    anonymous id's events with ``profile_id_for(hash)``; when the resolver put it in another
-    profile (its first event carried a user id), that provisional profile's state must follow
-    (:func:`tables.profile_identity.provisional_merge`).
-
-    >>> base = {"p/p-1": {"identifiers": {"h1": "anonymous_id", "h2": "anonymous_id"}}}
-    >>> note_anonymous_id(base, "h1", 0); note_anonymous_id(base, "h2", 3)
-    >>> base["a/h2"]["profile_id"] = "p-1"
-    >>> first_aliases(base, ["p-1"])
-    [('h1', 'p-1')]
-    """
-    out: list[tuple[str, str]] = []
-    for pid in profile_ids:
-        profile = base.get(PREFIXES["profiles"] + pid)
-        for h, t in sorted((profile or {}).get("identifiers", {}).items()):
-            entry = base.get(PREFIXES["aliases"] + h) if t == "anonymous_id" else None
-            if entry is not None and entry.get("profile_id") is None:
-                out.append((h, pid))
-    return out
-
-
 def alias_updates(base: KeyValueStore, profile_ids: list[str]) -> list[tuple[str, str, int]]:
     """``(anonymous_id hash, profile_id, clickstream partition)`` of every anonymous id whose profile changed.
 

@@ -19,7 +19,7 @@ from app.settings import DEV_HMAC_SECRET, Settings
 from app.stack import EmbeddedStack
 from tables.identity.hashing import profile_id_for
 from tests.integration.conftest import Pipeline, wait_for
-from tests.integration.events import event, product_view, record
+from tests.integration.events import event, iso, product_view, record
 from tests.integration.test_identity import anon_hash, crm, identify, profile_of
 from tests.integration.test_profiles import get
 
@@ -191,3 +191,29 @@ def test_an_operator_split_after_a_merge_gives_the_split_off_browser_its_own_pro
              lambda: f"{get(port, f'/v1/profiles/{own}')}\n{pipeline.workers[0][0].tail(60)}")
     # The merged history stays with the profile that kept its id (it cannot be attributed).
     assert get(port, f"/v1/profiles/{pid}")[1]["events"] == 3
+
+
+def test_a_browser_that_logs_in_mid_burst_has_every_event_in_a_session_summary(pipeline: Pipeline) -> None:
+    """Its first alias moves its provisional profile into a known customer's while the rest of the
+    burst is being stamped: no event may reach that profile's sessions after they moved on."""
+    _, port = pipeline.start_worker()
+    pipeline.produce(pipeline.topics.clickstream, [record(identify("j1", "anon-j", "user-k", email="k@example.com"))])
+    wait_for(lambda: profile_of(pipeline, "anon-j") is not None, 60, lambda: pipeline.workers[0][0].tail(60))
+    customer = str(profile_of(pipeline, "anon-j"))
+
+    burst = []
+    for n, hours_ago in enumerate((10.0, 8.0, 6.0)):
+        for i in range(8):
+            extra: dict[str, Any] = {"user_id": "user-k"} if (n, i) == (0, 2) else {}
+            burst.append(event(f"k{n}-{i}", "anon-k", timestamp=iso(hours_ago * 3600 - 60 * i), **extra))
+    burst.append(event("k-now", "anon-k", timestamp=iso(30)))  # closes the three sessions by its time
+    pipeline.produce(pipeline.topics.clickstream, [record(e) for e in burst])
+
+    summaries = pipeline.consume(pipeline.topics.session_summaries, expected=3)
+    assert sorted(s["events"] for s in summaries) == [8, 8, 8]
+    # A session that closed before identity caught up is the provisional profile's; the profile
+    # (which absorbed that one) ends with every event.
+    assert {s["profile_id"] for s in summaries} <= {customer, profile_id_for(anon_hash("anon-k"))}
+    wait_for(lambda: get(port, f"/v1/profiles/{customer}")[1].get("events") == 26, 30,
+             lambda: str(get(port, f"/v1/profiles/{customer}")))
+    assert pipeline.metric(port, "persona_session_late_events_total") == 0

@@ -209,13 +209,15 @@ def test_a_split_that_recreates_an_absorbed_id_revives_it_empty_and_skips_what_w
 
 def test_a_provisional_profile_stamped_before_the_first_alias_is_handed_to_the_resolved_profile() -> None:
     from tables.identity.hashing import profile_id_for
-    from tables.identity.stream import alias_updates, first_aliases, note_anonymous_id
+    from tables.identity.stream import alias_updates, note_anonymous_id
 
     base: dict[str, Any] = {"p/p-u": {"identifiers": {"h-anon": "anonymous_id", "h-user": "user_id"}}}
     note_anonymous_id(base, "h-anon", 0)
-    firsts = first_aliases(base, ["p-u"])
-    assert alias_updates(base, ["p-u"]) == [("h-anon", "p-u", 0)] and first_aliases(base, ["p-u"]) == []
-    (merge_out,) = [m for h, pid in firsts if (m := profile_identity.provisional_merge(h, pid))]
+    assert alias_updates(base, ["p-u"]) == [("h-anon", "p-u", 0)]
+    entry, merge_out = profile_identity.follow_alias(None, "h-anon", "p-u", offset=0)
+    assert entry is not None and merge_out is not None
+    # The next alias of the same anonymous id (a later merge) hands nothing over.
+    assert profile_identity.follow_alias({"profile_id": "p-u", "offset": 0}, "h-anon", "p-v", 1)[1] is None
     key, envelope = merge_out
     assert key == profile_id_for("h-anon") and envelope["merge_out"]["into"] == "p-u"
     provisional = views(key, 1, ["s1"], first_offset=4)
