@@ -358,6 +358,23 @@ def overview() -> dash.Dashboard:
         )
     )
 
+    d = d.with_panel(
+        graph(
+            ids,
+            "Redirected records / late session events",
+            "Records that reached a profile an identity merge had absorbed and were sent on to its "
+            "survivor, by cause (provisional: an anonymous id's first profile; merged: a merge of two "
+            "profiles), and events that arrived after their session was emitted (counted in the "
+            "profile, in no session summary), by route. Late redirected events mean identity lags the "
+            "events by more than a session gap (a backlog).",
+            [
+                Query(_rate("persona_profile_redirects_total", "cause"), "redirected {{cause}}"),
+                Query(_rate("persona_session_late_events_total", "route"), "late {{route}}"),
+            ],
+            "cps",
+        )
+    )
+
     # --- cluster segments ------------------------------------------------------------------
     d = d.with_row(dash.Row("Cluster segments").id(ids()))
     d = d.with_panel(
