@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import json
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -183,6 +184,17 @@ async def commit_group_offset(bootstrap: str, group: str, topic: str, partition:
         assert (await consumer.committed(tp)) == offset
     finally:
         await consumer.stop()
+
+
+def get(port: int, path: str) -> tuple[int, Any]:
+    """GET a worker's HTTP path: (status, decoded JSON body); (0, {"error"}) when nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+    except OSError as exc:
+        return 0, {"error": str(exc)}
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, message: Callable[[], str]) -> None:

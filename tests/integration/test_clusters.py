@@ -9,9 +9,6 @@ successor must hold the same cluster ids and centres and learn on from them.
 from __future__ import annotations
 
 import asyncio
-import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,7 +19,7 @@ from app.settings import Topics
 from app.simulator import SimRecord
 from app.simulator.producer import produce
 from bench.identity_accuracy import simulated
-from tests.integration.conftest import Pipeline, expire_killed_worker, wait_for
+from tests.integration.conftest import Pipeline, expire_killed_worker, get, wait_for
 from tests.integration.events import event, record
 from tests.unit.test_schemas import validator
 
@@ -47,14 +44,6 @@ def traffic() -> list[SimRecord]:
             if r.topic == "clickstream"]
 
 
-def get(port: int, path: str) -> tuple[int, Any]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-    except OSError as exc:
-        return 0, {"error": str(exc)}
 
 
 def send(pipeline: Pipeline, records: list[SimRecord]) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from tests.integration.conftest import Pipeline, wait_for
+from tests.integration.conftest import Pipeline, get, wait_for
 from tests.integration.events import event, iso, record
 
 pytestmark = pytest.mark.integration
@@ -25,12 +25,6 @@ def at(hours_ago: float, event_id: str, event_type: str = "page_view", **extra: 
     return event(event_id, "anon-p", event_type, timestamp=iso(hours_ago * HOUR), **extra)
 
 
-def get(port: int, path: str) -> tuple[int, dict[str, object]]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 def test_sessions_close_into_summaries_and_the_profile_is_served_by_id_and_by_email(pipeline: Pipeline) -> None:

@@ -7,7 +7,6 @@ test can stop it, start an empty one on the same port, FLUSHALL it and rebuild i
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from app.rebuild import TABLES, changelog_topic, last_values, read_changelog, se
 from app.settings import DEV_HMAC_SECRET, Settings
 from app.stack import EmbeddedStack, ManagedProcess, free_port, start_redis
 from tables import serving
-from tests.integration.conftest import Pipeline, wait_for
+from tests.integration.conftest import Pipeline, get, wait_for
 from tests.integration.events import event, record
 
 pytestmark = pytest.mark.integration
@@ -67,12 +66,6 @@ def dedicated(stack: EmbeddedStack, tmp_path: Path) -> Iterator[tuple[Pipeline, 
         server.stop()
 
 
-def get(port: int, path: str) -> tuple[int, dict[str, object]]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 def traffic(anon: str, n: int, first: int) -> list[tuple[bytes, bytes]]:
