@@ -180,7 +180,7 @@ def run(
     by_record = dict(report.assignments)
     truth = [entity_of(r["record_id"]) for r in records]
     predicted = [by_record[r["record_id"]] + "" for r in records]
-    result = score(truth, predicted)
+    result: dict[str, Any] = {**score(truth, predicted)}
     result.update(
         {
             "dataset": name,

@@ -82,7 +82,8 @@ def wait_settled(port: int, client: redis.Redis, timeout: float) -> None:
 
 def measure(port: int, paths: list[str], n: int) -> tuple[list[float], float, dict[int, int]]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    latencies, statuses = [], {}
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
     started = time.perf_counter()
     for i in range(n):
         t0 = time.perf_counter()

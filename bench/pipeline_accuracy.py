@@ -303,7 +303,7 @@ def metric_totals(ports: list[int], names: Iterable[str]) -> dict[str, float]:
     from prometheus_client.parser import text_string_to_metric_families
 
     wanted = set(names)
-    totals: Counter[str] = Counter()
+    totals: dict[str, float] = {}
     for port in ports:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2.0) as response:
             text = response.read().decode()
@@ -311,8 +311,9 @@ def metric_totals(ports: list[int], names: Iterable[str]) -> dict[str, float]:
             for sample in family.samples:
                 if sample.name in wanted:
                     labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-                    totals[f"{sample.name}{{{labels}}}"] += sample.value
-    return dict(totals)
+                    key = f"{sample.name}{{{labels}}}"
+                    totals[key] = totals.get(key, 0.0) + sample.value
+    return totals
 
 
 def read_outputs(settings: Settings, timeout: float) -> dict[str, list[Any]]:

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -77,7 +78,7 @@ def measure(seed: int = 7, customers: int = 400, events: int = 20000,
     sim = SimConfig(seed=seed, customers=customers, end=END, max_events=events)
     validator = Validator.default()
     now = END.timestamp()
-    states: dict[str, dict] = {}  # type: ignore[type-arg]
+    states: dict[str, dict[str, Any]] = {}
     found: set[tuple[str, int, int]] = set()
     n_found = n_events = n_late = 0
     elapsed = 0.0

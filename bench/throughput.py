@@ -278,12 +278,17 @@ def cpu_seconds(pids: list[int]) -> float:
 def wait(condition: Callable[[], bool], timeout: float, what: str, alive: list[ManagedProcess]) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
-        for p in alive:
-            if not p.running:
-                raise BenchError(f"{p.name} exited while waiting for {what}:\n{p.tail(40)}")
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}")
+        still_waiting(alive, deadline, what, f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(POLL_S)
+
+
+def still_waiting(alive: list[ManagedProcess], deadline: float, what: str, timed_out: str) -> None:
+    """Raise :class:`BenchError` when a process of ``alive`` exited or ``deadline`` (monotonic) passed."""
+    for p in alive:
+        if not p.running:
+            raise BenchError(f"{p.name} exited while waiting for {what}:\n{p.tail(40)}")
+    if time.monotonic() > deadline:
+        raise BenchError(timed_out)
 
 
 def drain_timeout(events: int) -> float:
@@ -509,11 +514,8 @@ def run_pipeline_scenario(
             if total >= cfg.events:
                 done_at, done_cpu = now, cpu_seconds(pids)
                 break
-            for w in workers:
-                if not w.running:
-                    raise BenchError(f"{w.name} exited during the drain:\n{w.tail(40)}")
-            if time.monotonic() > deadline:
-                raise BenchError(f"{name}: not drained within {drain_timeout(cfg.events):.0f} s ({total:,.0f} done)")
+            still_waiting(workers, deadline, "the drain",
+                          f"{name}: not drained within {drain_timeout(cfg.events):.0f} s ({total:,.0f} done)")
             time.sleep(POLL_S)
         assert first_at is not None and first_count is not None and first_cpu is not None
         if done_at <= first_at:
