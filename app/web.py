@@ -233,7 +233,10 @@ class ClusterModelView(View):
 @faust_app.page("/health")
 class HealthView(View):
     async def get(self, request: Request) -> Response:
-        ready = bool(cast(Any, faust_app.tables).recovery.completed.is_set())
+        recovery = cast(Any, faust_app.tables).recovery
+        # ``completed`` stays set after the first recovery; ``in_recovery`` is also true while a
+        # later rebalance restores tables this worker has just been given.
+        ready = bool(recovery.completed.is_set()) and not recovery.in_recovery
         redis_up = await redis_sink.ping()
         body = {
             "status": "ok" if ready else "recovering",
