@@ -106,6 +106,27 @@ async def _produce(bootstrap: str, topic: str, partitions: int, records: Iterato
     return sent
 
 
+async def raw_read_seconds(bootstrap: str, topic: str, partitions: int, n: int) -> float:
+    """Seconds a bare aiokafka consumer takes to read the ``n`` changelog records (the broker's share of recovery)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        started, got = time.monotonic(), 0
+        while got < n:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            if not batches and time.monotonic() - started > 60 + n / 1000:
+                raise RuntimeError(f"read {got} of {n} changelog records")
+            got += sum(len(records) for records in batches.values())
+        return time.monotonic() - started
+    finally:
+        await consumer.stop()
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -149,6 +170,7 @@ def measure_store(store: str, cfg: ScaleConfig, stack: EmbeddedStack, templates:
     produced_at = time.monotonic()
     sent = asyncio.run(_produce(stack.bootstrap, changelog, cfg.partitions, changelog_records(templates, cfg.profiles)))
     produce_s = time.monotonic() - produced_at
+    raw_s = asyncio.run(raw_read_seconds(stack.bootstrap, changelog, cfg.partitions, sent))
 
     # Generous: start-up plus 1,000 values/s (a third of what recovery measured).
     limit = 120.0 + sent / 1000
@@ -158,6 +180,7 @@ def measure_store(store: str, cfg: ScaleConfig, stack: EmbeddedStack, templates:
         "store": f"{store}://",
         "profiles": sent,
         "changelog_produce_s": round(produce_s, 1),
+        "raw_consumer_read_s": round(raw_s, 2),
         "recovery_to_ready_s": round(ready_s, 1),
         "empty_table_to_ready_s": round(baseline_ready_s, 1),
         "rss_mb": round(rss, 1),
