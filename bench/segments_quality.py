@@ -177,10 +177,25 @@ class RealProfile:
         return features.rule_features(self.state, now)
 
 
+#: Exit reasons that end a profile's membership because of identity or privacy, not a rule.
+IDENTITY_REASONS = ("merged_into", "split_into", "erased")
+
+
 class Flaps:
     """Counts changes, and flaps: changes undoing the same (profile, segment)'s previous change within a window.
 
-    Reported for several windows (1 h: boundary jitter; 24 h: a day's churn).
+    Reported for several windows (1 h: boundary jitter; 24 h: a day's churn). Flaps whose
+    undoing change is an identity exit (the profile was absorbed by a merge, split or
+    erased: the reason is ``merged_into``, ``split_into`` or ``erased``) are also counted
+    apart, with the rate of the others (the rules' own churn).
+
+    >>> f = Flaps()
+    >>> f.add([{"profile_id": "p", "segment_id": "vip", "segment_kind": "rule", "change": "entered"}], 0.0)
+    >>> f.add([{"profile_id": "p", "segment_id": "vip", "segment_kind": "rule", "change": "exited",
+    ...         "reason": {"merged_into": "q"}}], 60.0)
+    >>> r = f.report()
+    >>> r["flaps_within_1h"], r["identity_flaps_within_1h"], r["rule_flap_rate_within_1h"]
+    (1, 1, 0.0)
     """
 
     def __init__(self, windows_hours: tuple[float, ...] = (1.0, 24.0)) -> None:
@@ -188,6 +203,7 @@ class Flaps:
         self.last: dict[tuple[str, str], tuple[str, float]] = {}
         self.changes: Counter[str] = Counter()
         self.flaps: dict[float, Counter[str]] = {w: Counter() for w in windows_hours}
+        self.identity_flaps: Counter[float] = Counter()
 
     def add(self, changes: list[dict[str, Any]], now: float) -> None:
         for c in changes:
@@ -196,9 +212,11 @@ class Flaps:
             self.changes[group] += 1
             prev = self.last.get(key)
             if prev is not None and prev[0] != c["change"]:
+                by_identity = any(r in (c.get("reason") or {}) for r in IDENTITY_REASONS)
                 for w in self.windows:
                     if now - prev[1] <= w * 3600:
                         self.flaps[w][group] += 1
+                        self.identity_flaps[w] += by_identity
             self.last[key] = (c["change"], now)
 
     def report(self) -> dict[str, Any]:
@@ -209,6 +227,9 @@ class Flaps:
             out[f"flaps_within_{w:g}h"] = flaps
             out[f"flap_rate_within_{w:g}h"] = round(flaps / total, 5) if total else 0.0
             out[f"flaps_within_{w:g}h_by_segment"] = dict(self.flaps[w])
+            out[f"identity_flaps_within_{w:g}h"] = self.identity_flaps[w]
+            rule_flaps = flaps - self.identity_flaps[w]
+            out[f"rule_flap_rate_within_{w:g}h"] = round(rule_flaps / total, 5) if total else 0.0
         return out
 
 
