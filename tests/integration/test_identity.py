@@ -14,6 +14,7 @@ import pytest
 
 from app.pii import keyed_hash
 from app.settings import DEV_HMAC_SECRET, Settings
+from app.validation import Validator
 from tables.identity import IdentityResolver
 from tables.identity.stream import observation_to_dict
 from tests.integration.conftest import Pipeline, wait_for
@@ -277,3 +278,21 @@ def test_a_batch_with_a_bad_record_in_the_middle_dead_letters_it_and_applies_the
         (2, "invalid_json"),
     ]
     assert pipeline.metric(port, "persona_duplicates_total", topic=identity_input, kind="offset") == 0
+
+
+def test_ingest_crm_forwards_a_batch_around_a_bad_record(pipeline: Pipeline) -> None:
+    good = [crm("crm-b1", email="bo@example.com", last_name="Bo"), crm("crm-b2", email="bo@example.com")]
+    # Written before the worker starts: ingest-crm takes all three as one batch.
+    pipeline.produce(pipeline.topics.crm_profiles, [good[0], (b"crm-bad", b'{"record_id": 3}'), good[1]])
+    _, port = pipeline.start_worker()
+    resolver, validator = IdentityResolver(DEV_HMAC_SECRET), Validator()
+    lookups = [
+        f"persona:identity:{h}"
+        for _, value in good
+        for t, h in resolver.observe_crm(validator.crm_record(value).data).identifiers  # type: ignore[union-attr]
+    ]
+    wait_for(lambda: pipeline.redis.exists(*lookups) == len(lookups), 60, lambda: pipeline.workers[0][0].tail(80))
+    assert len({pipeline.redis.hget(key, "profile_id") for key in lookups}) == 1  # the second record saw the first
+    assert pipeline.metric(port, "persona_identity_forwarded_total", topic=pipeline.topics.crm_profiles) == 2
+    letters = pipeline.consume(pipeline.topics.dead_letters, expected=1)
+    assert [(d["source"]["topic"], d["source"]["offset"]) for d in letters] == [(pipeline.topics.crm_profiles, 1)]
