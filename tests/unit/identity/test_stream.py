@@ -321,3 +321,19 @@ def test_serving_after_a_batch_ends_with_the_last_word_about_each_profile(
     merged_into = {pid: into for pid, into in plan.items() if into != SERVE_PROFILE}
     assert merged_into, "the traffic merges profiles"
     assert all(plan[into] == SERVE_PROFILE for into in merged_into.values() if into in plan)
+
+
+def test_a_batch_resolved_again_after_a_crash_before_its_commit_emits_the_same_outputs(
+    traffic: list[dict[str, Any]],
+) -> None:
+    resolver = IdentityResolver("unit-test-secret-0123456789")
+    raws = _identity_inputs(traffic)
+    table, _ = _resolve_in_batches(resolver, raws[:40], 40)
+    before = dict(table.raw_items())
+    crashed = StagedStore(table)
+    lost = [resolve_record(resolver, crashed, raw) for raw in raws[40:80]]  # outputs sent, state never committed
+    assert dict(table.raw_items()) == before
+    staged = StagedStore(table)
+    again = [resolve_record(resolver, staged, raw) for raw in raws[40:80]]
+    assert _outputs(again) == _outputs(lost)
+    assert any(r.resolution.changes for r in again if isinstance(r, Resolved))  # change ids included
