@@ -10,22 +10,24 @@
                            └──► <app_id>-profile-events: on an anonymous id's first alias, the merge_out of
                                 its provisional profile into the real one (after the alias is visible to ingest)
 
-Exactness: the resolver writes into a staged view of the identity table; the record's
-outputs are sent and acknowledged first, then the staged state is written, then the
-table's watermark (= last applied identity-input offset). A replayed offset at or below
-the watermark is skipped; a record whose state was lost is resolved again and emits the
-same outputs (stable change ids).
+Exactness: records come in batches (``take_events``) and resolve in offset order into ONE
+staged view of the identity table (each record in a view nested in it, so a record the
+resolver refuses leaves no trace); the batch's outputs are sent and acknowledged first,
+then the staged state is written, then the table's watermark (= last applied
+identity-input offset). A replayed offset at or below the watermark is skipped; a batch
+whose state was lost is resolved again and emits the same outputs (stable change ids).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from typing import cast
+from collections.abc import Awaitable, Sequence
+from typing import Any, cast
 
 import orjson
-from faust.types import StreamT
+from faust import Stream
+from faust.types import EventT, StreamT
 
 from agents.ingest import send_dead_letter
 from app.faust_app import (
@@ -45,77 +47,103 @@ from tables.definitions import alias_table, identity_table
 from tables.exact import watermark_key
 from tables.identity.stream import (
     PREFIXES,
+    SERVE_PROFILE,
     ObservationInput,
+    Resolved,
     StagedStore,
-    alias_updates,
-    apply_identity_input,
-    parse_identity_input,
+    resolve_record,
+    serving_updates,
 )
 from tables.store import KeyValueStore
 
 INPUT = settings.identity_input_topic
-logger = logging.getLogger(__name__)
 changes_topic = output_topics[settings.topics.identity_changes]
 
 
 @faust_app.agent(identity_input_topic, name="identity")
 async def identity(stream: StreamT) -> None:
-    async for record in stream.events():
-        started = time.perf_counter()
+    # Batches: the broker's acknowledgements of a batch's outputs are awaited together (one
+    # wait of ~3.5 ms instead of one per record), and the staged state is committed once.
+    batches = cast(Stream, stream).take_events(settings.identity_batch_size, within=settings.identity_batch_seconds)
+    async for records in batches:
+        await identity_batch(records)
+
+
+async def identity_batch(records: Sequence[EventT]) -> None:
+    """Resolve a batch of identity-input records in offset order through ONE staged view; commit once.
+
+    Exactness is the per-record path's, per batch: every output of the batch (and every
+    dead letter) is acknowledged before the staged state is written, and the watermark
+    (the last applied offset) only after that state. A crash in between re-resolves the
+    whole batch from the table and re-emits the same outputs (stable change ids); offsets
+    at or below the watermark are skipped.
+    """
+    started = time.perf_counter()
+    staged = StagedStore(cast(KeyValueStore, identity_table))
+    deliveries: list[Awaitable[Any]] = []
+    batch: list[Resolved] = []
+    last: tuple[int, int] | None = None  # (partition, offset) of the batch's last new record
+    applied = len(records)
+    for record in records:
         message = record.message
-        applied = identity_table.data.get(watermark_key(message.partition))
-        if applied is not None and message.offset <= applied:
+        watermark = identity_table.data.get(watermark_key(message.partition))
+        if watermark is not None and message.offset <= watermark:
             DUPLICATES.labels(INPUT, "offset").inc()
+            applied -= 1
             continue
-        staged = StagedStore(cast(KeyValueStore, identity_table))
-        parsed = parse_identity_input(record.value)
-        try:
-            if not isinstance(parsed, Rejection):
-                resolution, touched = apply_identity_input(resolver, staged, parsed)
-        except Exception as exc:
-            # A poison record must not stop the one identity partition (every later record waits
-            # behind it). Nothing was written: the resolver only touched the staged view, dropped here.
-            logger.exception("identity input %s:%s refused by the resolver", message.partition, message.offset)
-            parsed = Rejection("invalid_identity_input", f"the resolver could not apply it: {exc!r}"[:500])
-        if isinstance(parsed, Rejection):
+        last = message.partition, message.offset
+        done = resolve_record(resolver, staged, record.value, f"{message.partition}:{message.offset}")
+        if isinstance(done, Rejection):
             # The watermark passes the bad record only once its dead letter is acknowledged.
-            await (await send_dead_letter(record, parsed))
-            await identity_table.applied(message.partition, message.offset)
+            deliveries.append(await send_dead_letter(record, done))
             continue
-        aliases = alias_updates(staged, touched)
-        deliveries = []
-        if isinstance(parsed, ObservationInput) and parsed.traits and resolution.profile_id:
-            # A CRM record's trait bands (no clear PII: banded at ingest) for the profile it resolved to.
-            traits = {"profile_id": resolution.profile_id, "traits": parsed.traits, "ts": parsed.ts}
-            deliveries.append(await profile_events_topic.send(
-                key=resolution.profile_id.encode(), value=orjson.dumps(traits), force=True
-            ))
-        deliveries += [
-            await changes_topic.send(key=change["profile_id"].encode(), value=orjson.dumps(change), force=True)
-            for change in resolution.changes
-        ]
-        deliveries += [
-            await identity_aliases_topic.send(
-                key=anon.encode(), value=orjson.dumps({"profile_id": pid}), partition=partition, force=True
-            )
-            for anon, pid, partition in aliases
-        ]
-        await asyncio.gather(*deliveries)
+        batch.append(done)
+        deliveries += await send_outputs(done)
+    if last is None:
+        return
+    await asyncio.gather(*deliveries)
+    partition, offset = last
+    # The identity table has one partition: every key's changelog record goes to it.
+    with identity_table.writing_to(partition):
         staged.commit()
-        await identity_table.applied(message.partition, message.offset)
-        for change in resolution.changes:
+    await identity_table.applied(partition, offset, records=applied)
+    for done in batch:
+        for change in done.resolution.changes:
             IDENTITY_CHANGES.labels(change["change"]).inc()
-        IDENTITY_ALIASES.inc(len(aliases))
-        for pid in touched:
+        IDENTITY_ALIASES.inc(len(done.aliases))
+    for pid, merged_into in serving_updates(batch).items():
+        if merged_into == SERVE_PROFILE:
             profile = identity_table.get(PREFIXES["profiles"] + pid)
-            if profile:
-                # The identity summary and the lookup index: every identifier hash -> the profile.
-                for redis_key, fields in serving.profile_identity_entries(profile):
-                    redis_sink.put(redis_key, fields)
-        for absorbed in resolution.absorbed:
-            for redis_key, fields in serving.merged_entries(absorbed, resolution.profile_id):
-                redis_sink.put(redis_key, fields)
-        STAGE_SECONDS.labels("identity").observe(time.perf_counter() - started)
+            # The identity summary and the lookup index: every identifier hash -> the profile.
+            entries = serving.profile_identity_entries(profile) if profile else []
+        else:
+            entries = serving.merged_entries(pid, merged_into)
+        for redis_key, fields in entries:
+            redis_sink.put(redis_key, fields)
+    STAGE_SECONDS.labels("identity").observe((time.perf_counter() - started) / applied)
+
+
+async def send_outputs(done: Resolved) -> list[Awaitable[Any]]:
+    """Send one resolved record's outputs; return the broker's acknowledgements to await."""
+    resolution, parsed = done.resolution, done.parsed
+    deliveries = []
+    if isinstance(parsed, ObservationInput) and parsed.traits and resolution.profile_id:
+        # A CRM record's trait bands (no clear PII: banded at ingest) for the profile it resolved to.
+        traits = {"profile_id": resolution.profile_id, "traits": parsed.traits, "ts": parsed.ts}
+        deliveries.append(await profile_events_topic.send(
+            key=resolution.profile_id.encode(), value=orjson.dumps(traits), force=True
+        ))
+    deliveries += [
+        await changes_topic.send(key=change["profile_id"].encode(), value=orjson.dumps(change), force=True)
+        for change in resolution.changes
+    ]
+    deliveries += [
+        await identity_aliases_topic.send(
+            key=anon.encode(), value=orjson.dumps({"profile_id": pid}), partition=partition, force=True
+        )
+        for anon, pid, partition in done.aliases
+    ]
+    return deliveries
 
 
 @faust_app.agent(identity_aliases_topic, name="identity-aliases")

@@ -140,22 +140,40 @@ async def ingest_batch(records: Sequence[EventT]) -> None:
 
 @faust_app.agent(crm_profiles_topic, name="ingest-crm")
 async def ingest_crm(stream: StreamT) -> None:
-    async for record in stream.events():
+    # Batches: one wait for the broker's acknowledgements of a batch's forwards, not one per record.
+    batches = cast(Stream, stream).take_events(settings.identity_batch_size, within=settings.identity_batch_seconds)
+    async for records in batches:
+        await ingest_crm_batch(records)
+
+
+async def ingest_crm_batch(records: Sequence[EventT]) -> None:
+    """Forward a batch of CRM records to identity (dead-letter the bad ones); return once the broker has them all.
+
+    ingest-crm keeps no state: a replay forwards the records again, and resolving one
+    twice changes nothing. Faust acks the batch's offsets after this returns, so no
+    offset is committed before its forward (or dead letter) is acknowledged.
+    """
+    deliveries: list[Awaitable[Any]] = []
+    forwarded = 0
+    for record in records:
         result = validator.crm_record(record.value)
         if isinstance(result, Rejection):
-            await send_dead_letter(record, result)
-        else:
-            # Every valid CRM record goes to identity, hashed here (ingest-crm keeps no state:
-            # a replay forwards it again, and resolving it twice changes nothing).
-            obs = resolver.observe_crm(result.data)
-            # The traits the profile keeps, banded here so no date of birth travels on (tables/profile.py).
-            ts = crm_time(result.data, record.message.timestamp)
-            bands = profile.trait_bands(result.data.get("traits") or {}, ts)
-            doc = {"obs": observation_to_dict(obs), "traits": bands, "ts": ts}
-            delivery = await identity_input_topic.send(key=obs.source.encode(), value=orjson.dumps(doc), force=True)
-            await delivery
-            IDENTITY_FORWARDED.labels(CRM).inc()
-            EVENTS_PROCESSED.labels(CRM, "crm_record").inc()
+            deliveries.append(await send_dead_letter(record, result))
+            continue
+        # Every valid CRM record goes to identity, hashed here.
+        obs = resolver.observe_crm(result.data)
+        # The traits the profile keeps, banded here so no date of birth travels on (tables/profile.py).
+        ts = crm_time(result.data, record.message.timestamp)
+        bands = profile.trait_bands(result.data.get("traits") or {}, ts)
+        doc = {"obs": observation_to_dict(obs), "traits": bands, "ts": ts}
+        deliveries.append(
+            await identity_input_topic.send(key=obs.source.encode(), value=orjson.dumps(doc), force=True)
+        )
+        forwarded += 1
+    await asyncio.gather(*deliveries)
+    if forwarded:
+        IDENTITY_FORWARDED.labels(CRM).inc(forwarded)
+        EVENTS_PROCESSED.labels(CRM, "crm_record").inc(forwarded)
 
 
 def crm_time(data: dict[str, Any], received: float) -> float:

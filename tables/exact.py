@@ -22,8 +22,9 @@ stale watermark only means a longer (idempotent) replay, never a lost event.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, cast
 
 import faust
@@ -91,9 +92,19 @@ class ExactTable(faust.Table):
         none while an agent works on a ``stream.take_events`` batch (Faust refuses the
         write: faust-streaming issue #497). A batch passes each key's source partition.
         """
+        with self.writing_to(partition):
+            self[key] = value
+
+    @contextlib.contextmanager
+    def writing_to(self, partition: int) -> Iterator[None]:
+        """Within the block, every write and delete of the table goes to changelog ``partition``.
+
+        For code that writes through the store protocol (``table[key] = value``,
+        ``del table[key]``) inside a ``stream.take_events`` batch, as :meth:`put` does.
+        """
         self._partition = partition
         try:
-            self[key] = value
+            yield
         finally:
             self._partition = None
 

@@ -40,7 +40,8 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,8 @@ from tables.identity.observation import Observation
 from tables.identity.resolver import IdentityResolver, Resolution
 from tables.identity.state import IdentityState
 from tables.store import KeyValueStore
+
+logger = logging.getLogger(__name__)
 
 #: Most identity signatures remembered per anonymous id (oldest dropped first).
 SEEN_CAP = 64
@@ -307,6 +310,89 @@ def apply_identity_input(
         note_anonymous_id(staged, parsed.anon, parsed.partition)
     resolution = resolver.resolve(state, parsed.obs)
     return resolution, [resolution.profile_id] if resolution.profile_id else []
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """One identity-input record applied to the staged state: what the agent must send and serve.
+
+    ``aliases`` are ``(anonymous_id hash, profile_id, clickstream partition)`` (see
+    :func:`alias_updates`); ``touched`` the profiles whose identity summary changed.
+    """
+
+    parsed: ObservationInput | SplitInput
+    resolution: Resolution
+    touched: list[str]
+    aliases: list[tuple[str, str, int]]
+
+
+def resolve_record(
+    resolver: IdentityResolver, staged: StagedStore, raw: bytes, where: str = ""
+) -> Resolved | Rejection:
+    """Resolve one identity-input record into ``staged``, or say why it cannot be (its dead letter).
+
+    The record resolves into a view nested in ``staged`` and reaches ``staged`` only
+    if it resolved: a record the resolver raises on leaves ``staged`` as it was, so
+    a batch of records (one ``staged`` chained through all of them, each record seeing
+    the ones before it) loses only the bad record, never its neighbours' changes.
+
+    Examples
+    --------
+    >>> r, table = IdentityResolver("a-secret-of-16-chars"), {}
+    >>> staged = StagedStore(table)
+    >>> obs = {"key": "h1", "key_type": "anonymous_id", "identifiers": [["anonymous_id", "h1"]], "source": "e1"}
+    >>> done = resolve_record(r, staged, orjson.dumps({"obs": obs, "anon": "h1", "partition": 2}))
+    >>> done.touched == [done.resolution.profile_id], done.aliases == [("h1", done.resolution.profile_id, 2)]
+    (True, True)
+    >>> resolve_record(r, staged, b'{"command": "merge"}').code
+    'unknown_command'
+    >>> table == {}, len(staged.commit()) > 0
+    (True, True)
+    """
+    parsed = parse_identity_input(raw)
+    if isinstance(parsed, Rejection):
+        return parsed
+    view = StagedStore(staged)
+    try:
+        resolution, touched = apply_identity_input(resolver, view, parsed)
+        aliases = alias_updates(view, touched)
+    except Exception as exc:
+        # A poison record must not stop the one identity partition (every later record waits
+        # behind it); its writes stay in the dropped view.
+        logger.exception("identity input %s refused by the resolver", where)
+        return Rejection("invalid_identity_input", f"the resolver could not apply it: {exc!r}"[:500])
+    view.commit()
+    return Resolved(parsed, resolution, touched, aliases)
+
+
+def serving_updates(batch: Iterable[Resolved]) -> dict[str, str | None]:
+    """What to serve after a batch, per profile: ``SERVE_PROFILE`` or the profile it was merged into.
+
+    Only the last word of the batch about a profile counts, in the order of those last
+    words (the Redis writes replace whole keys); a served profile is read from the state
+    after the batch, so a batch serves what record-by-record serving ends with.
+
+    Examples
+    --------
+    >>> from tables.identity.resolver import Resolution
+    >>> def done(pid, touched, absorbed=()):
+    ...     return Resolved(SplitInput(pid, [], ""), Resolution(pid, [], absorbed=tuple(absorbed)), touched, [])
+    >>> serving_updates([done("p-a", ["p-a"]), done("p-b", ["p-b"]), done("p-b", ["p-b"], absorbed=["p-a"])])
+    {'p-b': '', 'p-a': 'p-b'}
+    """
+    plan: dict[str, str | None] = {}
+    for done in batch:
+        for pid in done.touched:
+            plan.pop(pid, None)
+            plan[pid] = SERVE_PROFILE
+        for absorbed in done.resolution.absorbed:
+            plan.pop(absorbed, None)
+            plan[absorbed] = done.resolution.profile_id
+    return plan
+
+
+#: :func:`serving_updates`' word for "serve this profile's identity from the state".
+SERVE_PROFILE = ""
 
 
 # ---------------------------------------------------------------------------- stores

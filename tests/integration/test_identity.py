@@ -14,6 +14,9 @@ import pytest
 
 from app.pii import keyed_hash
 from app.settings import DEV_HMAC_SECRET, Settings
+from app.validation import Validator
+from tables.identity import IdentityResolver
+from tables.identity.stream import observation_to_dict
 from tests.integration.conftest import Pipeline, wait_for
 from tests.integration.events import event, record
 
@@ -243,3 +246,53 @@ def test_malformed_identity_input_is_dead_lettered_and_identity_keeps_resolving(
     wait_for(lambda: profile_of(pipeline, "anon-after") is not None, 90, lambda: pipeline.workers[1][0].tail(80))
     again = pipeline.consume(pipeline.topics.dead_letters, expected=len(bad) + 1, timeout=5)
     assert len(again) == len(bad)
+
+
+def test_a_batch_with_a_bad_record_in_the_middle_dead_letters_it_and_applies_the_others(pipeline: Pipeline) -> None:
+    identity_input = Settings.from_env(pipeline.env).identity_input_topic
+    resolver = IdentityResolver(DEV_HMAC_SECRET)
+
+    def forwarded(ev: dict[str, object]) -> bytes:  # what ingest-clickstream writes to identity-input
+        anon = anon_hash(str(ev["anonymous_id"]))
+        return orjson.dumps({"obs": observation_to_dict(resolver.observe_event(ev)), "anon": anon, "partition": 0})
+
+    # Written before the worker starts, so its first fetch takes all of them as one batch:
+    # the second login must see the first one's state (one merged profile) although neither is committed yet.
+    batch = [
+        forwarded(identify("b1", "anon-b1", "user-b")),
+        orjson.dumps({"obs": {"key": "k", "key_type": "anonymous_id", "identifiers": []}}),  # the resolver raises
+        b"not json",
+        forwarded(identify("b2", "anon-b2", "user-b")),
+    ]
+    pipeline.produce(identity_input, [(b"k", value) for value in batch])
+    _, port = pipeline.start_worker()
+    wait_for(
+        lambda: profile_of(pipeline, "anon-b1") is not None and profile_of(pipeline, "anon-b2") is not None,
+        60,
+        lambda: pipeline.workers[0][0].tail(80),
+    )
+    assert profile_of(pipeline, "anon-b1") == profile_of(pipeline, "anon-b2")
+    letters = pipeline.consume(pipeline.topics.dead_letters, expected=2)
+    assert sorted((d["source"]["offset"], d["reason"]["code"]) for d in letters) == [
+        (1, "invalid_identity_input"),
+        (2, "invalid_json"),
+    ]
+    assert pipeline.metric(port, "persona_duplicates_total", topic=identity_input, kind="offset") == 0
+
+
+def test_ingest_crm_forwards_a_batch_around_a_bad_record(pipeline: Pipeline) -> None:
+    good = [crm("crm-b1", email="bo@example.com", last_name="Bo"), crm("crm-b2", email="bo@example.com")]
+    # Written before the worker starts: ingest-crm takes all three as one batch.
+    pipeline.produce(pipeline.topics.crm_profiles, [good[0], (b"crm-bad", b'{"record_id": 3}'), good[1]])
+    _, port = pipeline.start_worker()
+    resolver, validator = IdentityResolver(DEV_HMAC_SECRET), Validator()
+    lookups = [
+        f"persona:identity:{h}"
+        for _, value in good
+        for t, h in resolver.observe_crm(validator.crm_record(value).data).identifiers  # type: ignore[union-attr]
+    ]
+    wait_for(lambda: pipeline.redis.exists(*lookups) == len(lookups), 60, lambda: pipeline.workers[0][0].tail(80))
+    assert len({pipeline.redis.hget(key, "profile_id") for key in lookups}) == 1  # the second record saw the first
+    assert pipeline.metric(port, "persona_identity_forwarded_total", topic=pipeline.topics.crm_profiles) == 2
+    letters = pipeline.consume(pipeline.topics.dead_letters, expected=1)
+    assert [(d["source"]["topic"], d["source"]["offset"]) for d in letters] == [(pipeline.topics.crm_profiles, 1)]

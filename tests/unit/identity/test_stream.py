@@ -14,9 +14,13 @@ from app.simulator import SimConfig, iter_records
 from app.validation import Rejection
 from tables.identity import IdentityResolver, IdentityState, JsonCopyStore
 from tables.identity.normalise import normalise_id
+from tables.identity.observation import Observation
+from tables.identity.resolver import Resolution
 from tables.identity.stream import (
     PREFIXES,
+    SERVE_PROFILE,
     ObservationInput,
+    Resolved,
     SplitInput,
     StagedStore,
     alias_updates,
@@ -26,6 +30,8 @@ from tables.identity.stream import (
     observation_from_dict,
     observation_to_dict,
     parse_identity_input,
+    resolve_record,
+    serving_updates,
     split_command,
 )
 
@@ -230,3 +236,104 @@ def test_a_record_the_resolver_cannot_take_is_refused_with_a_reason(raw: bytes, 
 def test_an_oversized_record_is_refused_before_it_is_parsed() -> None:
     verdict = parse_identity_input(orjson.dumps({"obs": GOOD_OBS, "pad": "x" * 100}), max_bytes=50)
     assert isinstance(verdict, Rejection) and verdict.code == "record_too_large"
+
+
+# ---------------------------------------------------------------------------- batches (agents/identity.py)
+def _identity_inputs(traffic: list[dict[str, Any]]) -> list[bytes]:
+    """The identity-input records ingest writes for ``traffic``: new identity information only."""
+    resolver = IdentityResolver("unit-test-secret-0123456789")
+    seen: dict[str, list[str]] = {}
+    out = []
+    for n, doc in enumerate(traffic):
+        if "record_id" in doc:
+            out.append(orjson.dumps({"obs": observation_to_dict(resolver.observe_crm(doc))}))
+            continue
+        obs = resolver.observe_event(doc)
+        anon = resolver.identifier_hash("anonymous_id", normalise_id(doc["anonymous_id"]) or "")
+        seen[anon], forward = forward_decision(seen.get(anon), obs, resolver.hasher)
+        if forward:
+            out.append(orjson.dumps({"obs": observation_to_dict(obs), "anon": anon, "partition": n % 4}))
+    return out
+
+
+def _outputs(results: list[Resolved | Rejection]) -> list[Any]:
+    """What the agent sends for ``results``, in order: identity changes and aliases, or the refusal."""
+    return [
+        (r.code,) if isinstance(r, Rejection) else (r.resolution.changes, r.aliases, r.touched) for r in results
+    ]
+
+
+def _resolve_in_batches(
+    resolver: IdentityResolver, raws: list[bytes], size: int
+) -> tuple[JsonCopyStore, list[Resolved | Rejection]]:
+    """What the identity agent does: one staged view per batch, committed once after the batch."""
+    table, results = JsonCopyStore(), []
+    for start in range(0, len(raws), size):
+        staged = StagedStore(table)
+        results += [resolve_record(resolver, staged, raw) for raw in raws[start : start + size]]
+        staged.commit()
+    return table, results
+
+
+def test_a_batch_gives_the_same_identity_state_and_outputs_as_record_by_record(traffic: list[dict[str, Any]]) -> None:
+    resolver = IdentityResolver("unit-test-secret-0123456789")
+    raws = _identity_inputs(traffic)
+    one_by_one, single = _resolve_in_batches(resolver, raws, 1)
+    batched, batch = _resolve_in_batches(resolver, raws, 7)
+    assert dict(batched.raw_items()) == dict(one_by_one.raw_items())
+    assert _outputs(batch) == _outputs(single)
+    changes = [c["change"] for r in single if isinstance(r, Resolved) for c in r.resolution.changes]
+    assert "merged" in changes  # the batches chain merges across records
+    assert len(raws) > 7 * 10  # many batches
+
+
+class _PoisonResolver(IdentityResolver):
+    """Raises on the observation keyed ``poison``, after it has written into the state."""
+
+    def resolve(self, state: IdentityState, obs: Observation) -> Resolution:
+        resolution = super().resolve(state, obs)
+        if obs.key == "poison":
+            raise RuntimeError("poison")
+        return resolution
+
+
+def test_a_bad_record_in_the_middle_of_a_batch_is_refused_and_the_others_apply(traffic: list[dict[str, Any]]) -> None:
+    resolver = _PoisonResolver("unit-test-secret-0123456789")
+    good = _identity_inputs(traffic)[:60]
+    poison = orjson.dumps({"obs": {**GOOD_OBS, "key": "poison", "identifiers": [["user_id", "f" * 32]]}})
+    batch = [*good[:30], poison, b"not json", *good[30:]]
+    table, results = _resolve_in_batches(resolver, batch, len(batch))
+    clean, expected = _resolve_in_batches(resolver, good, len(good))
+    refusals = [r for r in results if isinstance(r, Rejection)]
+    assert [(r.code, "poison" in r.message) for r in refusals] == [
+        ("invalid_identity_input", True),
+        ("invalid_json", False),
+    ]
+    assert dict(table.raw_items()) == dict(clean.raw_items())  # the poison record's writes did not leak
+    assert _outputs([r for r in results if isinstance(r, Resolved)]) == _outputs(expected)
+
+
+def test_serving_after_a_batch_ends_with_the_last_word_about_each_profile(
+    resolver: IdentityResolver, traffic: list[dict[str, Any]]
+) -> None:
+    _, results = _resolve_in_batches(resolver, _identity_inputs(traffic), 10_000)
+    plan = serving_updates([r for r in results if isinstance(r, Resolved)])
+    merged_into = {pid: into for pid, into in plan.items() if into != SERVE_PROFILE}
+    assert merged_into, "the traffic merges profiles"
+    assert all(plan[into] == SERVE_PROFILE for into in merged_into.values() if into in plan)
+
+
+def test_a_batch_resolved_again_after_a_crash_before_its_commit_emits_the_same_outputs(
+    traffic: list[dict[str, Any]],
+) -> None:
+    resolver = IdentityResolver("unit-test-secret-0123456789")
+    raws = _identity_inputs(traffic)
+    table, _ = _resolve_in_batches(resolver, raws[:40], 40)
+    before = dict(table.raw_items())
+    crashed = StagedStore(table)
+    lost = [resolve_record(resolver, crashed, raw) for raw in raws[40:80]]  # outputs sent, state never committed
+    assert dict(table.raw_items()) == before
+    staged = StagedStore(table)
+    again = [resolve_record(resolver, staged, raw) for raw in raws[40:80]]
+    assert _outputs(again) == _outputs(lost)
+    assert any(r.resolution.changes for r in again if isinstance(r, Resolved))  # change ids included
