@@ -63,7 +63,7 @@ def seen(recent: Recent, event_id: str) -> bool:
                 return True
             at = recent.find(d, at + 1)
         return False
-    return any(r[:WIDTH] == d if len(r) == _LEGACY_WIDTH else r == event_id for r in recent)
+    return any(r == event_id or (len(r) == _LEGACY_WIDTH and r[:WIDTH] == d) for r in recent)
 
 
 def pack(recent: Recent) -> str:
