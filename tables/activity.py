@@ -36,7 +36,7 @@ DEFAULT_DEDUP_WINDOW = 64
 
 
 def new_state() -> State:
-    return {"counts": {}, "events": 0, "first_seen": None, "last_seen": None, "offset": -1, "recent_ids": []}
+    return {"counts": {}, "events": 0, "first_seen": None, "last_seen": None, "offset": -1, "recent_ids": ""}
 
 
 def apply(
@@ -54,23 +54,22 @@ def apply(
     current = state if state is not None else new_state()
     if offset <= current["offset"]:
         return current, "replayed"
-    recent: list[str] = current["recent_ids"]
-    if dedupe.seen(recent, event_id):
-        # Still advance the offset: the retry was seen, so its replay is a replay too.
-        return {**current, "offset": offset}, "duplicate_event_id"
+    duplicate, admitted = dedupe.admit(current, event_id, dedup_window)
+    # Still advance the offset on a duplicate: the retry was seen, so its replay is a replay too.
+    admitted["offset"] = offset
+    if duplicate:
+        return admitted, "duplicate_event_id"
     counts = dict(current["counts"])
     counts[event_type] = counts.get(event_type, 0) + 1
     first = current["first_seen"]
     last = current["last_seen"]
     return {
         # Other stages' entries in the value (what ingest forwarded to identity) are kept.
-        **current,
+        **admitted,
         "counts": counts,
         "events": current["events"] + 1,
         "first_seen": ts if first is None or ts < first else first,
         "last_seen": ts if last is None or ts > last else last,
-        "offset": offset,
-        "recent_ids": dedupe.remember(recent, event_id, dedup_window),
     }, "applied"
 
 

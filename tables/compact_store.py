@@ -4,7 +4,8 @@ Faust's ``memory://`` store keeps every table value as Python objects; a profile
 few kilobytes of JSON costs several times that as dicts, lists and floats (measured
 by ``python -m bench.state_scale``). This store keeps the values most recently used
 as objects (a bounded LRU, so the hot path costs a dict lookup) and every other value
-as zlib-compressed JSON bytes, packed when it leaves the LRU.
+as zlib-compressed JSON bytes, packed when it leaves the LRU. The first sizeable value
+packed becomes zlib's preset dictionary for the others (~20% smaller for profiles).
 
 It is the memory store otherwise: the changelog, recovery and partition handling are
 Faust's own (:class:`faust.stores.memory.Store`), only its mapping is replaced. Values
@@ -39,15 +40,35 @@ from faust.stores.memory import Store as MemoryStore
 
 DEFAULT_HOT_SIZE = 5_000
 COMPRESSION_LEVEL = 1  # level 6 packs a profile only ~5% smaller at ~3x the CPU (measured on simulator profiles)
+#: JSON size from which a packed value is taken as the preset dictionary (a smaller one teaches little).
+MIN_DICTIONARY = 1024
 
 
-def pack(value: Any) -> bytes:
-    """JSON, then zlib: a simulator profile of ~6.8 KB of JSON packs to ~2.5 KB."""
-    return zlib.compress(orjson.dumps(value), COMPRESSION_LEVEL)
+def pack(value: Any, zdict: bytes = b"") -> bytes:
+    """JSON, then zlib: a simulator profile of ~3.3 KB of JSON packs to ~1.6 KB, ~1.3 KB with a dictionary.
+
+    ``zdict``: a preset dictionary, the JSON of another value of the same table. Values of one
+    table repeat their keys and much of their layout, which zlib cannot find within one value.
+    """
+    return _deflate(orjson.dumps(value), zdict)
 
 
-def unpack(data: bytes) -> Any:
-    return orjson.loads(zlib.decompress(data))
+def _deflate(data: bytes, zdict: bytes) -> bytes:
+    if not zdict:
+        return zlib.compress(data, COMPRESSION_LEVEL)
+    deflate = zlib.compressobj(COMPRESSION_LEVEL, zdict=zdict)
+    return deflate.compress(data) + deflate.flush()
+
+
+def unpack(data: bytes, zdict: bytes = b"") -> Any:
+    """The value :func:`pack` packed; ``zdict`` must be the dictionary it used, if it used one.
+
+    Data packed without a dictionary reads back whatever ``zdict`` is (zlib marks the use of one).
+    """
+    if not zdict:
+        return orjson.loads(zlib.decompress(data))
+    inflate = zlib.decompressobj(zdict=zdict)
+    return orjson.loads(inflate.decompress(data) + inflate.flush())
 
 
 class CompactDict(MutableMapping[Any, Any]):
@@ -61,6 +82,9 @@ class CompactDict(MutableMapping[Any, Any]):
         # lives only in _hot.
         self._packed: dict[Any, bytes | None] = {}
         self._hot: OrderedDict[Any, Any] = OrderedDict()
+        # The JSON of the first value of MIN_DICTIONARY bytes or more packed; the preset dictionary
+        # of every value packed after it (in memory only, so it never needs to be read back later).
+        self._zdict = b""
 
     def __getitem__(self, key: Any) -> Any:
         hot = self._hot
@@ -69,7 +93,7 @@ class CompactDict(MutableMapping[Any, Any]):
             return hot[key]
         data = self._packed[key]  # KeyError for an unknown key, as a dict
         assert data is not None, "a stale packed value must have its object in the LRU"
-        value = unpack(data)
+        value = unpack(data, self._zdict)
         self._keep_hot(key, value)
         return value
 
@@ -109,7 +133,13 @@ class CompactDict(MutableMapping[Any, Any]):
         while len(hot) > self.hot_size:
             key, value = hot.popitem(last=False)
             if packed.get(key, b"") is None:
-                packed[key] = pack(value)
+                packed[key] = self._pack(value)
+
+    def _pack(self, value: Any) -> bytes:
+        data = orjson.dumps(value)
+        if not self._zdict and len(data) >= MIN_DICTIONARY:
+            self._zdict = data
+        return _deflate(data, self._zdict)
 
 
 class CompactStore(MemoryStore):

@@ -7,7 +7,7 @@ vector for clustering.
 
 What the state holds (plain JSON)::
 
-    {"offset": int, "recent_ids": [str],          # exactness, as in tables.activity
+    {"offset": int, "recent_ids": str,            # exactness, as in tables.activity (packed digests)
      "events": int, "counts": {type: int},        # lifetime
      "first_seen": ts, "last_seen": ts,
      "orders": int, "revenue_cents": int, "first_purchase": ts, "last_purchase": ts,
@@ -98,7 +98,7 @@ DEFAULT_CONFIG: Final = ProfileConfig()
 
 def new_state() -> State:
     return {
-        "offset": -1, "recent_ids": [], "events": 0, "counts": {}, "first_seen": None, "last_seen": None,
+        "offset": -1, "recent_ids": "", "events": 0, "counts": {}, "first_seen": None, "last_seen": None,
         "orders": 0, "revenue_cents": 0, "first_purchase": None, "last_purchase": None,
         "t0": None, "decayed": {"orders": 0.0, "revenue": 0.0, "events": 0.0, "email": 0.0},
         "affinity": {}, "devices": {}, "cart": None, "abandoned": 0,
@@ -128,16 +128,13 @@ def apply(
     cur = state if state is not None else new_state()
     if offset <= cur["offset"]:
         return cur, "replayed"
-    recent: list[str] = cur["recent_ids"]
-    event_id = event.event_id
-    if dedupe.seen(recent, event_id):
-        return {**cur, "offset": offset}, "duplicate_event_id"
+    duplicate, new = dedupe.admit(cur, event.event_id, config.dedup_window)
+    new["offset"] = offset
+    if duplicate:
+        return new, "duplicate_event_id"
     ts = event.ts
     kind = event.type
     data = event.data
-    new = dict(cur)
-    new["offset"] = offset
-    new["recent_ids"] = dedupe.remember(recent, event_id, config.dedup_window)
     new["events"] = cur["events"] + 1
     counts = dict(cur["counts"])
     counts[kind] = counts.get(kind, 0) + 1

@@ -58,10 +58,10 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any, Final, Literal
 
-from tables import profile, profile_stage, sessions
+from tables import dedupe, profile, profile_stage, sessions
 from tables.features import rule_features
 from tables.hooks import State
 from tables.identity.hashing import profile_id_for
@@ -368,16 +368,16 @@ def _bounded(change_ids: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(change_ids))[-MAX_CHANGE_IDS:]
 
 
-def _ids(*lists: Sequence[str]) -> list[str]:
-    return list(dict.fromkeys(i for ids in lists for i in ids))
-
-
 def _rebase(merged: State, survivor: State, absorbed: State, offset: int) -> State:
-    """Offsets of the merge record's partition; the recent event ids of both sides."""
-    def part(name: str) -> State:
-        return {**merged[name], "offset": offset,
-                "recent_ids": _ids(absorbed[name]["recent_ids"], survivor[name]["recent_ids"])}
+    """Offsets of the merge record's partition; the recent event ids of both sides.
 
+    The ids are kept in the profile part only (see :func:`tables.profile_stage.apply_event`);
+    a sessions part from before that keeps its own has the same ids and gives them up here.
+    """
+    recent = dedupe.union(*(side[name].get("recent_ids", "") for side in (absorbed, survivor)
+                            for name in ("profile", "sessions")))
+    sessions_part = {k: v for k, v in merged["sessions"].items() if k != "recent_ids"}
     seg = merged["segments"]
-    return {**merged, "sessions": part("sessions"), "profile": part("profile"),
+    return {**merged, "sessions": {**sessions_part, "offset": offset},
+            "profile": {**merged["profile"], "offset": offset, "recent_ids": recent},
             "segments": {**seg, "windows": {**seg["windows"], "offset": offset}}}

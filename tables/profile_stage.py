@@ -84,10 +84,14 @@ def apply_event(
     # Timed rules that fell due before this event are decided at their due times first, so a
     # change is dated when it happened, whether an event or a tick comes first after it.
     current, timer_changes = catch_up(current, event.ts, profile_id, config)
-    session_state, session_outcome, closed = sessions.apply(current.get("sessions"), event, offset, config.sessions)
+    # The profile part keeps the value's one record of recent event ids and decides for the
+    # sessions (both are updated by every record, so one record serves both; two were a third of
+    # a value's bytes). The windows count by offset only, so an event sent twice (a redirect
+    # after a merge, ingest's re-forward after a crash) counts once there too.
     profile_state, profile_outcome = profile.apply(current.get("profile"), event, offset, config.profile, monitor)
-    # The windows count by offset only; the profile part also knows the recent event ids, so an
-    # event sent twice (a redirect after a merge, ingest's re-forward after a crash) counts once.
+    session_state, session_outcome, closed = sessions.apply(
+        current.get("sessions"), event, offset, config.sessions, duplicate=profile_outcome == "duplicate_event_id"
+    )
     segment_state, outcome = (
         segments.apply_event(current.get("segments"), event.type, event.ts, offset)
         if profile_outcome == "applied"

@@ -42,7 +42,9 @@ State shape (plain JSON)::
 
     {"open": [session, ...],   # sorted by start; at most a few
      "closed_bound": float | None, "watermark": float | None,
-     "late": int, "closed": int, "offset": int, "recent_ids": [str, ...]}
+     "late": int, "closed": int, "offset": int,
+     "recent_ids": str}          # packed digests (tables.dedupe); absent in the profiles
+                                 # stage, whose profile part keeps them for both parts
 
     session = {"id", "start", "end", "events", "pages", "products", "categories",
                "adds", "removes", "checkout", "purchased", "revenue_cents",
@@ -115,7 +117,7 @@ DEFAULT_CONFIG: Final = SessionConfig()
 
 def new_state() -> State:
     return {"open": [], "closed_bound": None, "watermark": None, "late": 0, "closed": 0,
-            "offset": -1, "recent_ids": []}
+            "offset": -1}
 
 
 def ev(event_id: str, ts: float, event_type: str = "page_view", *, page_url: str | None = None,
@@ -300,22 +302,27 @@ def _close(state: State, clock: float, config: SessionConfig) -> tuple[list[Sess
 
 
 def apply(
-    state: State | None, event: Event, offset: int, config: SessionConfig = DEFAULT_CONFIG
+    state: State | None,
+    event: Event,
+    offset: int,
+    config: SessionConfig = DEFAULT_CONFIG,
+    duplicate: bool | None = None,
 ) -> tuple[State, Outcome, list[Session]]:
     """Fold one event into a profile's sessions.
 
     Returns the new state (``state`` is not modified), the outcome, and the
     sessions this event closed (each with ``close_reason``; pass them to
-    :func:`summary`). A replayed or duplicate event closes nothing.
+    :func:`summary`). A replayed or duplicate event closes nothing. ``duplicate``:
+    whether the event id was already applied, when the caller keeps the recent ids
+    (see :func:`tables.dedupe.admit`); by default the state keeps its own.
     """
     cur = state if state is not None else new_state()
     if offset <= cur["offset"]:
         return cur, "replayed", []
-    recent: list[str] = cur["recent_ids"]
-    event_id = event.event_id
-    if dedupe.seen(recent, event_id):
-        return {**cur, "offset": offset}, "duplicate_event_id", []
-    new = {**cur, "offset": offset, "recent_ids": dedupe.remember(recent, event_id, config.dedup_window)}
+    duplicate_id, new = dedupe.admit(cur, event.event_id, config.dedup_window, duplicate)
+    new["offset"] = offset
+    if duplicate_id:
+        return new, "duplicate_event_id", []
     ts = event.ts
     bound = cur["closed_bound"]
     if bound is not None and ts <= bound:

@@ -70,3 +70,34 @@ def test_compact_store_url_is_accepted_by_settings_and_faust() -> None:
 
     assert Settings.from_env({"PERSONA_TABLE_STORE": "compact://"}).table_store == "compact://"
     assert by_url("compact://") is CompactStore
+
+
+def profile_values(n: int) -> list[Any]:
+    """``n`` profiles-table values of different customers (a few events each)."""
+    from tables import profile_stage
+    from tables.sessions import ev
+
+    values = []
+    for c in range(n):
+        value = None
+        for i in range(3 + c % 5):
+            event = ev(f"c{c}-e{i}", 1_700_000_000.0 + 60 * i, ["page_view", "product_view"][i % 2],
+                       product_id=f"p{c}{i}", category=["shoes", "bags"][c % 2], price=10.0 + c)
+            value, _ = profile_stage.apply_event(value, event, i, 0, f"p-{c}")
+        values.append(value)
+    return values
+
+
+def test_values_packed_before_and_after_the_preset_dictionary_read_back_and_it_packs_smaller() -> None:
+    small = {"merged_into": "p-a", "change_id": "c1", "offset": 12, "partition": 0}
+    values = CompactDict(hot_size=1)
+    values["tomb"] = small  # packed without a dictionary: too small to teach one
+    profiles = profile_values(6)
+    for i, value in enumerate(profiles):
+        values[f"p{i}"] = value
+    values["last"] = {}
+    assert values.packed_count() == 7
+    assert values["tomb"] == small and [values[f"p{i}"] for i in range(6)] == profiles
+    with_dictionary = sum(len(values._packed[f"p{i}"] or b"") for i in range(1, 6))
+    assert with_dictionary < 0.9 * sum(len(pack(v)) for v in profiles[1:])
+    assert unpack(pack(profiles[1], zdict=b"x" * 2000), zdict=b"x" * 2000) == profiles[1]
