@@ -85,6 +85,8 @@ class Settings:
     commit_interval_seconds: float = 1.0
     ingest_batch_size: int = 500
     ingest_batch_seconds: float = 0.01
+    profiles_batch_size: int = 500
+    profiles_batch_seconds: float = 0.01
     topics: Topics = field(default_factory=Topics)
 
     @classmethod
@@ -132,6 +134,10 @@ class Settings:
             raise ConfigError("PERSONA_INGEST_BATCH_SIZE must be at least 1")
         if self.ingest_batch_seconds <= 0:
             raise ConfigError("PERSONA_INGEST_BATCH_SECONDS must be positive")
+        if self.profiles_batch_size < 1:
+            raise ConfigError("PERSONA_PROFILES_BATCH_SIZE must be at least 1")
+        if self.profiles_batch_seconds <= 0:
+            raise ConfigError("PERSONA_PROFILES_BATCH_SECONDS must be positive")
         if len(self.hmac_secret) < 16:
             raise ConfigError("PERSONA_HMAC_SECRET must be at least 16 characters")
 
@@ -251,6 +257,10 @@ SETTINGS_DOC: dict[str, str] = {
     "commit_interval_seconds": "Seconds between commits of consumed offsets (exactness does not depend on it).",
     "ingest_batch_size": "Most clickstream records the ingest stage takes as one batch (one table write per key).",
     "ingest_batch_seconds": "Longest the ingest stage waits to fill a batch: the latency a quiet stream pays.",
+    "profiles_batch_size": (
+        "Most profile-events records the profiles stage takes as one batch (one table write per profile)."
+    ),
+    "profiles_batch_seconds": "Longest the profiles stage waits to fill a batch: the latency a quiet stream pays.",
 }
 
 
