@@ -29,6 +29,11 @@ def initial_table() -> dict[str, Any]:
     return {"p-b": b, "p-c": c}
 
 
+def warm_memory() -> StageMemory:
+    """The memory of the worker that applied the table's records: p-c's open session is in the tick index."""
+    return StageMemory(waiting={0: {"p-c"}})
+
+
 def mixed_records(table: dict[str, Any]) -> list[Record]:
     """Several events of p-a around a tick, a merge_in into p-a, a merge_out of p-c, an event
     stamped with p-c after it (redirected), CRM traits."""
@@ -51,7 +56,7 @@ def write(table: dict[str, Any], batch: Batch) -> None:
 
 
 def one_by_one(records: list[Record], table: dict[str, Any]) -> tuple[list[Batch], dict[str, Any]]:
-    memory, batches = StageMemory(), []
+    memory, batches = warm_memory(), []
     for r in records:
         batch = fold([r], table, memory, WALL)
         write(table, batch)
@@ -62,7 +67,7 @@ def one_by_one(records: list[Record], table: dict[str, Any]) -> tuple[list[Batch
 def test_a_batch_gives_the_state_and_outputs_of_its_records_applied_one_by_one() -> None:
     table = initial_table()
     records = mixed_records(table)
-    batch = fold(records, table, StageMemory(), WALL)
+    batch = fold(records, table, warm_memory(), WALL)
     singles, expected = one_by_one(records, initial_table())
 
     write(table, batch)
@@ -89,7 +94,7 @@ def test_a_batch_gives_the_state_and_outputs_of_its_records_applied_one_by_one()
 def test_a_batch_replayed_after_its_writes_applies_nothing_and_emits_nothing() -> None:
     table = initial_table()
     records = mixed_records(table)
-    write(table, fold(records, table, StageMemory(), WALL))
+    write(table, fold(records, table, warm_memory(), WALL))
     written = dict(table)
 
     # A crash after the writes, before the commit: a new worker (empty memory) reads the batch again.
@@ -105,17 +110,19 @@ def test_a_batch_replayed_before_its_writes_sends_the_same_handovers_again() -> 
     # finds the old states and sends the same records again (each a no-op where it arrives).
     table = initial_table()
     records = mixed_records(table)
-    first = fold(records, table, StageMemory(), WALL)
-    again = fold(records, table, StageMemory(), WALL)
+    first = fold(records, table, warm_memory(), WALL)
+    again = fold(records, table, warm_memory(), WALL)
     assert again.handovers == first.handovers and again.pending == first.pending
     assert again.outputs == first.outputs  # same ids: downstream stages and consumers dedupe
 
 
-def test_a_tick_after_a_restart_closes_sessions_of_profiles_that_got_no_event_since() -> None:
+def test_a_first_tick_after_a_restart_closes_sessions_of_profiles_read_from_the_table() -> None:
     table = initial_table()  # p-c has an open session on partition 0
-    batch = fold([event(20, "p-d", "d1", 1000.0), record(21, {"tick": 14_000.0})], table, StageMemory(), WALL)
+    memory = StageMemory()  # a restarted worker: no tick index yet
+    memory.clock.observe(0, 1000.0, WALL)  # (its stream clock moved by a record before)
+    batch = fold([record(21, {"tick": 14_000.0})], table, memory, WALL)
     closed = {doc["profile_id"] for kind, _, doc in batch.outputs if kind == "session_summaries"}
-    assert closed == {"p-c", "p-d"}
+    assert closed == {"p-c"}
 
 
 def test_an_invalid_record_is_rejected_and_the_rest_of_the_batch_applied() -> None:
