@@ -77,7 +77,7 @@ async def update_profiles(stream: StreamT) -> None:
 
 async def apply_batch(records: Sequence[EventT]) -> None:
     """Fold a batch (tables/profile_batch.py) and carry it out: handovers acknowledged, then the
-    states written once each, then the watermark, outputs (holding it) and Redis."""
+    states written once each, the outputs sent (each holding the watermark), the watermark, Redis."""
     started = time.perf_counter()
     batch = profile_batch.fold(
         [profile_batch.Record(r.message.topic, r.message.partition, r.message.offset, r.value) for r in records],

@@ -7,9 +7,10 @@ and the agent carries it out in this order:
 1. send :attr:`Batch.handovers` (``merge_in``, redirected records, split parts) to
    profile-events and wait for **every** acknowledgement;
 2. write :attr:`Batch.pending`, each changed profile **once**, into its partition;
-3. move the watermark once per partition (:attr:`Batch.last_offsets`);
-4. send :attr:`Batch.outputs` (each delivery holds the watermark) and serve
-   :attr:`Batch.served` to Redis, once per changed profile.
+3. send :attr:`Batch.outputs` and the dead letters of :attr:`Batch.rejected` (each
+   delivery holds the watermark);
+4. move the watermark once per partition (:attr:`Batch.last_offsets`);
+5. serve :attr:`Batch.served` to Redis, once per changed profile.
 
 States chain through ``pending`` exactly as they would through the table (a record
 reads ``pending`` first, then the table), so a batch gives the state and outputs of
