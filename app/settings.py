@@ -87,6 +87,8 @@ class Settings:
     ingest_batch_seconds: float = 0.01
     identity_batch_size: int = 200
     identity_batch_seconds: float = 0.01
+    profiles_batch_size: int = 500
+    profiles_batch_seconds: float = 0.01
     topics: Topics = field(default_factory=Topics)
 
     @classmethod
@@ -138,6 +140,10 @@ class Settings:
             raise ConfigError("PERSONA_IDENTITY_BATCH_SIZE must be at least 1")
         if self.identity_batch_seconds <= 0:
             raise ConfigError("PERSONA_IDENTITY_BATCH_SECONDS must be positive")
+        if self.profiles_batch_size < 1:
+            raise ConfigError("PERSONA_PROFILES_BATCH_SIZE must be at least 1")
+        if self.profiles_batch_seconds <= 0:
+            raise ConfigError("PERSONA_PROFILES_BATCH_SECONDS must be positive")
         if len(self.hmac_secret) < 16:
             raise ConfigError("PERSONA_HMAC_SECRET must be at least 16 characters")
 
@@ -262,6 +268,10 @@ SETTINGS_DOC: dict[str, str] = {
         "one wait for the broker's acknowledgements and one state commit per batch."
     ),
     "identity_batch_seconds": "Longest the identity stage and ingest-crm wait to fill a batch.",
+    "profiles_batch_size": (
+        "Most profile-events records the profiles stage takes as one batch (one table write per profile)."
+    ),
+    "profiles_batch_seconds": "Longest the profiles stage waits to fill a batch: the latency a quiet stream pays.",
 }
 
 

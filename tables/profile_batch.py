@@ -1,0 +1,267 @@
+"""The profiles stage's fold of one batch of ``<app_id>-profile-events`` records, as a pure step.
+
+The agent (agents/profiles.py) takes records in batches and hands them here with a
+read-only view of the profiles table; :func:`fold` returns everything the batch does,
+and the agent carries it out in this order:
+
+1. send :attr:`Batch.handovers` (``merge_in``, redirected records, split parts) to
+   profile-events and wait for **every** acknowledgement;
+2. write :attr:`Batch.pending`, each changed profile **once**, into its partition;
+3. send :attr:`Batch.outputs` and the dead letters of :attr:`Batch.rejected` (each
+   delivery holds the watermark);
+4. move the watermark once per partition (:attr:`Batch.last_offsets`);
+5. serve :attr:`Batch.served` to Redis, once per changed profile.
+
+States chain through ``pending`` exactly as they would through the table (a record
+reads ``pending`` first, then the table), so a batch gives the state and outputs of
+the same records applied one by one. Exactness under replay is the per-record one
+(tables/profile_identity.py): a state that records a handover is written only after
+the handover is acknowledged (1 before 2), and every step skips the offsets or change
+ids its state already reflects, so a batch replayed after a crash applies nothing twice.
+
+Ticks are records of the same topic and are applied in their place: a tick closes the
+sessions of every profile of its partition that may need it (:attr:`StageMemory.waiting`).
+
+Examples
+--------
+>>> from tables.sessions import ev
+>>> doc = lambda eid, ts: orjson.dumps({"profile_id": "p-a", "ts": ts, "event": ev(eid, ts).data})
+>>> memory = StageMemory()
+>>> batch = fold([Record("pe", 0, 7, doc("e1", 1000.0)), Record("pe", 0, 8, doc("e2", 1010.0)),
+...               Record("pe", 0, 9, orjson.dumps({"tick": 14_000.0}))], {}, memory, wall=10_000.0)
+>>> list(batch.pending), batch.pending["p-a"][0]["profile"]["events"], batch.last_offsets
+(['p-a'], 2, {0: (9, 3)})
+>>> [kind for kind, _, _ in batch.outputs]  # a segment entered; the tick (stream time 1010 + 4000 s) closed the session
+['segment_changes', 'session_summaries', 'cluster_input']
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+import orjson
+
+from app.validation import Event
+from tables import cluster_stage, profile_identity, profile_stage, sessions
+from tables.hooks import State
+from tables.quality import QualityMonitor
+
+OutputKind = Literal["session_summaries", "cluster_input", "segment_changes"]
+
+
+class Record(NamedTuple):
+    """One profile-events record: where it was read, and its value."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+
+
+@dataclass
+class StageMemory:
+    """What the stage keeps between batches, outside the table (rebuilt after a restart)."""
+
+    clock: profile_stage.StreamClock = field(default_factory=profile_stage.StreamClock)
+    monitor: QualityMonitor = field(default_factory=QualityMonitor)
+    #: partition -> profile ids a tick may concern (open sessions or a segment evaluation
+    #: due); built from the table at a partition's first tick if no record came before it.
+    waiting: dict[int, set[str]] = field(default_factory=dict)
+
+
+@dataclass
+class Batch:
+    """Everything one batch does (see the module docstring for the order it is carried out in)."""
+
+    #: profile_id -> (newest value, partition it is written to); each written once.
+    pending: dict[str, tuple[State, int]] = field(default_factory=dict)
+    #: profile-events records to send and have acknowledged before ``pending`` is written.
+    handovers: list[profile_identity.Envelope] = field(default_factory=list)
+    #: (output, key, document) in the order the records produced them.
+    outputs: list[tuple[OutputKind, str, dict[str, Any]]] = field(default_factory=list)
+    #: profile_id -> (value, stream time) to serve to Redis, once per batch.
+    served: dict[str, tuple[State, float]] = field(default_factory=dict)
+    #: partition -> (last offset, records) of the batch.
+    last_offsets: dict[int, tuple[int, int]] = field(default_factory=dict)
+    #: (index in the batch, reason) of records that are not valid profile-events records.
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    duplicates: Counter[str] = field(default_factory=Counter)  # kind: offset / change_id
+    redirects: Counter[str] = field(default_factory=Counter)  # cause: merged / provisional
+    late_events: Counter[str] = field(default_factory=Counter)  # route: direct / redirected
+
+
+def fold(records: Iterable[Record], table: Mapping[str, Any], memory: StageMemory, wall: float) -> Batch:
+    """Apply ``records`` in offset order on top of ``table`` (only read); return what the batch does.
+
+    ``wall`` is the wall-clock time of the batch: stream time before any event of a
+    partition was seen, and the idle advance of stream time (:class:`~tables.profile_stage.StreamClock`).
+    """
+    folder = _Folder(table, memory, wall)
+    for index, record in enumerate(records):
+        try:
+            folder.apply(record)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            # Only this application writes the topic, so this is a bug or a foreign producer:
+            # the agent dead-letters the record and the partition goes on.
+            folder.batch.rejected.append((index, f"not a valid profile-events record: {exc!r}"))
+        _, count = folder.batch.last_offsets.get(record.partition, (0, 0))
+        folder.batch.last_offsets[record.partition] = (record.offset, count + 1)
+    return folder.batch
+
+
+def needs_ticks(value: Any, partition: int) -> bool:
+    """Whether a tick of ``partition`` may change ``value`` (open sessions, or a timed rule due)."""
+    return (
+        isinstance(value, dict)
+        and value.get("partition") == partition
+        and (profile_stage.has_open_sessions(value) or profile_stage.next_evaluation_at(value) is not None)
+    )
+
+
+class _Folder:
+    """One batch's fold: the per-kind steps share ``get`` (pending, then table) and ``put``."""
+
+    def __init__(self, table: Mapping[str, Any], memory: StageMemory, wall: float) -> None:
+        self.table = table
+        self.memory = memory
+        self.wall = wall
+        self.batch = Batch()
+
+    def get(self, profile_id: str) -> Any:
+        pending = self.batch.pending.get(profile_id)
+        return pending[0] if pending is not None else self.table.get(profile_id)
+
+    def put(self, profile_id: str, value: State, partition: int, serve_at: float | None) -> None:
+        """Chain ``value`` for the rest of the batch, keep the tick index current, maybe serve it."""
+        self.batch.pending[profile_id] = (value, partition)
+        members = self.memory.waiting.setdefault(partition, set())
+        if needs_ticks(value, partition):
+            members.add(profile_id)
+        else:
+            members.discard(profile_id)
+        if serve_at is not None:
+            self.batch.served[profile_id] = (value, serve_at)
+
+    def stream_now(self, partition: int, value: Any) -> float:
+        """The partition's stream time; before any event was seen here, the profile's last event time."""
+        now = self.memory.clock.now(partition, self.wall)
+        if now is not None:
+            return now
+        last = (value or {}).get("profile", {}).get("last_seen") if isinstance(value, dict) else None
+        return float(last) if isinstance(last, int | float) else self.wall
+
+    def emit(self, profile_id: str, outputs: profile_stage.Outputs, value: State) -> None:
+        add = self.batch.outputs.append
+        for session in outputs.closed_sessions:
+            add(("session_summaries", profile_id, sessions.summary(session, profile_id)))
+        if outputs.closed_sessions:  # the cluster model learns a profile once per closed session
+            add(("cluster_input", profile_id,
+                 cluster_stage.cluster_input(profile_id, value, outputs.closed_sessions[-1]["id"])))
+        for change in outputs.segment_changes:
+            # Keyed by the profile the change is about: a merge also emits the absorbed one's exits.
+            add(("segment_changes", str(change["profile_id"]), change))
+
+    def apply(self, record: Record) -> None:
+        envelope = orjson.loads(record.value)
+        if "tick" in envelope:
+            self.tick(record.partition, float(envelope["tick"]))
+            return
+        profile_id = str(envelope["profile_id"])
+        value = self.get(profile_id)
+        partition, offset = record.partition, record.offset
+        if "merge_out" in envelope:
+            payload = envelope["merge_out"]
+            tombstone, handover = profile_identity.merge_out(value, payload, profile_id, offset, partition)
+            if handover is not None:
+                self.batch.handovers.append(handover)
+            if tombstone != value:
+                self.put(profile_id, tombstone, partition, serve_at=0.0)
+        elif "revive" in envelope:
+            revived = profile_identity.revive(value, envelope["revive"], offset, partition)
+            if revived is not None:
+                self.put(profile_id, revived, partition, self.stream_now(partition, None))
+        elif profile_identity.is_tombstone(value):
+            self.redirect(profile_id, value, envelope, record)
+        elif "merge_in" in envelope:
+            self.merge_in(profile_id, value, envelope["merge_in"], record)
+        elif "split" in envelope:
+            self.split(profile_id, value, envelope["split"], partition)
+        elif "traits" in envelope:
+            value = profile_identity.traits(value, envelope["traits"], float(envelope["ts"]), partition)
+            self.put(profile_id, value, partition, self.stream_now(partition, value))
+        else:
+            self.event(profile_id, value, envelope, record)
+
+    def redirect(self, profile_id: str, tombstone: State, envelope: dict[str, Any], record: Record) -> None:
+        """A record for an absorbed profile goes on to its survivor (events ingest stamped before the
+        alias update reached it, merge_in of a chain)."""
+        moved = profile_identity.redirect(tombstone, envelope, record.offset)
+        if moved is None:
+            self.batch.duplicates["offset"] += 1
+            return
+        tombstone, forward = moved
+        self.batch.handovers.append(forward)
+        self.batch.redirects[profile_identity.merge_cause(tombstone)] += 1
+        self.put(profile_id, tombstone, record.partition, serve_at=None)
+
+    def merge_in(self, profile_id: str, value: Any, payload: dict[str, Any], record: Record) -> None:
+        now = self.stream_now(record.partition, payload.get("state") or value)
+        value, outputs, outcome = profile_identity.merge_in(
+            value, payload, record.offset, record.partition, profile_id, now
+        )
+        if outcome != "merged":
+            self.batch.duplicates["offset" if outcome == "replayed" else "change_id"] += 1
+            return
+        self.put(profile_id, value, record.partition, now)
+        self.emit(profile_id, outputs, value)
+        if not payload.get("split"):
+            # The one clusters stage moves the absorbed profile's cluster membership (idempotent there).
+            absorbed = str(payload["from"])
+            merge = cluster_stage.merge_record(absorbed, profile_id, str(payload["change_id"]), now)
+            self.batch.outputs.append(("cluster_input", absorbed, merge))
+
+    def split(self, profile_id: str, value: Any, payload: dict[str, Any], partition: int) -> None:
+        now = self.stream_now(partition, value)
+        kept, sends, outputs = profile_identity.split(value, payload, profile_id, now)
+        if kept is None or kept is value:
+            return
+        self.batch.handovers.extend(sends)
+        self.put(profile_id, kept, partition, now)
+        self.emit(profile_id, outputs, kept)
+
+    def event(self, profile_id: str, value: Any, envelope: dict[str, Any], record: Record) -> None:
+        doc = envelope["event"]
+        event = Event(doc, doc["type"], doc["event_id"], doc["anonymous_id"], float(envelope["ts"]))
+        self.memory.clock.observe(record.partition, event.ts, self.wall)
+        value, outputs = profile_stage.apply_event(
+            value, event, record.offset, record.partition, profile_id,
+            monitor=self.memory.monitor, basis=f"{record.topic}:{record.partition}:{record.offset}",
+        )
+        if outputs.late_events:
+            self.batch.late_events["redirected" if "redirected_from" in envelope else "direct"] += 1
+        self.put(profile_id, value, record.partition, event.ts)
+        self.emit(profile_id, outputs, value)
+
+    def tick(self, partition: int, wall: float) -> None:
+        now = self.memory.clock.now(partition, wall)
+        if now is None:
+            return
+        members = self.memory.waiting.get(partition)
+        if members is None:
+            # The first tick of a partition before any record of it was applied (after a restart).
+            members = {str(pid) for pid in self.table if needs_ticks(self.get(str(pid)), partition)}
+            self.memory.waiting[partition] = members
+        for profile_id in list(members):
+            value = self.get(profile_id)
+            if value is None or profile_identity.is_tombstone(value):
+                members.discard(profile_id)
+                continue
+            value, outputs = profile_stage.tick(value, now, profile_id)
+            if outputs.closed_sessions or outputs.segment_changes:
+                self.put(profile_id, value, partition, now)
+                self.emit(profile_id, outputs, value)
+            elif not needs_ticks(value, partition):
+                members.discard(profile_id)

@@ -1,0 +1,133 @@
+"""The profiles stage's batch fold: a batch is the same records applied one by one, and a replay applies nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from tables import profile_stage
+from tables.profile_batch import Batch, Record, StageMemory, fold
+from tables.sessions import ev
+
+TOPIC = "persona-stream-profile-events"
+WALL = 10_000.0  # the batches' wall time; the tick below says 14 000: stream time moves 4 000 s on
+
+
+def record(offset: int, doc: dict[str, Any], partition: int = 0) -> Record:
+    return Record(TOPIC, partition, offset, orjson.dumps(doc))
+
+
+def event(offset: int, profile_id: str, event_id: str, ts: float, event_type: str = "page_view") -> Record:
+    return record(offset, {"profile_id": profile_id, "ts": ts, "event": ev(event_id, ts, event_type).data})
+
+
+def initial_table() -> dict[str, Any]:
+    """p-b lives on partition 1 (its state travels in a merge_in); p-c on partition 0 (merged out below)."""
+    b, _ = profile_stage.apply_event(None, ev("b1", 900.0, "add_to_cart"), offset=3, partition=1, profile_id="p-b")
+    c, _ = profile_stage.apply_event(None, ev("c1", 950.0), offset=2, partition=0, profile_id="p-c")
+    return {"p-b": b, "p-c": c}
+
+
+def warm_memory() -> StageMemory:
+    """The memory of the worker that applied the table's records: p-c's open session is in the tick index."""
+    return StageMemory(waiting={0: {"p-c"}})
+
+
+def mixed_records(table: dict[str, Any]) -> list[Record]:
+    """Several events of p-a around a tick, a merge_in into p-a, a merge_out of p-c, an event
+    stamped with p-c after it (redirected), CRM traits."""
+    return [
+        event(10, "p-a", "a1", 1000.0),
+        event(11, "p-a", "a2", 1010.0, "product_view"),
+        record(12, {"tick": 14_000.0}),  # stream time 1010 + 4000: p-a's and p-c's sessions close
+        record(13, {"profile_id": "p-a", "merge_in": {"change_id": "c1", "from": "p-b", "state": table["p-b"]}}),
+        event(14, "p-a", "a3", 5000.0),
+        event(15, "p-a", "a3", 5000.0),  # a publisher retry: counted once
+        record(16, {"profile_id": "p-c", "merge_out": {"change_id": "c2", "into": "p-a"}}),
+        event(17, "p-c", "c2", 5010.0),
+        record(18, {"profile_id": "p-a", "traits": {"city": "Leeds"}, "ts": 5020.0}),
+    ]
+
+
+def write(table: dict[str, Any], batch: Batch) -> None:
+    for profile_id, (value, _) in batch.pending.items():
+        table[profile_id] = value
+
+
+def one_by_one(records: list[Record], table: dict[str, Any]) -> tuple[list[Batch], dict[str, Any]]:
+    memory, batches = warm_memory(), []
+    for r in records:
+        batch = fold([r], table, memory, WALL)
+        write(table, batch)
+        batches.append(batch)
+    return batches, table
+
+
+def test_a_batch_gives_the_state_and_outputs_of_its_records_applied_one_by_one() -> None:
+    table = initial_table()
+    records = mixed_records(table)
+    batch = fold(records, table, warm_memory(), WALL)
+    singles, expected = one_by_one(records, initial_table())
+
+    write(table, batch)
+    assert table == expected
+    assert batch.outputs == [out for single in singles for out in single.outputs]
+    assert batch.handovers == [h for single in singles for h in single.handovers]
+    assert batch.served == {pid: served for single in singles for pid, served in single.served.items()}
+    assert set(batch.pending) == {"p-a", "p-c"}  # each written once, whatever its number of records
+    assert batch.last_offsets == {0: (18, len(records))}
+    # What the records did: the tick closed p-c's and p-a's sessions, p-b's state (an open session)
+    # was folded into p-a and closed by p-a's next event, p-c handed over and became a tombstone,
+    # its later event went on to p-a.
+    summaries = [(key, doc["session_id"]) for kind, key, doc in batch.outputs if kind == "session_summaries"]
+    assert summaries == [("p-c", "ses-c1"), ("p-a", "ses-a1"), ("p-a", "ses-b1")]
+    assert table["p-a"]["merges"] == ["c1"] and table["p-a"]["profile"]["traits"]["city"] == "Leeds"
+    assert table["p-a"]["profile"]["events"] == 4  # a1, a2, a3 once, b1
+    assert table["p-c"]["merged_into"] == "p-a" and table["p-c"]["offset"] == 17
+    assert [(h["profile_id"], "merge_in" in h, h.get("redirected_from")) for h in batch.handovers] == [
+        ("p-a", True, None), ("p-a", False, "p-c")
+    ]
+    assert batch.redirects == {"merged": 1} and batch.rejected == []
+
+
+def test_a_batch_replayed_after_its_writes_applies_nothing_and_emits_nothing() -> None:
+    table = initial_table()
+    records = mixed_records(table)
+    write(table, fold(records, table, warm_memory(), WALL))
+    written = dict(table)
+
+    # A crash after the writes, before the commit: a new worker (empty memory) reads the batch again.
+    replay = fold(records, table, StageMemory(), WALL)
+    write(table, replay)
+    assert table == written
+    assert replay.outputs == [] and replay.handovers == []
+    assert replay.duplicates["offset"] >= 1  # the record for the tombstone is recognised as a replay
+
+
+def test_a_batch_replayed_before_its_writes_sends_the_same_handovers_again() -> None:
+    # A crash after the handovers were acknowledged, before the states were written: the replay
+    # finds the old states and sends the same records again (each a no-op where it arrives).
+    table = initial_table()
+    records = mixed_records(table)
+    first = fold(records, table, warm_memory(), WALL)
+    again = fold(records, table, warm_memory(), WALL)
+    assert again.handovers == first.handovers and again.pending == first.pending
+    assert again.outputs == first.outputs  # same ids: downstream stages and consumers dedupe
+
+
+def test_a_first_tick_after_a_restart_closes_sessions_of_profiles_read_from_the_table() -> None:
+    table = initial_table()  # p-c has an open session on partition 0
+    memory = StageMemory()  # a restarted worker: no tick index yet
+    memory.clock.observe(0, 1000.0, WALL)  # (its stream clock moved by a record before)
+    batch = fold([record(21, {"tick": 14_000.0})], table, memory, WALL)
+    closed = {doc["profile_id"] for kind, _, doc in batch.outputs if kind == "session_summaries"}
+    assert closed == {"p-c"}
+
+
+def test_an_invalid_record_is_rejected_and_the_rest_of_the_batch_applied() -> None:
+    records = [Record(TOPIC, 0, 30, b"{not json"), record(31, {"no_profile_id": 1}), event(32, "p-a", "a1", 1000.0)]
+    batch = fold(records, {}, StageMemory(), WALL)
+    assert [index for index, _ in batch.rejected] == [0, 1]
+    assert batch.pending["p-a"][0]["profile"]["events"] == 1
+    assert batch.last_offsets == {0: (32, 3)}
