@@ -68,7 +68,7 @@ class StageMemory:
     clock: profile_stage.StreamClock = field(default_factory=profile_stage.StreamClock)
     monitor: QualityMonitor = field(default_factory=QualityMonitor)
     #: partition -> profile ids a tick may concern (open sessions or a segment evaluation
-    #: due); built from the table at a partition's first tick if no record came before it.
+    #: due); built from the table the first time a partition is seen.
     waiting: dict[int, set[str]] = field(default_factory=dict)
 
 
@@ -137,13 +137,22 @@ class _Folder:
     def put(self, profile_id: str, value: State, partition: int, serve_at: float | None) -> None:
         """Chain ``value`` for the rest of the batch, keep the tick index current, maybe serve it."""
         self.batch.pending[profile_id] = (value, partition)
-        members = self.memory.waiting.setdefault(partition, set())
+        members = self.waiting(partition)
         if needs_ticks(value, partition):
             members.add(profile_id)
         else:
             members.discard(profile_id)
         if serve_at is not None:
             self.batch.served[profile_id] = (value, serve_at)
+
+    def waiting(self, partition: int) -> set[str]:
+        """The partition's tick index; built from the table (and this batch) the first time it is needed,
+        whether a tick or a record comes first after a restart."""
+        members = self.memory.waiting.get(partition)
+        if members is None:
+            members = {str(pid) for pid in self.table if needs_ticks(self.get(str(pid)), partition)}
+            self.memory.waiting[partition] = members
+        return members
 
     def stream_now(self, partition: int, value: Any) -> float:
         """The partition's stream time; before any event was seen here, the profile's last event time."""
@@ -249,12 +258,8 @@ class _Folder:
         now = self.memory.clock.now(partition, wall)
         if now is None:
             return
-        members = self.memory.waiting.get(partition)
-        if members is None:
-            # The first tick of a partition before any record of it was applied (after a restart).
-            members = {str(pid) for pid in self.table if needs_ticks(self.get(str(pid)), partition)}
-            self.memory.waiting[partition] = members
-        for profile_id in list(members):
+        members = self.waiting(partition)
+        for profile_id in sorted(members):  # a fixed order: a replayed tick emits in the same order
             value = self.get(profile_id)
             if value is None or profile_identity.is_tombstone(value):
                 members.discard(profile_id)

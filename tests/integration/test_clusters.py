@@ -164,11 +164,14 @@ def test_killed_worker_restarts_with_the_same_cluster_ids_and_centres_and_learns
     expire_killed_worker(pipeline, worker)
 
     _, port = pipeline.start_worker()
-    wait_for(lambda: get(port, "/v1/clusters/model")[1].get("offset") == before["offset"], 90,
+    wait_for(lambda: get(port, "/v1/clusters/model")[1].get("offset", -1) >= before["offset"], 90,
              lambda: f"the restarted worker never caught up: {get(port, '/v1/clusters/model')}")
     after = settled_model(port)
-    # Checkpoint + the records since, learned again: exactly the model that was killed.
-    for field in ("offset", "seen", "k", "labels", "centres", "next_id"):
+    # Checkpoint + the records since, learned again: exactly the model that was killed. Its input
+    # may have moved on: a session closed by a tick whose state write the kill lost is closed
+    # again on the replayed tick, and its vector (same session id) is a duplicate, not learned.
+    assert after["offset"] >= before["offset"]
+    for field in ("seen", "k", "labels", "centres", "next_id"):
         assert after[field] == before[field], field
 
     send(pipeline, second)
