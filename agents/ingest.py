@@ -100,7 +100,9 @@ async def ingest_batch(records: Sequence[EventT]) -> None:
             if outcome == "replayed":
                 # The state may be in the changelog while the forward to the profiles stage was
                 # lost in the crash: forward again; that stage drops repeated event ids.
-                await forward_to_profiles(result, current_profile(resolver.observe_event(result.data)))
+                await forward_to_profiles(
+                    result, current_profile(resolver.observe_event(result.data)), message.timestamp
+                )
                 duplicates["offset"] += 1
             elif outcome == "applied":
                 obs = resolver.observe_event(result.data)
@@ -112,7 +114,7 @@ async def ingest_batch(records: Sequence[EventT]) -> None:
                 processed[result.type] += 1
                 profile_id = current_profile(obs)
                 served[key] = (state, profile_id)
-                await forward_to_profiles(result, profile_id)
+                await forward_to_profiles(result, profile_id, message.timestamp)
             else:
                 pending[key] = (state, message.partition)
                 duplicates["event_id"] += 1
@@ -184,12 +186,14 @@ def crm_time(data: dict[str, Any], received: float) -> float:
     return parsed if parsed is not None else received
 
 
-async def forward_to_profiles(event: Event, profile_id: str) -> None:
-    """Send a valid event, stamped with its profile, to the profiles stage (keyed by profile)."""
-    delivery = await profile_events_topic.send(
-        key=profile_id.encode(),
-        value=orjson.dumps({"profile_id": profile_id, "ts": event.ts, "event": event.data}),
-    )
+async def forward_to_profiles(event: Event, profile_id: str, produced_at: float) -> None:
+    """Send a valid event, stamped with its profile, to the profiles stage (keyed by profile).
+
+    ``produced_at`` is the clickstream record's Kafka timestamp: the profiles stage measures
+    the end-to-end latency from it.
+    """
+    envelope = {"profile_id": profile_id, "ts": event.ts, "event": event.data, "produced_at": produced_at}
+    delivery = await profile_events_topic.send(key=profile_id.encode(), value=orjson.dumps(envelope))
     activity_table.hold_watermark_for(delivery)
 
 

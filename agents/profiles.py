@@ -43,6 +43,7 @@ from app.faust_app import (
 from app.lifecycle import redis_sink
 from app.metrics import (
     DUPLICATES,
+    END_TO_END_SECONDS,
     PROFILE_REDIRECTS,
     SEGMENT_CHANGES,
     SESSION_LATE_EVENTS,
@@ -106,6 +107,9 @@ async def apply_batch(records: Sequence[EventT]) -> None:
         PROFILE_REDIRECTS.labels(cause).inc(n)
     for route, n in batch.late_events.items():
         SESSION_LATE_EVENTS.labels(route).inc(n)
+    done = time.time()
+    for produced in batch.produced_at:
+        END_TO_END_SECONDS.observe(max(0.0, done - produced))
     # One observation per record, not per batch: the histogram's count is read as the records
     # this stage has applied (bench/throughput.py waits on it to know the pipeline is done).
     per_record = (time.perf_counter() - started) / len(records)

@@ -66,6 +66,12 @@ SESSIONS_CLOSED = Counter(
     "Sessions closed and emitted to session-summaries, by close reason.",
     ["reason"],
 )
+END_TO_END_SECONDS = Histogram(
+    "persona_end_to_end_seconds",
+    "Clickstream record produced (its Kafka timestamp) to the profiles stage having applied its event: "
+    "profile state written, session summaries and segment changes sent, Redis queued.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
 SESSION_LATE_EVENTS = Counter(
     "persona_session_late_events_total",
     "Events that arrived after their session was emitted: counted in the profile, in no session summary. "

@@ -386,7 +386,11 @@ def scrape_worker(port: int) -> tuple[dict[str, float], dict[float, float]]:
 
 
 def stage_counts(families: Iterable[Any]) -> tuple[dict[str, float], dict[float, float]]:
-    """Records each stage has seen, from one worker's parsed metrics; and the lag buckets.
+    """Records each stage has seen, from one worker's parsed metrics; and the latency buckets.
+
+    The latency is end to end (``persona_end_to_end_seconds``: record produced to its event
+    applied by the profiles stage); a source tree from before that metric (``--compare``)
+    only has ingest's lag (``persona_event_lag_seconds``), which is used then.
 
     ``ingested``: clickstream records ingest has ended (processed, dead-lettered or
     duplicate: exactly one each); ``to_profiles``: those it sent on to the profiles stage;
@@ -395,6 +399,7 @@ def stage_counts(families: Iterable[Any]) -> tuple[dict[str, float], dict[float,
     """
     counts = dict.fromkeys(("ingested", "to_profiles", "profiles", "to_identity", "identity"), 0.0)
     buckets: dict[float, float] = {}
+    ingest_lag: dict[float, float] = {}
     for family in families:
         for sample in family.samples:
             name, labels, value = sample.name, sample.labels, sample.value
@@ -410,10 +415,11 @@ def stage_counts(families: Iterable[Any]) -> tuple[dict[str, float], dict[float,
                 counts["to_identity"] += value
             elif name == "persona_stage_seconds_count" and labels.get("stage") in ("identity", "profiles"):
                 counts[labels["stage"]] += value
-            elif name == "persona_event_lag_seconds_bucket":
+            elif name in ("persona_end_to_end_seconds_bucket", "persona_event_lag_seconds_bucket"):
+                into = buckets if name == "persona_end_to_end_seconds_bucket" else ingest_lag
                 bound = float(labels["le"])
-                buckets[bound] = buckets.get(bound, 0.0) + value
-    return counts, buckets
+                into[bound] = into.get(bound, 0.0) + value
+    return counts, buckets or ingest_lag
 
 
 def pipeline_done(workers: Iterable[dict[str, float]]) -> float:

@@ -176,8 +176,9 @@ def _rate(metric: str, by: str = "") -> str:
     return f"{grouping}(rate({metric}{{{SEL}}}[{RATE}]))"
 
 
-def _quantile(q: float, metric: str, by: str) -> str:
-    return f"histogram_quantile({q}, sum by (le, {by}) (rate({metric}_bucket{{{SEL}}}[{RATE}])))"
+def _quantile(q: float, metric: str, by: str = "") -> str:
+    grouping = f"le, {by}" if by else "le"
+    return f"histogram_quantile({q}, sum by ({grouping}) (rate({metric}_bucket{{{SEL}}}[{RATE}])))"
 
 
 def overview() -> dash.Dashboard:
@@ -435,6 +436,20 @@ def overview() -> dash.Dashboard:
             [
                 Query(_quantile(0.5, "persona_stage_seconds", "stage"), "p50 {{stage}}"),
                 Query(_quantile(0.99, "persona_stage_seconds", "stage"), "p99 {{stage}}"),
+            ],
+            "s",
+        )
+    )
+    d = d.with_panel(
+        graph(
+            ids,
+            "End-to-end latency p50 / p99",
+            "From a clickstream record's Kafka timestamp (when the publisher produced it) to the "
+            "profiles stage having applied its event (state written, session summaries and segment "
+            "changes sent, Redis queued). Buckets end at 60 s: a flat line there means at least 60 s.",
+            [
+                Query(_quantile(0.5, "persona_end_to_end_seconds"), "p50"),
+                Query(_quantile(0.99, "persona_end_to_end_seconds"), "p99"),
             ],
             "s",
         )

@@ -91,6 +91,9 @@ class Batch:
     duplicates: Counter[str] = field(default_factory=Counter)  # kind: offset / change_id
     redirects: Counter[str] = field(default_factory=Counter)  # cause: merged / provisional
     late_events: Counter[str] = field(default_factory=Counter)  # route: direct / redirected
+    #: When the clickstream record of each event the batch applied was produced (epoch seconds;
+    #: ``produced_at`` of the envelope), for the end-to-end latency.
+    produced_at: list[float] = field(default_factory=list)
 
 
 def fold(records: Iterable[Record], table: Mapping[str, Any], memory: StageMemory, wall: float) -> Batch:
@@ -245,12 +248,16 @@ class _Folder:
         doc = envelope["event"]
         event = Event(doc, doc["type"], doc["event_id"], doc["anonymous_id"], float(envelope["ts"]))
         self.memory.clock.observe(record.partition, event.ts, self.wall)
+        replayed = record.offset <= ((value or {}).get("profile") or {}).get("offset", -1)
         value, outputs = profile_stage.apply_event(
             value, event, record.offset, record.partition, profile_id,
             monitor=self.memory.monitor, basis=f"{record.topic}:{record.partition}:{record.offset}",
         )
         if outputs.late_events:
             self.batch.late_events["redirected" if "redirected_from" in envelope else "direct"] += 1
+        produced = envelope.get("produced_at")
+        if isinstance(produced, int | float) and not replayed:
+            self.batch.produced_at.append(float(produced))
         self.put(profile_id, value, record.partition, event.ts)
         self.emit(profile_id, outputs, value)
 

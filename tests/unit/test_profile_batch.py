@@ -124,3 +124,14 @@ def test_an_invalid_record_is_rejected_and_the_rest_of_the_batch_applied() -> No
     assert [index for index, _ in batch.rejected] == [0, 1]
     assert batch.pending["p-a"][0]["profile"]["events"] == 1
     assert batch.last_offsets == {0: (32, 3)}
+
+
+def test_each_applied_event_reports_when_its_clickstream_record_was_produced() -> None:
+    table = initial_table()
+    stamped = record(30, {"profile_id": "p-a", "ts": 1000.0, "event": ev("e1", 1000.0).data, "produced_at": 77.5})
+    unstamped = event(31, "p-a", "e2", 1001.0)  # a record from before the field existed
+    replayed = record(30, {"profile_id": "p-a", "ts": 1000.0, "event": ev("e1", 1000.0).data, "produced_at": 77.5})
+    batch = fold([stamped, unstamped], table, StageMemory(), WALL)
+    assert batch.produced_at == [77.5]
+    write(table, batch)
+    assert fold([replayed], table, StageMemory(), WALL).produced_at == []  # a replay applies nothing
