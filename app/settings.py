@@ -132,18 +132,11 @@ class Settings:
             raise ConfigError("PERSONA_PRODUCER_LINGER_SECONDS must not be negative")
         if self.commit_interval_seconds <= 0:
             raise ConfigError("PERSONA_COMMIT_INTERVAL_SECONDS must be positive")
-        if self.ingest_batch_size < 1:
-            raise ConfigError("PERSONA_INGEST_BATCH_SIZE must be at least 1")
-        if self.ingest_batch_seconds <= 0:
-            raise ConfigError("PERSONA_INGEST_BATCH_SECONDS must be positive")
-        if self.identity_batch_size < 1:
-            raise ConfigError("PERSONA_IDENTITY_BATCH_SIZE must be at least 1")
-        if self.identity_batch_seconds <= 0:
-            raise ConfigError("PERSONA_IDENTITY_BATCH_SECONDS must be positive")
-        if self.profiles_batch_size < 1:
-            raise ConfigError("PERSONA_PROFILES_BATCH_SIZE must be at least 1")
-        if self.profiles_batch_seconds <= 0:
-            raise ConfigError("PERSONA_PROFILES_BATCH_SECONDS must be positive")
+        for stage in ("ingest", "identity", "profiles"):
+            if getattr(self, f"{stage}_batch_size") < 1:
+                raise ConfigError(f"{_env_name(f'{stage}_batch_size')} must be at least 1")
+            if getattr(self, f"{stage}_batch_seconds") <= 0:
+                raise ConfigError(f"{_env_name(f'{stage}_batch_seconds')} must be positive")
         if len(self.hmac_secret) < 16:
             raise ConfigError("PERSONA_HMAC_SECRET must be at least 16 characters")
 
