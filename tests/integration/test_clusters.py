@@ -192,10 +192,12 @@ def test_the_model_follows_its_partition_to_another_worker_on_a_rebalance(
     before = settled_model(port_a)
     _, port_b = pipeline.start_worker()  # joins the group: a rebalance
     assert worker_a.stop() is not None  # leaves it: the one cluster-input partition moves to B
-    wait_for(lambda: get(port_b, "/v1/clusters/model")[1].get("offset") == before["offset"], 90,
+    wait_for(lambda: get(port_b, "/v1/clusters/model")[1].get("offset", -1) >= before["offset"], 90,
              lambda: f"worker B never took the model: {get(port_b, '/v1/clusters/model')}")
     after = settled_model(port_b)
-    for field in ("offset", "seen", "k", "labels", "centres", "next_id"):
+    # As after a kill: records replayed on B may close sessions again (duplicates, not learned).
+    assert after["offset"] >= before["offset"]
+    for field in ("seen", "k", "labels", "centres", "next_id"):
         assert after[field] == before[field], field
     send(pipeline, second)
     wait_for(lambda: model(port_b)["seen"] > before["seen"], 60, lambda: "worker B learned nothing")
