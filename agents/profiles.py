@@ -28,7 +28,7 @@ from typing import Any, cast
 
 import orjson
 from faust import Stream
-from faust.types import EventT, StreamT
+from faust.types import TP, EventT, StreamT
 
 from agents.ingest import send_dead_letter
 from app.faust_app import (
@@ -65,6 +65,14 @@ OUTPUT_TOPICS = {
 PROFILES_SECONDS = STAGE_SECONDS.labels("profiles")
 # Stream clocks, quality monitor and tick index of the partitions this worker owns.
 memory = profile_batch.StageMemory()
+
+
+@faust_app.on_partitions_assigned.connect  # type: ignore[arg-type]  # Faust's stub wants a signal keyword
+async def on_assigned(app: Any, assigned: set[TP], **kwargs: Any) -> None:
+    # `assigned` is the whole new assignment: a partition given back after a rebalance has a
+    # recovered table the old tick index knows nothing of, so the index is rebuilt on next use.
+    if any(tp.topic == PROFILE_EVENTS for tp in assigned):
+        memory.forget_index()
 
 
 @faust_app.agent(profile_events_topic, name="profiles")

@@ -68,8 +68,19 @@ class StageMemory:
     clock: profile_stage.StreamClock = field(default_factory=profile_stage.StreamClock)
     monitor: QualityMonitor = field(default_factory=QualityMonitor)
     #: partition -> profile ids a tick may concern (open sessions or a segment evaluation
-    #: due); built from the table the first time a partition is seen.
-    waiting: dict[int, set[str]] = field(default_factory=dict)
+    #: due). ``None`` until the first record or tick after a start or a rebalance: then ONE
+    #: scan of the table indexes every partition (one scan per partition would unpack every
+    #: value of a large table once per partition).
+    waiting: dict[int, set[str]] | None = None
+
+    def forget_index(self) -> None:
+        """Drop the tick index: the table's partitions changed (a rebalance), so rebuild it on next use.
+
+        >>> memory = StageMemory(waiting={0: {"p-a"}})
+        >>> memory.forget_index(); memory.waiting is None
+        True
+        """
+        self.waiting = None
 
 
 @dataclass
@@ -149,13 +160,21 @@ class _Folder:
             self.batch.served[profile_id] = (value, serve_at)
 
     def waiting(self, partition: int) -> set[str]:
-        """The partition's tick index; built from the table (and this batch) the first time it is needed,
-        whether a tick or a record comes first after a restart."""
-        members = self.memory.waiting.get(partition)
-        if members is None:
-            members = {str(pid) for pid in self.table if needs_ticks(self.get(str(pid)), partition)}
-            self.memory.waiting[partition] = members
-        return members
+        """The partition's tick index; the whole index is built from the table (and this batch) the first
+        time any partition needs it, whether a tick or a record comes first after a restart."""
+        if self.memory.waiting is None:
+            self.memory.waiting = self.index_table()
+        return self.memory.waiting.setdefault(partition, set())
+
+    def index_table(self) -> dict[int, set[str]]:
+        index: dict[int, set[str]] = {}
+        for key in self.table:
+            profile_id = str(key)
+            value = self.get(profile_id)
+            partition = value.get("partition") if isinstance(value, dict) else None
+            if isinstance(partition, int) and needs_ticks(value, partition):
+                index.setdefault(partition, set()).add(profile_id)
+        return index
 
     def stream_now(self, partition: int, value: Any) -> float:
         """The partition's stream time; before any event was seen here, the profile's last event time."""

@@ -118,6 +118,35 @@ def test_a_tick_after_a_restart_closes_sessions_of_profiles_that_got_no_event_si
     assert closed == {"p-c", "p-d"}
 
 
+class CountingTable(dict[str, Any]):
+    """A table that counts how often it is scanned."""
+
+    scans = 0
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        self.scans += 1
+        return super().__iter__()
+
+
+def test_one_scan_of_the_table_indexes_every_partition_after_a_restart() -> None:
+    table = CountingTable(initial_table())  # open sessions: p-b on partition 1, p-c on partition 0
+    memory = StageMemory()
+    fold([event(20, "p-d", "d1", 1000.0), record(21, {"tick": 14_000.0})], table, memory, WALL)
+    partition_1 = [event(5, "p-e", "e1", 1000.0), record(6, {"tick": 14_000.0}, partition=1)]
+    batch = fold([r._replace(partition=1) for r in partition_1], table, memory, WALL)
+    assert table.scans == 1
+    assert {doc["profile_id"] for kind, _, doc in batch.outputs if kind == "session_summaries"} == {"p-b", "p-e"}
+
+
+def test_a_rebalance_rebuilds_the_tick_index_from_the_recovered_table() -> None:
+    memory = StageMemory()
+    fold([record(21, {"tick": 1_000.0})], {}, memory, WALL)  # partition 0 indexed while the table was empty
+    memory.forget_index()  # partitions assigned again: partition 1's profiles were recovered meanwhile
+    partition_1 = [event(5, "p-e", "e1", 1000.0), record(6, {"tick": 14_000.0})]
+    batch = fold([r._replace(partition=1) for r in partition_1], initial_table(), memory, WALL)
+    assert {doc["profile_id"] for kind, _, doc in batch.outputs if kind == "session_summaries"} == {"p-b", "p-e"}
+
+
 def test_an_invalid_record_is_rejected_and_the_rest_of_the_batch_applied() -> None:
     records = [Record(TOPIC, 0, 30, b"{not json"), record(31, {"no_profile_id": 1}), event(32, "p-a", "a1", 1000.0)]
     batch = fold(records, {}, StageMemory(), WALL)
