@@ -69,6 +69,7 @@ class RedisSink:
         self.healthy = True
         self._pending: dict[str, RedisHash] = {}
         self._members: dict[tuple[str, str], bool] = {}
+        self._in_flight = 0  # changes of a flush whose write has not succeeded yet
         self._client: aioredis.Redis | None = None
 
     def put(self, key: str, fields: RedisHash) -> None:
@@ -87,7 +88,8 @@ class RedisSink:
 
     @property
     def pending(self) -> int:
-        return len(self._pending) + len(self._members)
+        """Changes not yet written to Redis, counting those of a write in progress (it may fail)."""
+        return len(self._pending) + len(self._members) + self._in_flight
 
     async def flush(self) -> int:
         """Write every pending key in one pipeline; return how many were written."""
@@ -96,9 +98,11 @@ class RedisSink:
             return 0
         batch, self._pending = self._pending, {}
         members, self._members = self._members, {}
+        self._in_flight = len(batch) + len(members)
         try:
             await write_hashes(self.client, batch, self.ttl_seconds, members)
         except (RedisError, OSError) as exc:
+            self._in_flight = 0
             # Keep what failed, unless a newer value arrived meanwhile.
             self._pending = {**batch, **self._pending}
             self._members = {**members, **self._members}
@@ -107,6 +111,7 @@ class RedisSink:
                 log.warning("Redis write failed (%s); keeping %d keys pending", exc, len(self._pending))
             self.healthy = False
             return 0
+        self._in_flight = 0
         if not self.healthy:
             log.warning("Redis is reachable again; wrote %d pending keys", len(batch) + len(members))
         self.healthy = True

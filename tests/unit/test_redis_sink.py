@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import fakeredis
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from app import redis_sink
 from app.redis_sink import RedisSink
 
 
@@ -43,6 +46,23 @@ async def test_failed_flush_keeps_keys_pending_and_newer_values_win(
     assert await sink.flush() == 1
     assert await sink.client.hgetall("k1") == {"events": "7"}
     assert sink.healthy
+
+
+async def test_keys_being_written_still_count_as_pending_until_the_write_succeeds(
+    sink: RedisSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink.put("k1", {"events": 1})
+    sink.set_member("segment:s", "p-a", True)
+    seen_during_write: list[int] = []
+    real_write = redis_sink.write_hashes
+
+    async def observed_write(*args: Any, **kwargs: Any) -> None:
+        seen_during_write.append(sink.pending)  # what /health reports while Redis hangs
+        await real_write(*args, **kwargs)
+
+    monkeypatch.setattr(redis_sink, "write_hashes", observed_write)
+    assert await sink.flush() == 2
+    assert seen_during_write == [2] and sink.pending == 0
 
 
 def test_beyond_max_pending_new_keys_are_skipped_but_known_keys_update(sink: RedisSink) -> None:
