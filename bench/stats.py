@@ -132,7 +132,27 @@ def cpu_per_1000(cpu_seconds: float, events: int) -> float:
     return cpu_seconds * 1000 / events if events else math.nan
 
 
-def add_ratios(scenarios: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+def core_bound_scaling(one_worker: Mapping[str, Any], cores: int) -> float | None:
+    """The most several workers can gain over one when all processes share ``cores`` cores.
+
+    Every event costs the worker's CPU plus the broker's and Redis's
+    (``stack_cpu_seconds_per_1000``); ``cores`` busy cores process at most
+    ``cores * 1000 / (worker + stack)`` events/s, whatever the number of workers.
+
+    >>> core_bound_scaling({"events_per_s": 1000.0, "cpu_seconds_per_1000": 0.8,
+    ...                     "stack_cpu_seconds_per_1000": 0.2}, cores=2)
+    2.0
+    >>> core_bound_scaling({"events_per_s": 1000.0, "cpu_seconds_per_1000": 0.8}, cores=2) is None
+    True
+    """
+    rate = one_worker.get("events_per_s")
+    worker, stack = one_worker.get("cpu_seconds_per_1000"), one_worker.get("stack_cpu_seconds_per_1000")
+    if not rate or worker is None or stack is None or worker + stack <= 0:
+        return None
+    return float(cores * 1000 / (worker + stack) / rate)
+
+
+def add_ratios(scenarios: dict[str, dict[str, Any]], cores: int | None = None) -> dict[str, float | None]:
     """Fill each scenario's ``ratio_to_quix`` and return the run's headline ratios."""
     base = scenarios.get(BASELINE, {}).get("events_per_s")
     for result in scenarios.values():
@@ -143,6 +163,10 @@ def add_ratios(scenarios: dict[str, dict[str, Any]]) -> dict[str, float | None]:
         "pipeline_1w_to_quix": ratio(one, base),
         "pipeline_2w_to_1w": ratio(two, one),
         "faust_passthrough_to_quix": ratio(scenarios.get("faust_passthrough", {}).get("events_per_s"), base),
+        # What pipeline_2w_to_1w could be at most on this machine (see core_bound_scaling).
+        "pipeline_2w_to_1w_core_bound": (
+            core_bound_scaling(scenarios["pipeline_1w"], cores) if cores and "pipeline_1w" in scenarios else None
+        ),
     }
 
 
