@@ -163,9 +163,14 @@ def add_ratios(scenarios: dict[str, dict[str, Any]], cores: int | None = None) -
         "pipeline_1w_to_quix": ratio(one, base),
         "pipeline_2w_to_1w": ratio(two, one),
         "faust_passthrough_to_quix": ratio(scenarios.get("faust_passthrough", {}).get("events_per_s"), base),
-        # What pipeline_2w_to_1w could be at most on this machine (see core_bound_scaling).
+        # What pipeline_2w_to_1w could be at most on this machine (see core_bound_scaling), and
+        # the share of that bound 2 workers reach at their own CPU cost per event.
         "pipeline_2w_to_1w_core_bound": (
             core_bound_scaling(scenarios["pipeline_1w"], cores) if cores and "pipeline_1w" in scenarios else None
+        ),
+        "pipeline_2w_machine_share": (
+            ratio(1.0, core_bound_scaling(scenarios["pipeline_2w"], cores))
+            if cores and "pipeline_2w" in scenarios else None
         ),
     }
 
