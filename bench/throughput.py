@@ -132,6 +132,8 @@ TUNING_VARIANTS: dict[str, dict[str, str]] = {
     "PERSONA_PRODUCER_LINGER_SECONDS=0": {"PERSONA_PRODUCER_LINGER_SECONDS": "0"},
     "PERSONA_PRODUCER_LINGER_SECONDS=0.005": {"PERSONA_PRODUCER_LINGER_SECONDS": "0.005"},
     "PERSONA_INGEST_BATCH_SIZE=1": {"PERSONA_INGEST_BATCH_SIZE": "1"},
+    # One worker over as many partitions as pipeline_2w: what the partitions cost apart from the second worker.
+    "PERSONA_TOPIC_PARTITIONS=2": {"PERSONA_TOPIC_PARTITIONS": "2"},
     "fetch_max_wait=50ms": {"BENCH_PATCHES": "fetch_max_wait", "BENCH_FETCH_MAX_WAIT_MS": "50"},
     "fetch_max_wait=50ms + linger=20ms": {
         "BENCH_PATCHES": "fetch_max_wait",
