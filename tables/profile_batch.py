@@ -20,7 +20,8 @@ the handover is acknowledged (1 before 2), and every step skips the offsets or c
 ids its state already reflects, so a batch replayed after a crash applies nothing twice.
 
 Ticks are records of the same topic and are applied in their place: a tick closes the
-sessions of every profile of its partition that may need it (:attr:`StageMemory.waiting`).
+sessions and runs the rule evaluations of the profiles of its partition that are due
+(:attr:`StageMemory.timers`).
 
 Examples
 --------
@@ -48,6 +49,7 @@ from app.validation import Event
 from tables import cluster_stage, profile_identity, profile_stage, sessions
 from tables.hooks import State
 from tables.quality import QualityMonitor
+from tables.timer_queue import TimerQueue
 
 OutputKind = Literal["session_summaries", "cluster_input", "segment_changes"]
 
@@ -67,20 +69,20 @@ class StageMemory:
 
     clock: profile_stage.StreamClock = field(default_factory=profile_stage.StreamClock)
     monitor: QualityMonitor = field(default_factory=QualityMonitor)
-    #: partition -> profile ids a tick may concern (open sessions or a segment evaluation
-    #: due). ``None`` until the first record or tick after a start or a rebalance: then ONE
-    #: scan of the table indexes every partition (one scan per partition would unpack every
-    #: value of a large table once per partition).
-    waiting: dict[int, set[str]] | None = None
+    #: partition -> the profiles a tick may change, by due time (an open session's close or
+    #: a rule evaluation; :func:`tables.profile_stage.next_tick_at`). ``None`` until the first
+    #: record or tick after a start or a rebalance: then ONE scan of the table indexes every
+    #: partition (one scan per partition would unpack every value of a large table once per partition).
+    timers: dict[int, TimerQueue] | None = None
 
     def forget_index(self) -> None:
         """Drop the tick index: the table's partitions changed (a rebalance), so rebuild it on next use.
 
-        >>> memory = StageMemory(waiting={0: {"p-a"}})
-        >>> memory.forget_index(); memory.waiting is None
+        >>> memory = StageMemory(timers={0: TimerQueue()})
+        >>> memory.forget_index(); memory.timers is None
         True
         """
-        self.waiting = None
+        self.timers = None
 
 
 @dataclass
@@ -126,13 +128,11 @@ def fold(records: Iterable[Record], table: Mapping[str, Any], memory: StageMemor
     return folder.batch
 
 
-def needs_ticks(value: Any, partition: int) -> bool:
-    """Whether a tick of ``partition`` may change ``value`` (open sessions, or a timed rule due)."""
-    return (
-        isinstance(value, dict)
-        and value.get("partition") == partition
-        and (profile_stage.has_open_sessions(value) or profile_stage.next_evaluation_at(value) is not None)
-    )
+def tick_due_at(value: Any, partition: int) -> float | None:
+    """When a tick of ``partition`` may change ``value`` (an open session closes, a timed rule falls due)."""
+    if not isinstance(value, dict) or value.get("partition") != partition:
+        return None
+    return profile_stage.next_tick_at(value)
 
 
 class _Folder:
@@ -151,29 +151,25 @@ class _Folder:
     def put(self, profile_id: str, value: State, partition: int, serve_at: float | None) -> None:
         """Chain ``value`` for the rest of the batch, keep the tick index current, maybe serve it."""
         self.batch.pending[profile_id] = (value, partition)
-        members = self.waiting(partition)
-        if needs_ticks(value, partition):
-            members.add(profile_id)
-        else:
-            members.discard(profile_id)
+        self.timers(partition).set(profile_id, tick_due_at(value, partition))
         if serve_at is not None:
             self.batch.served[profile_id] = (value, serve_at)
 
-    def waiting(self, partition: int) -> set[str]:
+    def timers(self, partition: int) -> TimerQueue:
         """The partition's tick index; the whole index is built from the table (and this batch) the first
         time any partition needs it, whether a tick or a record comes first after a restart."""
-        if self.memory.waiting is None:
-            self.memory.waiting = self.index_table()
-        return self.memory.waiting.setdefault(partition, set())
+        if self.memory.timers is None:
+            self.memory.timers = self.index_table()
+        return self.memory.timers.setdefault(partition, TimerQueue())
 
-    def index_table(self) -> dict[int, set[str]]:
-        index: dict[int, set[str]] = {}
+    def index_table(self) -> dict[int, TimerQueue]:
+        index: dict[int, TimerQueue] = {}
         for key in self.table:
             profile_id = str(key)
             value = self.get(profile_id)
             partition = value.get("partition") if isinstance(value, dict) else None
-            if isinstance(partition, int) and needs_ticks(value, partition):
-                index.setdefault(partition, set()).add(profile_id)
+            if isinstance(partition, int):
+                index.setdefault(partition, TimerQueue()).set(profile_id, tick_due_at(value, partition))
         return index
 
     def stream_now(self, partition: int, value: Any) -> float:
@@ -284,15 +280,14 @@ class _Folder:
         now = self.memory.clock.now(partition, wall)
         if now is None:
             return
-        members = self.waiting(partition)
-        for profile_id in sorted(members):  # a fixed order: a replayed tick emits in the same order
+        timers = self.timers(partition)
+        for profile_id in timers.pop_due(now):  # in a fixed order: a replayed tick emits in the same order
             value = self.get(profile_id)
             if value is None or profile_identity.is_tombstone(value):
-                members.discard(profile_id)
                 continue
             value, outputs = profile_stage.tick(value, now, profile_id)
             if outputs.closed_sessions or outputs.segment_changes:
                 self.put(profile_id, value, partition, now)
                 self.emit(profile_id, outputs, value)
-            elif not needs_ticks(value, partition):
-                members.discard(profile_id)
+            else:  # due exactly now (sessions close strictly after their time): the next tick
+                timers.set(profile_id, tick_due_at(value, partition))

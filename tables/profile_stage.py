@@ -164,6 +164,24 @@ def next_evaluation_at(value: State | None) -> float | None:
     return value.get("next_eval_at") if value else None
 
 
+def next_tick_at(value: State | None, config: StageConfig = DEFAULT) -> float | None:
+    """The earliest stream time at which :func:`tick` may change ``value``: an open session's
+    close or a rule evaluation falling due; None when no tick can change it.
+
+    >>> from tables.sessions import ev
+    >>> value, _ = apply_event(None, ev("e1", 1000.0), offset=0, partition=0, profile_id="p-1")
+    >>> next_tick_at(value)   # the session closes after 1000 + 30 min gap + 5 min lateness
+    3100.0
+    >>> tick(value, 3100.0, "p-1")[1].closed_sessions, len(tick(value, 3100.5, "p-1")[1].closed_sessions)
+    ([], 1)
+    """
+    if not value:
+        return None
+    times = [t for t in (sessions.next_close_at(value.get("sessions"), config.sessions),
+                         next_evaluation_at(value)) if t is not None]
+    return float(min(times)) if times else None
+
+
 def has_open_sessions(value: State | None) -> bool:
     return bool(value and value.get("sessions") and value["sessions"]["open"])
 

@@ -359,6 +359,20 @@ def close_expired(state: State, now: float, config: SessionConfig = DEFAULT_CONF
     return {**state, "open": keep, "closed_bound": bound, "closed": state["closed"] + len(closed)}, closed
 
 
+def next_close_at(state: State | None, config: SessionConfig = DEFAULT_CONFIG) -> float | None:
+    """The stream time after which :func:`close_expired` closes an open session; None when none is open.
+
+    >>> state, _, _ = apply(None, ev("e1", 1000.0), offset=0)
+    >>> next_close_at(state)   # 1000 + 30 min gap + 5 min lateness
+    3100.0
+    >>> close_expired(state, 3100.0)[1], len(close_expired(state, 3100.5)[1])
+    ([], 1)
+    """
+    if not state or not state["open"]:
+        return None
+    return min(_expiry(s, config) + config.lateness for s in state["open"])
+
+
 # --------------------------------------------------------------------------- output
 
 

@@ -138,6 +138,29 @@ def test_one_scan_of_the_table_indexes_every_partition_after_a_restart() -> None
     assert {doc["profile_id"] for kind, _, doc in batch.outputs if kind == "session_summaries"} == {"p-b", "p-e"}
 
 
+class CountingReads(dict[str, Any]):
+    """A table that counts reads of values."""
+
+    reads = 0
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.reads += 1
+        return super().get(key, default)
+
+
+def test_a_tick_reads_only_the_profiles_whose_session_or_rule_is_due() -> None:
+    table = CountingReads(initial_table())  # p-c: a session open since 950 on partition 0, due after 3050
+    for i in range(50):  # sessions open since 5000: due after 7100
+        table[f"p-late-{i}"], _ = profile_stage.apply_event(
+            None, ev(f"l{i}", 5000.0), offset=100 + i, partition=0, profile_id=f"p-late-{i}")
+    memory = StageMemory()
+    write(table, fold([event(20, "p-d", "d1", 1000.0)], table, memory, WALL))  # builds the index
+    table.reads = 0
+    batch = fold([record(21, {"tick": WALL + 2500.0})], table, memory, WALL)  # stream time 1000 + 2500
+    assert {doc["profile_id"] for kind, _, doc in batch.outputs if kind == "session_summaries"} == {"p-c", "p-d"}
+    assert table.reads == 2
+
+
 def test_a_rebalance_rebuilds_the_tick_index_from_the_recovered_table() -> None:
     memory = StageMemory()
     fold([record(21, {"tick": 1_000.0})], {}, memory, WALL)  # partition 0 indexed while the table was empty
