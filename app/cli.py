@@ -43,7 +43,11 @@ def worker(web_port: int | None, loglevel: str | None) -> None:
     except PersonaError as exc:
         raise click.ClickException(str(exc)) from exc
     load_components()
-    Worker(faust_app, loglevel=loglevel or settings.log_level).execute_from_commandline()
+    stream_worker = Worker(faust_app, loglevel=loglevel or settings.log_level)
+    # Faust's start-up spinner sets the root logger to DEBUG (to spin on every record) whatever
+    # the log level: every debug call of aiokafka and Faust then builds a LogRecord, per message.
+    stream_worker.spinner = None
+    stream_worker.execute_from_commandline()
 
 
 def _register_commands() -> None:

@@ -134,6 +134,12 @@ TUNING_VARIANTS: dict[str, dict[str, str]] = {
     "PERSONA_INGEST_BATCH_SIZE=1": {"PERSONA_INGEST_BATCH_SIZE": "1"},
     # One worker over as many partitions as pipeline_2w: what the partitions cost apart from the second worker.
     "PERSONA_TOPIC_PARTITIONS=2": {"PERSONA_TOPIC_PARTITIONS": "2"},
+    "PERSONA_FETCH_MAX_WAIT_MS=10": {"PERSONA_FETCH_MAX_WAIT_MS": "10"},
+    "PERSONA_FETCH_MAX_WAIT_MS=10 + batch windows 2ms": {
+        "PERSONA_FETCH_MAX_WAIT_MS": "10",
+        "PERSONA_INGEST_BATCH_SECONDS": "0.002",
+        "PERSONA_PROFILES_BATCH_SECONDS": "0.002",
+    },
     "fetch_max_wait=50ms": {"BENCH_PATCHES": "fetch_max_wait", "BENCH_FETCH_MAX_WAIT_MS": "50"},
     "fetch_max_wait=50ms + linger=20ms": {
         "BENCH_PATCHES": "fetch_max_wait",
