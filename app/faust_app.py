@@ -17,7 +17,10 @@ from faust.types import TransportT
 from app.kafka_transport import Transport
 from app.settings import Settings
 from app.validation import Limits, Validator
-from tables import compact_store  # noqa: F401  (registers the compact:// table store with Faust)
+from tables import (
+    compact_store,  # noqa: F401  (registers the compact:// table store with Faust)
+    rocksdb_store,  # noqa: F401  (rocksdb:// accepts writes outside a current event)
+)
 from tables.identity import IdentityResolver
 
 settings = Settings.from_env()
@@ -26,8 +29,9 @@ settings = Settings.from_env()
 class PersonaApp(faust.App):
     """``faust.App`` whose consumer transport takes ``fetch_max_wait_ms`` (see :mod:`app.kafka_transport`)."""
 
-    def __init__(self, *args: Any, fetch_max_wait_ms: int, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, fetch_max_wait_ms: int, recovery_bulk_min_records: int, **kwargs: Any) -> None:
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.recovery_bulk_min_records = recovery_bulk_min_records
         super().__init__(*args, **kwargs)
 
     def _new_transport(self) -> TransportT:
@@ -51,6 +55,9 @@ faust_app = PersonaApp(
     # Faust's default is 0. A linger batches changelog records but delays every awaited ack.
     producer_linger=settings.producer_linger_seconds,
     fetch_max_wait_ms=settings.fetch_max_wait_ms,
+    # Faust's table manager, with a recovery that reads large changelog partitions in bulk.
+    TableManager="tables.bulk_recovery:PersonaTableManager",
+    recovery_bulk_min_records=settings.recovery_bulk_min_records,
     # A worker that loses its partitions must not keep serving stale keys.
     table_cleanup_interval=30.0,
     autodiscover=False,

@@ -42,4 +42,3 @@ class Transport(faust_aiokafka.Transport):
     """faust-streaming's aiokafka transport with :class:`Consumer`."""
 
     Consumer: ClassVar[Any] = Consumer
-

@@ -93,6 +93,11 @@ RECOVERY_REWINDS = Counter(
     "Source partitions rewound at recovery because the committed offset was ahead of the state.",
     ["topic"],
 )
+RECOVERY_BULK_RECORDS = Counter(
+    "persona_recovery_bulk_records_total",
+    "Changelog records read into tables by the bulk recovery step (tables.bulk_recovery), per changelog topic.",
+    ["topic"],
+)
 IDENTITY_CHANGES = Counter(
     "persona_identity_changes_total",
     "Records emitted to identity-changes, by change (merged, possible_match, refused, split).",

@@ -108,6 +108,11 @@ class ExactTable(faust.Table):
         finally:
             self._partition = None
 
+    @property
+    def writing_partition(self) -> int | None:
+        """The changelog partition named by the enclosing :meth:`writing_to` block, if any."""
+        return self._partition
+
     def partition_for_key(self, key: Any) -> int | None:
         if self._partition is not None:
             return self._partition

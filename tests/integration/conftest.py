@@ -50,6 +50,8 @@ class Pipeline:
         self.redis_url = stack.redis_url.rsplit("/", 1)[0] + f"/{self.redis_db}"
         self.partitions = partitions
         self.workers: list[tuple[ManagedProcess, int]] = []
+        #: Settings of this deployment's workers beyond the defaults above (environment names).
+        self.env_overrides: dict[str, str] = {}
         self.redis = redis.Redis.from_url(self.redis_url, decode_responses=True)
         self.redis.flushdb()
         ensure_topics_sync(Settings.from_env(self.env))
@@ -66,6 +68,7 @@ class Pipeline:
             "PERSONA_LOG_LEVEL": "info",
         }
         env.update({f"PERSONA_TOPIC_{f.upper()}": getattr(self.topics, f) for f in Topics.__dataclass_fields__})
+        env.update(self.env_overrides)
         return env
 
     def start_worker(self, wait: bool = True, instance_id: str | None = None) -> tuple[ManagedProcess, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 
 import pytest
 
@@ -49,6 +50,33 @@ def test_worker_killed_and_restarted_keeps_the_table_exactly(pipeline: Pipeline)
     _, port = pipeline.start_worker()
     wait_counts(pipeline, 30)
     assert json.loads(pipeline.activity(IDS[0])["counts"]) == {"page_view": 30}
+    wait_for(
+        lambda: pipeline.metric(port, "persona_table_keys", table="activity") == len(IDS),
+        10,
+        lambda: "table-size gauge does not show the restored keys",
+    )
+
+
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+def test_worker_without_local_state_reads_its_changelogs_in_bulk_and_keeps_the_tables_exactly(
+    pipeline: Pipeline, store: str
+) -> None:
+    # Every changelog partition with a record to read goes through tables.bulk_recovery.
+    pipeline.env_overrides.update({"PERSONA_RECOVERY_BULK_MIN_RECORDS": "1", "PERSONA_TABLE_STORE": store})
+    pipeline.produce(pipeline.topics.clickstream, batch("first", 25))
+    worker, _ = pipeline.start_worker()
+    wait_counts(pipeline, 25)
+    worker.kill()
+    expire_killed_worker(pipeline, worker)
+    shutil.rmtree(pipeline.run_dir / "data")  # no local RocksDB either: the changelog alone
+
+    pipeline.redis.flushdb()
+    pipeline.produce(pipeline.topics.clickstream, batch("second", 5))
+    _, port = pipeline.start_worker()
+    wait_counts(pipeline, 30)
+    assert json.loads(pipeline.activity(IDS[0])["counts"]) == {"page_view": 30}
+    changelog = f"{pipeline.app_id}-activity-changelog"
+    assert pipeline.metric(port, "persona_recovery_bulk_records_total", topic=changelog) >= len(IDS)
     wait_for(
         lambda: pipeline.metric(port, "persona_table_keys", table="activity") == len(IDS),
         10,
