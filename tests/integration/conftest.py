@@ -59,6 +59,7 @@ class Pipeline:
     @property
     def env(self) -> dict[str, str]:
         env = {
+            **self.stack.env,  # what `persona up` gives its workers on the embedded stack
             "KAFKA_BOOTSTRAP_SERVERS": self.stack.bootstrap,
             "REDIS_URL": self.redis_url,
             "PERSONA_APP_ID": self.app_id,
