@@ -28,3 +28,22 @@ def test_worker_with_bad_configuration_exits_with_a_clear_message_not_a_tracebac
     assert result.returncode == 1
     assert "PERSONA_TOPIC_PARTITIONS must be at least 1" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_worker_at_warning_level_leaves_the_root_logger_above_debug() -> None:
+    import logging
+
+    import faust
+
+    from app.cli import build_worker
+
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    try:
+        worker = build_worker(faust.App("test-no-spinner", autodiscover=False), "warning")
+        worker.on_setup_root_logger(root, logging.WARNING)
+        assert root.getEffectiveLevel() > logging.DEBUG
+        assert not root.isEnabledFor(logging.DEBUG)
+    finally:
+        root.setLevel(level)
+        root.handlers[:] = handlers
