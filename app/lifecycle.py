@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from app.faust_app import faust_app, output_topics, settings
 from app.metrics import TABLE_KEYS
@@ -25,10 +26,20 @@ async def flush_redis() -> None:
     await redis_sink.flush()
 
 
+#: A table whose count took ``t`` seconds is counted again no sooner than ``COUNT_BACKOFF * t``
+#: later: counting a large RocksDB table must not take a noticeable share of the worker.
+COUNT_BACKOFF = 20.0
+_next_count_at: dict[str, float] = {}
+
+
 @faust_app.timer(2.0)
 async def export_table_sizes() -> None:
     from tables.exact import ExactTable
 
     for name, table in faust_app.tables.items():
-        size = table.state_keys() if isinstance(table, ExactTable) else len(table.data)
+        if time.monotonic() < _next_count_at.get(name, 0.0):
+            continue
+        began = time.monotonic()
+        size = await table.count_state_keys() if isinstance(table, ExactTable) else len(table.data)
         TABLE_KEYS.labels(name).set(size)
+        _next_count_at[name] = began + COUNT_BACKOFF * (time.monotonic() - began)
