@@ -116,6 +116,18 @@ class CompactDict(MutableMapping[Any, Any]):
     def __len__(self) -> int:
         return len(self._packed)
 
+    def put_json(self, key: Any, data: bytes) -> None:
+        """Set ``key`` to the value whose JSON is ``data``, packed at once (bulk recovery: no decode).
+
+        >>> values = CompactDict(hot_size=2)
+        >>> values.put_json("a", b'{"n":1}'); values.packed_count(), values["a"]
+        (1, {'n': 1})
+        """
+        self._hot.pop(key, None)
+        if not self._zdict and len(data) >= MIN_DICTIONARY:
+            self._zdict = data
+        self._packed[key] = _deflate(data, self._zdict)
+
     def clear(self) -> None:
         self._packed.clear()
         self._hot.clear()
@@ -144,6 +156,17 @@ class CompactDict(MutableMapping[Any, Any]):
 
 class CompactStore(MemoryStore):
     """``memory://`` with :class:`CompactDict` as its mapping (URL ``compact://``)."""
+
+    data: CompactDict
+
+    def put_changelog_json(self, key: Any, data: bytes | None, partition: int) -> None:
+        """Apply one changelog record whose value is JSON ``data`` (``None``: deleted), as recovery does."""
+        if data is None:
+            self.data.pop(key, None)
+            self._key_partition.pop(key, None)
+            return
+        self.data.put_json(key, data)
+        self._key_partition[key] = partition
 
     def __init__(self, url: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(url, *args, **kwargs)  # the base sets self.url after __post_init__ has run

@@ -57,7 +57,7 @@ def test_worker_killed_and_restarted_keeps_the_table_exactly(pipeline: Pipeline)
     )
 
 
-@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+@pytest.mark.parametrize("store", ["memory://", "compact://?hot=5", "rocksdb://"])
 def test_worker_without_local_state_reads_its_changelogs_in_bulk_and_keeps_the_tables_exactly(
     pipeline: Pipeline, store: str
 ) -> None:
