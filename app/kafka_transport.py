@@ -42,3 +42,4 @@ class Transport(faust_aiokafka.Transport):
     """faust-streaming's aiokafka transport with :class:`Consumer`."""
 
     Consumer: ClassVar[Any] = Consumer
+

@@ -236,10 +236,10 @@ async def rebuild(settings: Settings, batch_size: int, timeout: float) -> tuple[
 
 
 @click.command("rebuild-redis")
-@click.option("--batch-size", type=click.IntRange(1), default=1000, show_default=True, help="Keys per Redis pipeline.")
-@click.option(
-    "--timeout", type=float, default=300.0, show_default=True, help="Seconds allowed to read each changelog to its end."
-)
+@click.option("--batch-size", type=click.IntRange(1), default=1000, show_default=True,
+              help="Keys per Redis pipeline.")
+@click.option("--timeout", type=float, default=300.0, show_default=True,
+              help="Seconds allowed to read each changelog to its end.")
 def rebuild_redis(batch_size: int, timeout: float) -> None:
     """Restore every Redis serving key from the tables' changelog topics.
 

@@ -150,12 +150,8 @@ async def profile_document(profile_id: str) -> dict[str, Any] | None:
         redirected_from.append(profile_id)
         profile_id = target
     cluster = cast("dict[str, str]", await client.hgetall(f"persona:profile:{profile_id}:cluster"))
-    document = {
-        "profile_id": profile_id,
-        **decode_hash(features),
-        "identity": decode_hash(identity),
-        "cluster": decode_hash(cluster) if cluster else None,
-    }
+    document = {"profile_id": profile_id, **decode_hash(features), "identity": decode_hash(identity),
+                "cluster": decode_hash(cluster) if cluster else None}
     if redirected_from:
         document["redirected_from"] = redirected_from
     return document

@@ -114,13 +114,8 @@ def new_state(config: ClusterConfig) -> ClusterState:
     """A fresh, untrained model over ``config.features`` of the profile feature vector."""
     return ClusterState(
         ClusterModel(
-            config.features,
-            k=config.k,
-            warmup=config.warmup,
-            reseed_every=config.reseed_every,
-            margin=config.margin,
-            halflife=config.halflife,
-            seed=config.seed,
+            config.features, k=config.k, warmup=config.warmup, reseed_every=config.reseed_every,
+            margin=config.margin, halflife=config.halflife, seed=config.seed,
         )
     )
 
@@ -148,17 +143,13 @@ def restore(value: Mapping[str, Any] | None, config: ClusterConfig) -> ClusterSt
         log.warning(
             "cluster model restored with k=%s warmup=%s, not the configured k=%s warmup=%s; "
             "the checkpoint is kept (drop the clusters table to start a new model)",
-            state.model.k,
-            state.model.warmup,
-            config.k,
-            config.warmup,
+            state.model.k, state.model.warmup, config.k, config.warmup,
         )
     return state
 
 
-def cluster_input(
-    profile_id: str, value: Mapping[str, Any], input_id: str, config: profile.ProfileConfig = profile.DEFAULT_CONFIG
-) -> dict[str, Any]:
+def cluster_input(profile_id: str, value: Mapping[str, Any], input_id: str,
+                  config: profile.ProfileConfig = profile.DEFAULT_CONFIG) -> dict[str, Any]:
     """The ``cluster-input`` record of a profile: its feature vector at its last event.
 
     The vector is read at the profile's last event time, not at the wall clock or a tick,
@@ -173,12 +164,8 @@ def cluster_input(
     """
     state = value["profile"]
     at = float(state["last_seen"] if state["last_seen"] is not None else 0.0)
-    return {
-        "profile_id": profile_id,
-        "input_id": input_id,
-        "at": at,
-        "vector": profile.feature_vector(state, at, config),
-    }
+    return {"profile_id": profile_id, "input_id": input_id, "at": at,
+            "vector": profile.feature_vector(state, at, config)}
 
 
 def parse_input(raw: bytes) -> dict[str, Any] | Rejection:
@@ -199,8 +186,7 @@ def parse_input(raw: bytes) -> dict[str, Any] | Rejection:
         return Rejection("not_an_object", "a cluster-input record must be a JSON object")
     merge = "merged_into" in doc  # an identity merge (tables.profile_identity), not a vector
     fields: tuple[tuple[str, Any], ...] = (
-        (("profile_id", str), ("merged_into", str), ("change_id", str), ("at", int | float))
-        if merge
+        (("profile_id", str), ("merged_into", str), ("change_id", str), ("at", int | float)) if merge
         else (("profile_id", str), ("input_id", str), ("at", int | float), ("vector", dict))
     )
     for name, kinds in fields:
@@ -208,14 +194,8 @@ def parse_input(raw: bytes) -> dict[str, Any] | Rejection:
             return Rejection("schema_violation", f"{name} is missing or of the wrong type", name)
     if merge:
         return doc
-    bad = next(
-        (
-            k
-            for k, v in doc["vector"].items()
-            if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v)
-        ),
-        None,
-    )
+    bad = next((k for k, v in doc["vector"].items()
+                if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v)), None)
     if bad is not None:
         return Rejection("schema_violation", f"vector[{bad!r}] must be a finite number", f"vector.{bad}")
     return doc
@@ -246,12 +226,8 @@ def step(
     decision = state.model.decision(vector, current)
     decisions = {} if decision is None else {decision.segment_id: decision}
     members, changes = membership.diff(
-        profile_id,
-        entry["members"] if entry else None,
-        decisions,
-        float(doc["at"]),
-        f"cluster-input:{offset}",
-        kinds=("cluster",),
+        profile_id, entry["members"] if entry else None, decisions, float(doc["at"]),
+        f"cluster-input:{offset}", kinds=("cluster",),
     )
     recent[input_id] = offset
     return {
@@ -294,29 +270,17 @@ def absorb(
     if surviving is not None and surviving["offset"] >= offset:
         # A replay after the survivor's side was written: only the absorbed exit is left to do
         # (the same change id as before).
-        _, changes = membership.merge_changes(
-            surviving_id, None, {str(doc["profile_id"]): absorbed["members"]}, {}, at, basis, kinds=("cluster",)
-        )
+        _, changes = membership.merge_changes(surviving_id, None, {str(doc["profile_id"]): absorbed["members"]},
+                                              {}, at, basis, kinds=("cluster",))
         return None, changes
     merged = HOOKS.merge(surviving, absorbed) if surviving is not None else dict(absorbed)
     segment = current_segment(merged)
-    decisions = (
-        {}
-        if segment is None
-        else {
-            segment[0]: Decision(
-                segment[0], "cluster", dict(segment[1].get("reason") or {"cluster": merged["cluster"]})
-            )
-        }
-    )
+    decisions = {} if segment is None else {
+        segment[0]: Decision(segment[0], "cluster", dict(segment[1].get("reason") or {"cluster": merged["cluster"]}))
+    }
     members, changes = membership.merge_changes(
-        surviving_id,
-        surviving["members"] if surviving else None,
-        {str(doc["profile_id"]): absorbed["members"]},
-        decisions,
-        at,
-        basis,
-        kinds=("cluster",),
+        surviving_id, surviving["members"] if surviving else None, {str(doc["profile_id"]): absorbed["members"]},
+        decisions, at, basis, kinds=("cluster",),
     )
     return {**merged, "members": members, "offset": offset}, changes
 
@@ -339,25 +303,16 @@ def segment_ids(entry: Mapping[str, Any] | None) -> list[str]:
 
 def catalogue(state: ClusterState) -> dict[str, dict[str, Any]]:
     """Segment id -> ``{"kind": "cluster", "label", "cluster"}`` for every centre of the model."""
-    return {
-        f"cluster-{cid}": {"kind": "cluster", "label": label, "cluster": cid}
-        for cid, label in state.model.labels().items()
-    }
+    return {f"cluster-{cid}": {"kind": "cluster", "label": label, "cluster": cid}
+            for cid, label in state.model.labels().items()}
 
 
 def describe(state: ClusterState) -> dict[str, Any]:
     """The live model for operators and tests: offset, vectors learned, ids, labels, centres (standardised)."""
     model = state.model
-    return {
-        "offset": state.offset,
-        "seen": model.seen,
-        "ready": model.ready,
-        "k": len(model.ids),
-        "features": list(model.features),
-        "labels": {str(c): lab for c, lab in model.labels().items()},
-        "centres": {str(c): v for c, v in model.centres().items()},
-        "next_id": model.next_id,
-    }
+    return {"offset": state.offset, "seen": model.seen, "ready": model.ready, "k": len(model.ids),
+            "features": list(model.features), "labels": {str(c): lab for c, lab in model.labels().items()},
+            "centres": {str(c): v for c, v in model.centres().items()}, "next_id": model.next_id}
 
 
 class ClusterHooks(KeepOnSplit[State]):
@@ -371,11 +326,8 @@ class ClusterHooks(KeepOnSplit[State]):
     def merge(self, surviving: State, absorbed: State) -> State:
         base = surviving if surviving.get("cluster") is not None else absorbed
         inputs = {**absorbed.get("inputs", {}), **surviving.get("inputs", {})}
-        return {
-            **base,
-            "inputs": dict(list(inputs.items())[-RECENT_INPUTS:]),
-            "offset": max(surviving["offset"], absorbed["offset"]),
-        }
+        return {**base, "inputs": dict(list(inputs.items())[-RECENT_INPUTS:]),
+                "offset": max(surviving["offset"], absorbed["offset"])}
 
 
 HOOKS = register("clusters", ClusterHooks())

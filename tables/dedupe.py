@@ -79,7 +79,7 @@ def pack(recent: Recent) -> str:
 
 def remember(recent: Recent, event_id: str, window: int) -> str:
     """``recent`` (packed) with ``event_id`` appended, the oldest dropped beyond ``window``."""
-    kept = pack(recent)[-(window - 1) * WIDTH :] if window > 1 else ""
+    kept = pack(recent)[-(window - 1) * WIDTH:] if window > 1 else ""
     return kept + digest(event_id)
 
 
@@ -115,4 +115,4 @@ def admit(
 def ids(recent: Recent) -> Iterable[str]:
     """The digests of ``recent``, oldest first (lists converted as :func:`pack` does)."""
     packed = pack(recent)
-    return (packed[i : i + WIDTH] for i in range(0, len(packed), WIDTH))
+    return (packed[i:i + WIDTH] for i in range(0, len(packed), WIDTH))

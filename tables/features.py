@@ -32,29 +32,12 @@ DAY: Final = 86400.0
 RECENCY_CAP_DAYS: Final = 365.0
 
 #: The catalogue's categories (app/simulator/catalog.py); the default affinity columns.
-CATEGORIES: Final = (
-    "electronics",
-    "fashion",
-    "beauty",
-    "home",
-    "grocery",
-    "toys",
-    "sports",
-    "books",
-    "garden",
-    "jewellery",
-    "pets",
-    "health",
-)
+CATEGORIES: Final = ("electronics", "fashion", "beauty", "home", "grocery", "toys", "sports", "books",
+                     "garden", "jewellery", "pets", "health")
 
 #: Half-lives (seconds) of the decayed quantities held in a profile's ``decayed`` / ``affinity``.
-HALF_LIFE: Final = {
-    "orders": 90 * DAY,
-    "revenue": 90 * DAY,
-    "events": 14 * DAY,
-    "email": 30 * DAY,
-    "affinity": 30 * DAY,
-}
+HALF_LIFE: Final = {"orders": 90 * DAY, "revenue": 90 * DAY, "events": 14 * DAY, "email": 30 * DAY,
+                    "affinity": 30 * DAY}
 
 #: Affinity added per event type (per purchased line for ``purchase``).
 AFFINITY_WEIGHT: Final = {"product_view": 1.0, "add_to_cart": 3.0, "purchase": 5.0}
@@ -75,59 +58,34 @@ class Feature:
 
 
 FEATURES: Final[tuple[Feature, ...]] = (
-    Feature(
-        "recency_days",
-        "days since the last event",
-        "last_seen = max(last_seen, ts); read as (now - last_seen) / 1 d, capped at 365",
-    ),
-    Feature(
-        "purchase_recency_days",
-        "days since the last purchase (365 if none)",
-        "last_purchase = max(last_purchase, ts) on purchase; capped at 365",
-    ),
+    Feature("recency_days", "days since the last event",
+            "last_seen = max(last_seen, ts); read as (now - last_seen) / 1 d, capped at 365"),
+    Feature("purchase_recency_days", "days since the last purchase (365 if none)",
+            "last_purchase = max(last_purchase, ts) on purchase; capped at 365"),
     Feature("orders_decayed", "recent purchase frequency (RFM F)", "+= 1 per purchase, decayed", 90),
-    Feature(
-        "revenue_decayed_log",
-        "recent spend (RFM M), log1p of the decayed revenue",
-        "+= revenue per purchase, decayed",
-        90,
-    ),
-    Feature(
-        "activity_decayed_log", "recent engagement, log1p of the decayed event count", "+= 1 per event, decayed", 14
-    ),
-    Feature("aov", "average order value over the lifetime", "lifetime revenue / lifetime orders (0 without orders)"),
-    Feature(
-        "purchase_frequency_30d",
-        "orders per 30 days of tenure",
-        "lifetime orders / max(1, days from first seen to now) * 30",
-    ),
+    Feature("revenue_decayed_log", "recent spend (RFM M), log1p of the decayed revenue",
+            "+= revenue per purchase, decayed", 90),
+    Feature("activity_decayed_log", "recent engagement, log1p of the decayed event count",
+            "+= 1 per event, decayed", 14),
+    Feature("aov", "average order value over the lifetime",
+            "lifetime revenue / lifetime orders (0 without orders)"),
+    Feature("purchase_frequency_30d", "orders per 30 days of tenure",
+            "lifetime orders / max(1, days from first seen to now) * 30"),
     Feature("email_opens_decayed", "recent e-mail opens", "+= 1 per email_open, decayed", 30),
-    Feature(
-        "email_click_to_open",
-        "e-mail clicks per open over the lifetime (sends are not in the stream)",
-        "email_click count / max(1, email_open count), capped at 1",
-    ),
-    Feature(
-        "cart_abandonments",
-        "carts abandoned over the lifetime",
-        "+= 1 when a cart with items sees no purchase within abandon_after (24 h) of its last change",
-    ),
+    Feature("email_click_to_open", "e-mail clicks per open over the lifetime (sends are not in the stream)",
+            "email_click count / max(1, email_open count), capped at 1"),
+    Feature("cart_abandonments", "carts abandoned over the lifetime",
+            "+= 1 when a cart with items sees no purchase within abandon_after (24 h) of its last change"),
     Feature("cart_abandon_rate", "share of carts abandoned", "abandonments / (abandonments + orders)"),
-    Feature("device_mobile", "share of events from mobile devices", "devices[type] += 1 per event with a device type"),
+    Feature("device_mobile", "share of events from mobile devices",
+            "devices[type] += 1 per event with a device type"),
     Feature("device_desktop", "share of events from desktop devices", "as device_mobile"),
     Feature("device_tablet", "share of events from tablets", "as device_mobile"),
     Feature("lifetime_events_log", "log1p of the lifetime event count", "+= 1 per event"),
-    Feature(
-        "quality_bot",
-        "1 if the profile ever had a bot-like event rate",
-        "set when a minute holds bot_events_per_minute events (tables/quality.py)",
-    ),
-    Feature(
-        "affinity:<category>",
-        "share of the decayed category interest",
-        "+= 1 product_view, 3 add_to_cart, 5 per purchased line, decayed; read as share of the total",
-        30,
-    ),
+    Feature("quality_bot", "1 if the profile ever had a bot-like event rate",
+            "set when a minute holds bot_events_per_minute events (tables/quality.py)"),
+    Feature("affinity:<category>", "share of the decayed category interest",
+            "+= 1 product_view, 3 add_to_cart, 5 per purchased line, decayed; read as share of the total", 30),
 )
 
 
@@ -168,9 +126,8 @@ def rescale(stored: float, old_t0: float, new_t0: float, half_life: float) -> fl
     return stored * 2.0 ** ((old_t0 - new_t0) / half_life)
 
 
-def vector(
-    state: dict[str, Any], now: float, categories: tuple[str, ...] = CATEGORIES, abandon_after: float = ABANDON_AFTER
-) -> list[float]:
+def vector(state: dict[str, Any], now: float, categories: tuple[str, ...] = CATEGORIES,
+           abandon_after: float = ABANDON_AFTER) -> list[float]:
     """The numeric features of a profile state at ``now`` (see :func:`vector_names`).
 
     An open cart already past ``abandon_after`` at ``now`` counts as abandoned
@@ -194,7 +151,8 @@ def vector(
     opens = counts.get("email_open", 0)
     row = [
         min(RECENCY_CAP_DAYS, max(0.0, (now - last_seen) / DAY)) if last_seen is not None else RECENCY_CAP_DAYS,
-        min(RECENCY_CAP_DAYS, max(0.0, (now - last_purchase) / DAY)) if last_purchase is not None else RECENCY_CAP_DAYS,
+        min(RECENCY_CAP_DAYS, max(0.0, (now - last_purchase) / DAY)) if last_purchase is not None
+        else RECENCY_CAP_DAYS,
         read(decayed["orders"], now, t0, HALF_LIFE["orders"]),
         math.log1p(read(decayed["revenue"], now, t0, HALF_LIFE["revenue"])),
         math.log1p(read(decayed["events"], now, t0, HALF_LIFE["events"])),
@@ -258,12 +216,8 @@ def rule_features(state: dict[str, Any], now: float) -> dict[str, Any]:
         "lifetime.revenue": state["revenue_cents"] / 100,
         **{f"affinity.{c}": v / total_affinity for c, v in affinity.items() if total_affinity},
     }
-    for name, value in (
-        ("first_seen", state["first_seen"]),
-        ("last_seen", state["last_seen"]),
-        ("last_purchase_at", last_purchase),
-        ("country", state["traits"].get("country")),
-    ):
+    for name, value in (("first_seen", state["first_seen"]), ("last_seen", state["last_seen"]),
+                        ("last_purchase_at", last_purchase), ("country", state["traits"].get("country"))):
         if value is not None:
             features[name] = value
     return features

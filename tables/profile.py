@@ -98,32 +98,13 @@ DEFAULT_CONFIG: Final = ProfileConfig()
 
 def new_state() -> State:
     return {
-        "offset": -1,
-        "recent_ids": "",
-        "events": 0,
-        "counts": {},
-        "first_seen": None,
-        "last_seen": None,
-        "orders": 0,
-        "revenue_cents": 0,
-        "first_purchase": None,
-        "last_purchase": None,
-        "t0": None,
-        "decayed": {"orders": 0.0, "revenue": 0.0, "events": 0.0, "email": 0.0},
-        "affinity": {},
-        "devices": {},
-        "cart": None,
-        "abandoned": 0,
-        "traits": {},
-        "traits_ts": None,
-        "quality": {
-            "monetary_outliers": 0,
-            "rate_outliers": 0,
-            "bot_minutes": 0,
-            "bot": False,
-            "minute": None,
-            "minute_n": 0,
-        },
+        "offset": -1, "recent_ids": "", "events": 0, "counts": {}, "first_seen": None, "last_seen": None,
+        "orders": 0, "revenue_cents": 0, "first_purchase": None, "last_purchase": None,
+        "t0": None, "decayed": {"orders": 0.0, "revenue": 0.0, "events": 0.0, "email": 0.0},
+        "affinity": {}, "devices": {}, "cart": None, "abandoned": 0,
+        "traits": {}, "traits_ts": None,
+        "quality": {"monetary_outliers": 0, "rate_outliers": 0, "bot_minutes": 0, "bot": False,
+                    "minute": None, "minute_n": 0},
     }
 
 
@@ -192,17 +173,13 @@ def apply(
     if kind == "product_view" or kind == "add_to_cart":
         category = props.get("category")
         if isinstance(category, str):
-            affinity = _add_affinity(
-                affinity, category, AFFINITY_WEIGHT[kind] * weight(ts, t0, _H_AFFINITY), config.max_categories
-            )
+            affinity = _add_affinity(affinity, category, AFFINITY_WEIGHT[kind] * weight(ts, t0, _H_AFFINITY),
+                                     config.max_categories)
         if kind == "add_to_cart":
             qty = props.get("quantity", 1)
             qty = qty if isinstance(qty, int) else 1
-            cart = (
-                {"since": ts, "qty": qty}
-                if cart is None
-                else {"since": max(ts, cart["since"]), "qty": cart["qty"] + qty}
-            )
+            cart = {"since": ts, "qty": qty} if cart is None else {
+                "since": max(ts, cart["since"]), "qty": cart["qty"] + qty}
     elif kind == "remove_from_cart":
         if cart is not None:
             qty = props.get("quantity", 1)
@@ -430,14 +407,11 @@ class ProfileHooks(KeepOnSplit[State]):
             "revenue_cents": surviving["revenue_cents"] + absorbed["revenue_cents"],
             "first_purchase": _min(surviving["first_purchase"], absorbed["first_purchase"]),
             "last_purchase": _max(surviving["last_purchase"], absorbed["last_purchase"]),
-            "t0": t0,
-            "decayed": decayed,
-            "affinity": affinity,
+            "t0": t0, "decayed": decayed, "affinity": affinity,
             "devices": _sum_maps(surviving["devices"], absorbed["devices"]),
             "cart": cart,
             "abandoned": surviving["abandoned"] + absorbed["abandoned"],
-            "traits": dict(traits_from["traits"]),
-            "traits_ts": traits_from["traits_ts"],
+            "traits": dict(traits_from["traits"]), "traits_ts": traits_from["traits_ts"],
             "quality": {
                 **qa,
                 "monetary_outliers": qa["monetary_outliers"] + qb["monetary_outliers"],

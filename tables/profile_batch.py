@@ -185,13 +185,8 @@ class _Folder:
         for session in outputs.closed_sessions:
             add(("session_summaries", profile_id, sessions.summary(session, profile_id)))
         if outputs.closed_sessions:  # the cluster model learns a profile once per closed session
-            add(
-                (
-                    "cluster_input",
-                    profile_id,
-                    cluster_stage.cluster_input(profile_id, value, outputs.closed_sessions[-1]["id"]),
-                )
-            )
+            add(("cluster_input", profile_id,
+                 cluster_stage.cluster_input(profile_id, value, outputs.closed_sessions[-1]["id"])))
         for change in outputs.segment_changes:
             # Keyed by the profile the change is about: a merge also emits the absorbed one's exits.
             add(("segment_changes", str(change["profile_id"]), change))
@@ -270,13 +265,8 @@ class _Folder:
         self.memory.clock.observe(record.partition, event.ts, self.wall)
         replayed = record.offset <= ((value or {}).get("profile") or {}).get("offset", -1)
         value, outputs = profile_stage.apply_event(
-            value,
-            event,
-            record.offset,
-            record.partition,
-            profile_id,
-            monitor=self.memory.monitor,
-            basis=f"{record.topic}:{record.partition}:{record.offset}",
+            value, event, record.offset, record.partition, profile_id,
+            monitor=self.memory.monitor, basis=f"{record.topic}:{record.partition}:{record.offset}",
         )
         if outputs.late_events:
             self.batch.late_events["redirected" if "redirected_from" in envelope else "direct"] += 1

@@ -145,10 +145,8 @@ def provisional_merge(anon_hash: str, profile_id: str) -> tuple[str, Envelope] |
     provisional = profile_id_for(anon_hash)
     if provisional == profile_id:
         return None
-    return provisional, {
-        "profile_id": provisional,
-        "merge_out": {"change_id": f"provisional:{anon_hash}", "into": profile_id},
-    }
+    return provisional, {"profile_id": provisional,
+                         "merge_out": {"change_id": f"provisional:{anon_hash}", "into": profile_id}}
 
 
 def follow_alias(
@@ -230,11 +228,8 @@ def redirect(tombstone: State, envelope: Mapping[str, Any], offset: int) -> tupl
     if offset <= int(tombstone["offset"]):
         return None
     first = envelope.get("redirected_from", envelope["profile_id"])  # a chain keeps the first hop
-    return {**tombstone, "offset": offset}, {
-        **envelope,
-        "profile_id": str(tombstone["merged_into"]),
-        "redirected_from": first,
-    }
+    return {**tombstone, "offset": offset}, {**envelope, "profile_id": str(tombstone["merged_into"]),
+                                             "redirected_from": first}
 
 
 def merge_cause(tombstone: State) -> str:
@@ -273,20 +268,14 @@ def merge_in(
     if absorbed is not None:
         merged = profile_stage.HOOKS.merge(current, absorbed)
         merged = _rebase(merged, current, absorbed, offset)
-    merged = {
-        **merged,
-        "partition": partition,
-        "merges": _bounded([*current.get("merges", ()), *(absorbed or {}).get("merges", ()), cid]),
-    }
+    merged = {**merged, "partition": partition,
+              "merges": _bounded([*current.get("merges", ()), *(absorbed or {}).get("merges", ()), cid])}
 
     before = current["segments"]["members"]
     taken = (absorbed or {}).get("segments", {}).get("members") or membership.new_state()
     seg = merged["segments"]
     decisions, next_at = evaluate_and_schedule(
-        config.rules,
-        rule_features(merged["profile"], now),
-        seg["windows"],
-        now,
+        config.rules, rule_features(merged["profile"], now), seg["windows"], now,
         membership.segments(membership.union(before, [taken])),
     )
     members, changes = membership.merge_changes(
@@ -327,11 +316,8 @@ def split(
         return value, [], profile_stage.Outputs()
     new_ids = list(dict.fromkeys([profile_id, *payload.get("new_profile_ids", ())]))
     parts = profile_stage.HOOKS.split(value, profile_id, new_ids)
-    kept = {
-        **value,
-        **parts.get(profile_id, empty(value["partition"])),
-        "merges": _bounded([*value.get("merges", ()), cid]),
-    }
+    kept = {**value, **parts.get(profile_id, empty(value["partition"])),
+            "merges": _bounded([*value.get("merges", ()), cid])}
     sends = [
         {"profile_id": pid, "merge_in": {"change_id": cid, "from": profile_id, "state": part, "split": True}}
         for pid, part in sorted(parts.items())
@@ -362,13 +348,10 @@ def revive(value: State | None, payload: Mapping[str, Any], offset: int, partiti
         return None
     fresh = empty(partition)
     seg = fresh["segments"]
-    return {
-        **fresh,
-        "sessions": {**fresh["sessions"], "offset": offset},
-        "profile": {**fresh["profile"], "offset": offset},
-        "segments": {**seg, "windows": {**seg["windows"], "offset": offset}},
-        "merges": _bounded([str(tomb["change_id"]), str(payload["change_id"])]),
-    }
+    return {**fresh, "sessions": {**fresh["sessions"], "offset": offset},
+            "profile": {**fresh["profile"], "offset": offset},
+            "segments": {**seg, "windows": {**seg["windows"], "offset": offset}},
+            "merges": _bounded([str(tomb["change_id"]), str(payload["change_id"])])}
 
 
 def traits(value: State | None, bands: Mapping[str, Any], ts: float, partition: int) -> State:
@@ -391,14 +374,10 @@ def _rebase(merged: State, survivor: State, absorbed: State, offset: int) -> Sta
     The ids are kept in the profile part only (see :func:`tables.profile_stage.apply_event`);
     a sessions part from before that keeps its own has the same ids and gives them up here.
     """
-    recent = dedupe.union(
-        *(side[name].get("recent_ids", "") for side in (absorbed, survivor) for name in ("profile", "sessions"))
-    )
+    recent = dedupe.union(*(side[name].get("recent_ids", "") for side in (absorbed, survivor)
+                            for name in ("profile", "sessions")))
     sessions_part = {k: v for k, v in merged["sessions"].items() if k != "recent_ids"}
     seg = merged["segments"]
-    return {
-        **merged,
-        "sessions": {**sessions_part, "offset": offset},
-        "profile": {**merged["profile"], "offset": offset, "recent_ids": recent},
-        "segments": {**seg, "windows": {**seg["windows"], "offset": offset}},
-    }
+    return {**merged, "sessions": {**sessions_part, "offset": offset},
+            "profile": {**merged["profile"], "offset": offset, "recent_ids": recent},
+            "segments": {**seg, "windows": {**seg["windows"], "offset": offset}}}

@@ -97,13 +97,8 @@ def apply_event(
         if profile_outcome == "applied"
         else (current.get("segments") or segments.new_state(), profile_outcome)
     )
-    new = {
-        **current,
-        "sessions": session_state,
-        "profile": profile_state,
-        "segments": segment_state,
-        "partition": partition,
-    }
+    new = {**current, "sessions": session_state, "profile": profile_state, "segments": segment_state,
+           "partition": partition}
     changes: list[dict[str, Any]] = []
     if outcome == "applied":
         new, changes = evaluate(new, profile_id, event.ts, basis or f"offset:{offset}", config)
@@ -182,11 +177,8 @@ def next_tick_at(value: State | None, config: StageConfig = DEFAULT) -> float | 
     """
     if not value:
         return None
-    times = [
-        t
-        for t in (sessions.next_close_at(value.get("sessions"), config.sessions), next_evaluation_at(value))
-        if t is not None
-    ]
+    times = [t for t in (sessions.next_close_at(value.get("sessions"), config.sessions),
+                         next_evaluation_at(value)) if t is not None]
     return float(min(times)) if times else None
 
 
@@ -239,12 +231,8 @@ class ProfileStageHooks:
         erased_segments = segments.HOOKS.erase(state.get("segments") or segments.new_state())
         if erased_sessions is None and erased_profile is None and erased_segments is None:
             return None
-        return {
-            "sessions": erased_sessions,
-            "profile": erased_profile,
-            "segments": erased_segments,
-            "partition": state["partition"],
-        }
+        return {"sessions": erased_sessions, "profile": erased_profile, "segments": erased_segments,
+                "partition": state["partition"]}
 
 
 HOOKS = register("profiles", ProfileStageHooks())

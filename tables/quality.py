@@ -124,14 +124,8 @@ class RobustZ:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON snapshot (to keep the window across restarts, if wanted)."""
-        return {
-            "values": list(self.values),
-            "pos": self.pos,
-            "n": self.n,
-            "since": self._since,
-            "median": self.median,
-            "mad": self.mad,
-        }
+        return {"values": list(self.values), "pos": self.pos, "n": self.n, "since": self._since,
+                "median": self.median, "mad": self.mad}
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any], config: QualityConfig = DEFAULT_QUALITY) -> RobustZ:

@@ -133,10 +133,8 @@ def profile_entries(profile_id: str, value: Mapping[str, Any], now: float) -> li
     [('persona:profile:p-b', {'merged_into': 'p-a'}), ('persona:profile:p-b:identity', {'merged_into': 'p-a'})]
     """
     if profile_identity.is_tombstone(value):
-        return [
-            (f"{PROFILE}{profile_id}", {"merged_into": str(value["merged_into"])}),
-            *merged_entries(profile_id, str(value["merged_into"])),
-        ]
+        return [(f"{PROFILE}{profile_id}", {"merged_into": str(value["merged_into"])}),
+                *merged_entries(profile_id, str(value["merged_into"]))]
     return [(f"{PROFILE}{profile_id}", flatten(profile_stage.serving(dict(value), now)))]
 
 
@@ -155,7 +153,7 @@ def gone_entries(table: str, key: str) -> list[str]:
     if table == "identity_alias":
         return [f"{IDENTITY}{key}"]
     if table == "identity" and key.startswith(PREFIXES["profiles"]):
-        return [f"{PROFILE}{key[len(PREFIXES['profiles']) :]}:identity"]
+        return [f"{PROFILE}{key[len(PREFIXES['profiles']):]}:identity"]
     return []
 
 
@@ -178,13 +176,8 @@ def cluster_entries(profile_id: str, entry: Mapping[str, Any] | None) -> list[En
         return []
     seg, m = current
     reason = m.get("reason") or {}
-    fields: Fields = {
-        "segment_id": seg,
-        "cluster": reason.get("cluster", ""),
-        "label": reason.get("label", ""),
-        "distance": reason.get("distance", ""),
-        "since": m["since"],
-    }
+    fields: Fields = {"segment_id": seg, "cluster": reason.get("cluster", ""), "label": reason.get("label", ""),
+                      "distance": reason.get("distance", ""), "since": m["since"]}
     return [(f"{PROFILE}{profile_id}:cluster", fields)]
 
 

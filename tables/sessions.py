@@ -116,20 +116,15 @@ DEFAULT_CONFIG: Final = SessionConfig()
 
 
 def new_state() -> State:
-    return {"open": [], "closed_bound": None, "watermark": None, "late": 0, "closed": 0, "offset": -1}
+    return {"open": [], "closed_bound": None, "watermark": None, "late": 0, "closed": 0,
+            "offset": -1}
 
 
-def ev(
-    event_id: str, ts: float, event_type: str = "page_view", *, page_url: str | None = None, **properties: Any
-) -> Event:
+def ev(event_id: str, ts: float, event_type: str = "page_view", *, page_url: str | None = None,
+       **properties: Any) -> Event:
     """A minimal valid :class:`Event` (for examples and tests)."""
-    data: dict[str, Any] = {
-        "event_id": event_id,
-        "type": event_type,
-        "anonymous_id": "a",
-        "properties": properties,
-        "context": {},
-    }
+    data: dict[str, Any] = {"event_id": event_id, "type": event_type, "anonymous_id": "a",
+                            "properties": properties, "context": {}}
     if page_url is not None:
         data["context"]["page_url"] = page_url
     return Event(data, event_type, event_id, "a", ts)
@@ -140,26 +135,10 @@ def ev(
 
 def _new_session(event: Event) -> Session:
     ts = event.ts
-    s: Session = {
-        "id": f"ses-{event.event_id}",
-        "start": ts,
-        "end": ts,
-        "events": 0,
-        "pages": 0,
-        "products": [],
-        "categories": [],
-        "adds": 0,
-        "removes": 0,
-        "checkout": False,
-        "purchased": False,
-        "revenue_cents": 0,
-        "device": None,
-        "entry_ts": None,
-        "landing": None,
-        "referrer": None,
-        "utm": None,
-        "full": False,
-    }
+    s: Session = {"id": f"ses-{event.event_id}", "start": ts, "end": ts, "events": 0, "pages": 0,
+                  "products": [], "categories": [], "adds": 0, "removes": 0, "checkout": False,
+                  "purchased": False, "revenue_cents": 0, "device": None, "entry_ts": None,
+                  "landing": None, "referrer": None, "utm": None, "full": False}
     return s
 
 
@@ -233,24 +212,15 @@ def _combine(a: Session, b: Session, config: SessionConfig) -> Session:
     for c in b["categories"]:
         categories = _add_unique(categories, c, config.max_categories)
     return {
-        "id": first["id"],
-        "start": first["start"],
-        "end": max(a["end"], b["end"]),
-        "events": a["events"] + b["events"],
-        "pages": a["pages"] + b["pages"],
-        "products": products,
-        "categories": categories,
-        "adds": a["adds"] + b["adds"],
-        "removes": a["removes"] + b["removes"],
-        "checkout": a["checkout"] or b["checkout"],
-        "purchased": a["purchased"] or b["purchased"],
+        "id": first["id"], "start": first["start"], "end": max(a["end"], b["end"]),
+        "events": a["events"] + b["events"], "pages": a["pages"] + b["pages"],
+        "products": products, "categories": categories,
+        "adds": a["adds"] + b["adds"], "removes": a["removes"] + b["removes"],
+        "checkout": a["checkout"] or b["checkout"], "purchased": a["purchased"] or b["purchased"],
         "revenue_cents": a["revenue_cents"] + b["revenue_cents"],
         "device": first["device"] if first["device"] is not None else other["device"],
-        "entry_ts": entry["entry_ts"],
-        "landing": entry["landing"],
-        "referrer": entry["referrer"],
-        "utm": entry["utm"],
-        "full": a["full"] or b["full"],
+        "entry_ts": entry["entry_ts"], "landing": entry["landing"], "referrer": entry["referrer"],
+        "utm": entry["utm"], "full": a["full"] or b["full"],
     }
 
 
@@ -261,11 +231,8 @@ def _accepts(s: Session, ts: float, config: SessionConfig) -> bool:
     # Differences, not sums: `ts <= end + gap` and `start - end <= gap` (used when sessions
     # combine) can disagree by a rounding error at exactly `gap` apart, and then the arrival
     # order would decide a boundary.
-    return (
-        s["start"] - ts <= config.gap
-        and ts - s["end"] <= config.gap
-        and max(s["end"], ts) - min(s["start"], ts) < config.max_length
-    )
+    return (s["start"] - ts <= config.gap and ts - s["end"] <= config.gap
+            and max(s["end"], ts) - min(s["start"], ts) < config.max_length)
 
 
 def _expiry(s: Session, config: SessionConfig) -> float:
@@ -300,10 +267,9 @@ def _place(opens: list[Session], event: Event, config: SessionConfig) -> list[Se
         merged = opens[joins[0]]
         for i in joins[1:]:
             merged = _combine(merged, opens[i], config)
-        if (
-            merged["end"] - merged["start"] < config.max_length
-            and max(ts, merged["end"]) - min(ts, merged["start"]) < config.max_length
-        ):
+        if merged["end"] - merged["start"] < config.max_length and max(ts, merged["end"]) - min(
+            ts, merged["start"]
+        ) < config.max_length:
             taken = set(joins)
             result = [s for i, s in enumerate(opens) if i not in taken]
             result.append(_fold(dict(merged), event, config))
@@ -448,15 +414,9 @@ def serving(state: State) -> dict[str, Any]:
         "open_sessions": len(state["open"]),
         "closed_sessions": state["closed"],
         "late_events": state["late"],
-        "current": None
-        if current is None
-        else {
-            "session_id": current["id"],
-            "start": current["start"],
-            "end": current["end"],
-            "events": current["events"],
-            "cart_adds": current["adds"],
-            "purchased": current["purchased"],
+        "current": None if current is None else {
+            "session_id": current["id"], "start": current["start"], "end": current["end"],
+            "events": current["events"], "cart_adds": current["adds"], "purchased": current["purchased"],
         },
     }
 
@@ -476,12 +436,8 @@ def coalesce(sessions: Iterable[Session], config: SessionConfig = DEFAULT_CONFIG
     for s in ordered:
         if out:
             last = out[-1]
-            if (
-                not last["full"]
-                and not s["full"]
-                and s["start"] - last["end"] <= config.gap
-                and max(last["end"], s["end"]) - last["start"] < config.max_length
-            ):
+            if (not last["full"] and not s["full"] and s["start"] - last["end"] <= config.gap
+                    and max(last["end"], s["end"]) - last["start"] < config.max_length):
                 out[-1] = _combine(last, s, config)
                 continue
         out.append(s)

@@ -85,30 +85,8 @@ MAX_STEPS: Final = 60
 
 # Relative odds of a session starting in each UTC hour (UK shoppers: evenings peak).
 DIURNAL: Final = (
-    0.15,
-    0.08,
-    0.05,
-    0.04,
-    0.04,
-    0.06,
-    0.15,
-    0.35,
-    0.5,
-    0.6,
-    0.65,
-    0.7,
-    0.75,
-    0.7,
-    0.65,
-    0.65,
-    0.7,
-    0.8,
-    0.9,
-    1.0,
-    1.0,
-    0.9,
-    0.6,
-    0.3,
+    0.15, 0.08, 0.05, 0.04, 0.04, 0.06, 0.15, 0.35, 0.5, 0.6, 0.65, 0.7,
+    0.75, 0.7, 0.65, 0.65, 0.7, 0.8, 0.9, 1.0, 1.0, 0.9, 0.6, 0.3,
 )
 _DIURNAL_MEAN: Final = sum(DIURNAL) / len(DIURNAL)
 
@@ -130,14 +108,8 @@ _DWELL_MS: Final = tuple(
     for i in range(2**_DWELL_BITS)
 )
 _dumps = orjson.dumps
-_PAGES: Final = (
-    ("home", "Home"),
-    ("deals", "Deals"),
-    ("account", "My account"),
-    ("help", "Help"),
-    ("stores", "Store finder"),
-    ("new", "New in"),
-)
+_PAGES: Final = (("home", "Home"), ("deals", "Deals"), ("account", "My account"), ("help", "Help"),
+                 ("stores", "Store finder"), ("new", "New in"))
 
 
 @dataclass(frozen=True)
@@ -153,9 +125,8 @@ class World:
     @classmethod
     def from_config(cls, config: SimConfig, catalog: Catalog) -> World:
         end_ms = to_ms(config.end)
-        return cls(
-            catalog, config.topics.clickstream, config.topics.crm_profiles, end_ms - int(config.days * DAY_MS), end_ms
-        )
+        return cls(catalog, config.topics.clickstream, config.topics.crm_profiles,
+                   end_ms - int(config.days * DAY_MS), end_ms)
 
 
 class _Device:
@@ -202,8 +173,7 @@ class CustomerStream:
         self.user_id: str | None = customer.person.user_id if customer.has_account else None
         self.registered_at: int | None = None if not customer.has_account else world.start_ms
         self.truth_base: dict[str, Any] = {
-            "customer_id": customer.customer_id,
-            "archetype": customer.archetype.name,
+            "customer_id": customer.customer_id, "archetype": customer.archetype.name,
         }
         self.session_count = 0
         weights = self.archetype.step_weights
@@ -239,7 +209,9 @@ class CustomerStream:
         """
         c, world, rng = self.customer, self.world, self.rng
         active_until = min(c.active_until_ms, world.end_ms)
-        crm_due = sorted((rng.randint(c.active_from_ms, active_until), source) for source in c.crm_sources)
+        crm_due = sorted(
+            (rng.randint(c.active_from_ms, active_until), source) for source in c.crm_sources
+        )
         crm_due.reverse()  # pop() from the end takes the earliest
         # A new visitor's arrival is their first visit; others were already around.
         start = c.active_from_ms if c.archetype.arrives else self._next_start(c.active_from_ms)
@@ -283,7 +255,8 @@ class CustomerStream:
         if self.registered_at is None or self.registered_at > ts:
             user_id = None
         doc = crm_document(rng, self.customer.person, source, record_id, format_ms(ts), user_id)
-        return ts, SimRecord(self.world.crm_topic, record_id.encode(), orjson.dumps(doc), self.truth_base)
+        return ts, SimRecord(self.world.crm_topic, record_id.encode(), orjson.dumps(doc),
+                             self.truth_base)
 
     # ------------------------------------------------------------------ sessions
 
@@ -306,13 +279,10 @@ class CustomerStream:
         self.event_user_id = self.user_id if device.logged_in else None
         # Shared by the session's events that add nothing to it (each is serialised
         # on the spot, so sharing one dict is safe and saves building one per event).
-        self._context = {
-            "channel": device.profile.channel,
-            "device": device.context,
-            "locale": LOCALE,
-            "user_agent": device.profile.user_agent,
-        }
-        self.truth = {**self.truth_base, "session_id": f"{self.customer.customer_id}-s{self.session_count}"}
+        self._context = {"channel": device.profile.channel, "device": device.context,
+                         "locale": LOCALE, "user_agent": device.profile.user_agent}
+        self.truth = {**self.truth_base,
+                      "session_id": f"{self.customer.customer_id}-s{self.session_count}"}
 
         if rng.random() < a.p_email_session:
             if not self._email_entry():
@@ -333,7 +303,8 @@ class CustomerStream:
         register_at = -1
         if self.user_id is not None and not device.logged_in and rng.random() < a.p_login:
             login_at = rng.randrange(steps)
-        elif self.user_id is None and self.customer.will_register and rng.random() < P_REGISTER_SESSION:
+        elif (self.user_id is None and self.customer.will_register
+              and rng.random() < P_REGISTER_SESSION):
             register_at = rng.randrange(steps)
         step = 0
         while step < steps and not self.closed:
@@ -360,15 +331,9 @@ class CustomerStream:
 
     # ------------------------------------------------------------------ events
 
-    def _emit(
-        self,
-        event_type: str,
-        properties: dict[str, Any] | None,
-        gap_ms: int,
-        url: str | None = None,
-        channel: str | None = None,
-        context_extra: dict[str, Any] | None = None,
-    ) -> bool:
+    def _emit(self, event_type: str, properties: dict[str, Any] | None, gap_ms: int,
+              url: str | None = None, channel: str | None = None,
+              context_extra: dict[str, Any] | None = None) -> bool:
         """Append one event ``gap_ms`` after the previous; False once the period is over."""
         if self.closed:
             return False
@@ -431,7 +396,8 @@ class CustomerStream:
         if utm is not None:
             campaign = f"{rng.choice(self.customer.favourite_categories)}-promo"
             extra["utm"] = {**utm, "campaign": campaign}
-        self._emit("page_view", {"title": title, "page_type": page_type}, 0, f"{SITE}/", context_extra=extra)
+        self._emit("page_view", {"title": title, "page_type": page_type}, 0, f"{SITE}/",
+                   context_extra=extra)
 
     def _email_entry(self) -> bool:
         """email_open, maybe email_click and its landing page; False when not clicked."""
@@ -447,13 +413,8 @@ class CustomerStream:
         url = f"{SITE}/c/{campaign.rsplit('-', 1)[1]}?utm_source=newsletter&utm_campaign={campaign}"
         self._emit("email_click", {**props, "url": url}, self._between(2000, 300_000), channel="email")
         utm = {"source": "newsletter", "medium": "email", "campaign": campaign}
-        self._emit(
-            "page_view",
-            {"title": "Newsletter offers", "page_type": "landing"},
-            self._between(800, 3000),
-            url,
-            context_extra={"utm": utm},
-        )
+        self._emit("page_view", {"title": "Newsletter offers", "page_type": "landing"},
+                   self._between(800, 3000), url, context_extra={"utm": utm})
         return True
 
     def _consent_banner(self) -> None:
@@ -461,19 +422,17 @@ class CustomerStream:
         if rng.random() < self.archetype.p_grant_all:
             purposes = {"personalization": True, "marketing": True, "analytics": True}
         else:
-            purposes = {"personalization": rng.random() < 0.5, "marketing": False, "analytics": rng.random() < 0.6}
-        self._emit("consent", {"purposes": purposes, "source": "cookie_banner"}, self._between(1500, 15000), f"{SITE}/")
+            purposes = {"personalization": rng.random() < 0.5, "marketing": False,
+                        "analytics": rng.random() < 0.6}
+        self._emit("consent", {"purposes": purposes, "source": "cookie_banner"},
+                   self._between(1500, 15000), f"{SITE}/")
 
     def _consent_change(self) -> None:
         rng = self.rng
         purpose = rng.choice(("personalization", "marketing", "marketing", "analytics"))
         granted = rng.random() >= self.archetype.p_withdraw
-        self._emit(
-            "consent",
-            {"purposes": {purpose: granted}, "source": "preference_centre"},
-            self._dwell(),
-            f"{SITE}/account/privacy",
-        )
+        self._emit("consent", {"purposes": {purpose: granted}, "source": "preference_centre"},
+                   self._dwell(), f"{SITE}/account/privacy")
 
     def _pick_category(self) -> str:
         rng = self.rng
@@ -485,21 +444,19 @@ class CustomerStream:
         return self._pick(self._categories)
 
     def _pick_product(self, category: str | None = None) -> Product:
-        return self.world.catalog.pick(self.rng, category or self._pick_category(), self.archetype.price_bias)
+        return self.world.catalog.pick(self.rng, category or self._pick_category(),
+                                       self.archetype.price_bias)
 
     def _page_view(self) -> None:
         rng = self.rng
         if rng.random() < 0.7:
             category = self._pick_category()
-            self._emit(
-                "page_view",
-                {"title": category.capitalize(), "page_type": "category"},
-                self._dwell(),
-                f"{SITE}/c/{category}",
-            )
+            self._emit("page_view", {"title": category.capitalize(), "page_type": "category"},
+                       self._dwell(), f"{SITE}/c/{category}")
         else:
             page_type, title = self._pick(_PAGES)
-            self._emit("page_view", {"title": title, "page_type": page_type}, self._dwell(), f"{SITE}/{page_type}")
+            self._emit("page_view", {"title": title, "page_type": page_type}, self._dwell(),
+                       f"{SITE}/{page_type}")
 
     def _search(self) -> None:
         rng = self.rng
@@ -508,48 +465,25 @@ class CustomerStream:
         if rng.random() < 0.05:
             query = typo(rng, query)
         results = 0 if rng.random() < 0.05 else self._between(1, 241)
-        if (
-            self._emit(
-                "search",
-                {"query": query, "results_count": results},
-                self._dwell(),
-                f"{SITE}/search?q={quote_plus(query)}",
-            )
-            and results
-            and rng.random() < 0.8
-        ):
+        if self._emit("search", {"query": query, "results_count": results}, self._dwell(),
+                      f"{SITE}/search?q={quote_plus(query)}") and results and rng.random() < 0.8:
             self._product_view(self._pick_product(category))
 
     def _product_view(self, product: Product) -> bool:
         """View ``product``, maybe add it to the cart; True when it was added."""
         rng, a = self.rng, self.archetype
-        if not self._emit(
-            "product_view",
-            {
-                "product_id": product.product_id,
-                "category": product.category,
-                "price": product.price,
-                "currency": CURRENCY,
-            },
-            self._dwell(),
-            f"{SITE}/p/{product.product_id}",
-        ):
+        if not self._emit("product_view", {"product_id": product.product_id,
+                                           "category": product.category,
+                                           "price": product.price, "currency": CURRENCY},
+                          self._dwell(), f"{SITE}/p/{product.product_id}"):
             return False
         if a.p_add_to_cart and rng.random() < a.p_add_to_cart:
             quantity = 1 if rng.random() < 0.75 else rng.randint(1, a.max_quantity)
-            if self._emit(
-                "add_to_cart",
-                {
-                    "product_id": product.product_id,
-                    "category": product.category,
-                    "price": product.price,
-                    "quantity": quantity,
-                    "cart_id": self.cart_id,
-                    "currency": CURRENCY,
-                },
-                self._between(3000, 60_000),
-                f"{SITE}/p/{product.product_id}",
-            ):
+            if self._emit("add_to_cart", {"product_id": product.product_id,
+                                          "category": product.category, "price": product.price,
+                                          "quantity": quantity, "cart_id": self.cart_id,
+                                          "currency": CURRENCY},
+                          self._between(3000, 60_000), f"{SITE}/p/{product.product_id}"):
                 line = self.cart.get(product.product_id)
                 if line is None:
                     self.cart[product.product_id] = [product, quantity]
@@ -562,34 +496,19 @@ class CustomerStream:
         rng = self.rng
         product_id = rng.choice(list(self.cart))
         product, quantity = self.cart[product_id]
-        if self._emit(
-            "remove_from_cart",
-            {
-                "product_id": product_id,
-                "category": product.category,
-                "price": product.price,
-                "quantity": quantity,
-                "cart_id": self.cart_id,
-                "currency": CURRENCY,
-            },
-            self._between(2000, 40_000),
-            f"{SITE}/basket",
-        ):
+        if self._emit("remove_from_cart", {"product_id": product_id, "category": product.category,
+                                           "price": product.price, "quantity": quantity,
+                                           "cart_id": self.cart_id, "currency": CURRENCY},
+                      self._between(2000, 40_000), f"{SITE}/basket"):
             del self.cart[product_id]
 
     def _recommendation_click(self) -> None:
         rng = self.rng
         product = self._pick_product(self.customer.favourite_categories[0])
-        if self._emit(
-            "recommendation_click",
-            {
-                "recommendation_id": hex_id(rng, "rec-", 16),
-                "product_id": product.product_id,
-                "position": self._between(0, 10),
-            },
-            self._dwell(),
-            f"{SITE}/",
-        ):
+        if self._emit("recommendation_click", {"recommendation_id": hex_id(rng, "rec-", 16),
+                                               "product_id": product.product_id,
+                                               "position": self._between(0, 10)},
+                      self._dwell(), f"{SITE}/"):
             self._product_view(product)
 
     # ------------------------------------------------------------------ identity
@@ -670,17 +589,12 @@ class CustomerStream:
 
     def _checkout(self) -> None:
         rng, a = self.rng, self.archetype
-        items = [
-            {"product_id": p.product_id, "category": p.category, "price": p.price, "quantity": q}
-            for p, q in self.cart.values()
-        ]
+        items = [{"product_id": p.product_id, "category": p.category, "price": p.price,
+                  "quantity": q} for p, q in self.cart.values()]
         value = round(sum(p.price * q for p, q in self.cart.values()), 2)
-        if not self._emit(
-            "checkout_start",
-            {"cart_id": self.cart_id, "value": value, "currency": CURRENCY, "items": items},
-            self._dwell(),
-            f"{SITE}/checkout",
-        ):
+        if not self._emit("checkout_start", {"cart_id": self.cart_id, "value": value,
+                                             "currency": CURRENCY, "items": items},
+                          self._dwell(), f"{SITE}/checkout"):
             return
         if not self.device.logged_in:
             if self.user_id is not None and rng.random() < P_LOGIN_AT_CHECKOUT:
@@ -691,10 +605,7 @@ class CustomerStream:
                 self._guest_details()
         if rng.random() < a.p_purchase:
             order_id = f"ORD-{rng.randrange(10**11, 10**12)}"
-            if self._emit(
-                "purchase",
-                {"order_id": order_id, "items": items, "revenue": value, "currency": CURRENCY},
-                self._between(20_000, 240_000),
-                f"{SITE}/checkout/confirmation",
-            ):
+            if self._emit("purchase", {"order_id": order_id, "items": items, "revenue": value,
+                                       "currency": CURRENCY},
+                          self._between(20_000, 240_000), f"{SITE}/checkout/confirmation"):
                 self.cart = {}

@@ -37,38 +37,30 @@ class CategorySpec(NamedTuple):
 
 
 CATEGORIES: Final[tuple[CategorySpec, ...]] = (
-    CategorySpec(
-        "electronics",
-        1.4,
-        120.0,
-        0.8,
-        ("headphones", "wireless earbuds", "4k tv", "laptop", "phone charger", "smart watch"),
-    ),
-    CategorySpec(
-        "fashion", 1.6, 45.0, 0.6, ("summer dress", "denim jacket", "trainers", "wool jumper", "chinos", "raincoat")
-    ),
-    CategorySpec("beauty", 1.0, 22.0, 0.6, ("moisturiser", "lipstick", "perfume", "shampoo", "face serum", "mascara")),
-    CategorySpec("home", 1.2, 35.0, 0.7, ("bed sheets", "table lamp", "cushion", "saucepan set", "bath towels", "rug")),
-    CategorySpec(
-        "grocery", 0.9, 6.0, 0.5, ("coffee beans", "olive oil", "dark chocolate", "green tea", "pasta", "granola")
-    ),
-    CategorySpec("toys", 0.8, 25.0, 0.6, ("lego", "board game", "puzzle", "plush bear", "rc car", "doll house")),
-    CategorySpec(
-        "sports", 0.8, 40.0, 0.7, ("yoga mat", "running shoes", "dumbbells", "bike helmet", "football", "tennis racket")
-    ),
-    CategorySpec(
-        "books", 0.7, 12.0, 0.4, ("cookbook", "crime novel", "biography", "children's book", "travel guide", "fantasy")
-    ),
-    CategorySpec(
-        "garden", 0.6, 30.0, 0.7, ("garden hose", "plant pot", "seeds", "lawn mower", "bird feeder", "secateurs")
-    ),
-    CategorySpec(
-        "jewellery", 0.5, 90.0, 0.8, ("silver necklace", "earrings", "gold ring", "bracelet", "watch", "pendant")
-    ),
-    CategorySpec("pets", 0.6, 15.0, 0.6, ("dog food", "cat litter", "dog bed", "cat toy", "aquarium", "lead")),
-    CategorySpec(
-        "health", 0.6, 12.0, 0.5, ("vitamins", "protein powder", "plasters", "thermometer", "toothbrush", "sunscreen")
-    ),
+    CategorySpec("electronics", 1.4, 120.0, 0.8,
+                 ("headphones", "wireless earbuds", "4k tv", "laptop", "phone charger", "smart watch")),
+    CategorySpec("fashion", 1.6, 45.0, 0.6,
+                 ("summer dress", "denim jacket", "trainers", "wool jumper", "chinos", "raincoat")),
+    CategorySpec("beauty", 1.0, 22.0, 0.6,
+                 ("moisturiser", "lipstick", "perfume", "shampoo", "face serum", "mascara")),
+    CategorySpec("home", 1.2, 35.0, 0.7,
+                 ("bed sheets", "table lamp", "cushion", "saucepan set", "bath towels", "rug")),
+    CategorySpec("grocery", 0.9, 6.0, 0.5,
+                 ("coffee beans", "olive oil", "dark chocolate", "green tea", "pasta", "granola")),
+    CategorySpec("toys", 0.8, 25.0, 0.6,
+                 ("lego", "board game", "puzzle", "plush bear", "rc car", "doll house")),
+    CategorySpec("sports", 0.8, 40.0, 0.7,
+                 ("yoga mat", "running shoes", "dumbbells", "bike helmet", "football", "tennis racket")),
+    CategorySpec("books", 0.7, 12.0, 0.4,
+                 ("cookbook", "crime novel", "biography", "children's book", "travel guide", "fantasy")),
+    CategorySpec("garden", 0.6, 30.0, 0.7,
+                 ("garden hose", "plant pot", "seeds", "lawn mower", "bird feeder", "secateurs")),
+    CategorySpec("jewellery", 0.5, 90.0, 0.8,
+                 ("silver necklace", "earrings", "gold ring", "bracelet", "watch", "pendant")),
+    CategorySpec("pets", 0.6, 15.0, 0.6,
+                 ("dog food", "cat litter", "dog bed", "cat toy", "aquarium", "lead")),
+    CategorySpec("health", 0.6, 12.0, 0.5,
+                 ("vitamins", "protein powder", "plasters", "thermometer", "toothbrush", "sunscreen")),
 )
 
 

@@ -34,17 +34,8 @@ from app.simulator.stats import ProduceStats
 from app.simulator.truth import TruthWriter
 
 # Options that only shape generated traffic; a replayed file is sent as it is.
-GENERATION_OPTIONS = (
-    "seed",
-    "customers",
-    "days",
-    "end",
-    "malformed_share",
-    "duplicate_share",
-    "crm_share",
-    "clickstream_topic",
-    "crm_topic",
-)
+GENERATION_OPTIONS = ("seed", "customers", "days", "end", "malformed_share", "duplicate_share",
+                      "crm_share", "clickstream_topic", "crm_topic")
 
 
 class Rfc3339(click.ParamType):
@@ -73,112 +64,41 @@ Examples:
 )
 @click.option("--seed", type=int, default=42, help="Seed of every random choice.")
 @click.option("--customers", type=click.IntRange(min=1), default=1000, help="Simulated people.")
-@click.option(
-    "--days",
-    type=click.FloatRange(min=0, min_open=True, max=3660),
-    default=14.0,
-    help="Length of the simulated period.",
-)
-@click.option(
-    "--end",
-    type=Rfc3339(),
-    default=None,
-    help="End of the simulated period, RFC 3339 (default: now). Fix it (and --seed) for byte-identical output.",
-)
-@click.option(
-    "--events",
-    "max_events",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Stop after this many records (default: the whole period).",
-)
-@click.option(
-    "--rate",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    help="Records per second sent to Kafka (0: as fast as possible).",
-)
-@click.option(
-    "--duration",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="Stop cleanly after this many seconds.",
-)
-@click.option(
-    "--malformed-share",
-    type=click.FloatRange(0, 1, max_open=True),
-    default=0.01,
-    help="Share of records that are malformed on purpose (0 for none).",
-)
-@click.option(
-    "--duplicate-share",
-    type=click.FloatRange(0, 1),
-    default=0.005,
-    help="Share of clickstream events sent twice, as publisher retries.",
-)
-@click.option(
-    "--crm-share", type=click.FloatRange(0, 1), default=0.6, help="Share of customers with CRM/POS/call-centre records."
-)
-@click.option(
-    "--output",
-    type=click.Path(dir_okay=False, allow_dash=True),
-    default=None,
-    help="Write the records to this JSONL file ('-': stdout) instead of Kafka.",
-)
-@click.option(
-    "--truth",
-    "truth_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Write the ground truth (customers, sessions, events, CRM, malformed) here.",
-)
-@click.option(
-    "--replay",
-    type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path),
-    default=None,
-    help="Send the records of a JSONL file written by --output instead of generating.",
-)
-@click.option(
-    "--bootstrap",
-    envvar="KAFKA_BOOTSTRAP_SERVERS",
-    show_envvar=True,
-    default="127.0.0.1:9092",
-    help="Kafka bootstrap servers, host:port[,host:port].",
-)
-@click.option(
-    "--clickstream-topic",
-    envvar="PERSONA_TOPIC_CLICKSTREAM",
-    show_envvar=True,
-    default="clickstream",
-    help="Topic of clickstream events.",
-)
-@click.option(
-    "--crm-topic",
-    envvar="PERSONA_TOPIC_CRM_PROFILES",
-    show_envvar=True,
-    default="crm-profiles",
-    help="Topic of CRM records.",
-)
+@click.option("--days", type=click.FloatRange(min=0, min_open=True, max=3660), default=14.0,
+              help="Length of the simulated period.")
+@click.option("--end", type=Rfc3339(), default=None,
+              help="End of the simulated period, RFC 3339 (default: now). Fix it (and --seed) "
+                   "for byte-identical output.")
+@click.option("--events", "max_events", type=click.IntRange(min=1), default=None,
+              help="Stop after this many records (default: the whole period).")
+@click.option("--rate", type=click.FloatRange(min=0), default=0.0,
+              help="Records per second sent to Kafka (0: as fast as possible).")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop cleanly after this many seconds.")
+@click.option("--malformed-share", type=click.FloatRange(0, 1, max_open=True), default=0.01,
+              help="Share of records that are malformed on purpose (0 for none).")
+@click.option("--duplicate-share", type=click.FloatRange(0, 1), default=0.005,
+              help="Share of clickstream events sent twice, as publisher retries.")
+@click.option("--crm-share", type=click.FloatRange(0, 1), default=0.6,
+              help="Share of customers with CRM/POS/call-centre records.")
+@click.option("--output", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="Write the records to this JSONL file ('-': stdout) instead of Kafka.")
+@click.option("--truth", "truth_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write the ground truth (customers, sessions, events, CRM, malformed) here.")
+@click.option("--replay", type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path),
+              default=None, help="Send the records of a JSONL file written by --output instead of "
+                                 "generating.")
+@click.option("--bootstrap", envvar="KAFKA_BOOTSTRAP_SERVERS", show_envvar=True,
+              default="127.0.0.1:9092", help="Kafka bootstrap servers, host:port[,host:port].")
+@click.option("--clickstream-topic", envvar="PERSONA_TOPIC_CLICKSTREAM", show_envvar=True,
+              default="clickstream", help="Topic of clickstream events.")
+@click.option("--crm-topic", envvar="PERSONA_TOPIC_CRM_PROFILES", show_envvar=True,
+              default="crm-profiles", help="Topic of CRM records.")
 @click.pass_context
-def simulate(
-    ctx: click.Context,
-    seed: int,
-    customers: int,
-    days: float,
-    end: datetime | None,
-    max_events: int | None,
-    rate: float,
-    duration: float | None,
-    malformed_share: float,
-    duplicate_share: float,
-    crm_share: float,
-    output: str | None,
-    truth_dir: Path | None,
-    replay: Path | None,
-    bootstrap: str,
-    clickstream_topic: str,
-    crm_topic: str,
-) -> None:
+def simulate(ctx: click.Context, seed: int, customers: int, days: float, end: datetime | None,
+             max_events: int | None, rate: float, duration: float | None, malformed_share: float,
+             duplicate_share: float, crm_share: float, output: str | None, truth_dir: Path | None,
+             replay: Path | None, bootstrap: str, clickstream_topic: str, crm_topic: str) -> None:
     """Generate realistic customer traffic with ground truth, and send it to Kafka.
 
     Customers of six behaviour archetypes browse, search, fill carts, buy, log in
@@ -194,7 +114,8 @@ def simulate(
     rejected for) into a directory. Ctrl-C stops cleanly and prints a summary.
     """
     if replay is not None:
-        given = [name for name in GENERATION_OPTIONS if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE]
+        given = [name for name in GENERATION_OPTIONS
+                 if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE]
         if given:
             flags = ", ".join("--" + name.replace("_", "-") for name in given)
             raise click.UsageError(f"{flags} shape generated traffic; --replay sends the file as it is")
@@ -214,15 +135,9 @@ def simulate(
             records = itertools.islice(records, max_events)
     else:
         config = SimConfig(
-            seed=seed,
-            customers=customers,
-            days=days,
-            end=end or utc_now(),
-            malformed_share=malformed_share,
-            duplicate_share=duplicate_share,
-            crm_share=crm_share,
-            max_events=max_events,
-            topics=SimTopics(clickstream_topic, crm_topic),
+            seed=seed, customers=customers, days=days, end=end or utc_now(),
+            malformed_share=malformed_share, duplicate_share=duplicate_share, crm_share=crm_share,
+            max_events=max_events, topics=SimTopics(clickstream_topic, crm_topic),
         )
         try:
             config.check()
@@ -298,12 +213,12 @@ class _SignalStop:
             signal.signal(sig, handler)
 
 
-def _counted(
-    records: Iterable[SimRecord], stats: ProduceStats, deadline: float | None, stopper: _SignalStop
-) -> Iterator[SimRecord]:
+def _counted(records: Iterable[SimRecord], stats: ProduceStats, deadline: float | None,
+             stopper: _SignalStop) -> Iterator[SimRecord]:
     count = stats.count
     for i, record in enumerate(records):
-        if stopper.requested or (deadline is not None and i % 1000 == 0 and time.monotonic() >= deadline):
+        if stopper.requested or (deadline is not None and i % 1000 == 0
+                                 and time.monotonic() >= deadline):
             stats.stopped = True
             return
         count(record)
@@ -346,7 +261,8 @@ def _progress_printer() -> Callable[[int], None] | None:
     return show
 
 
-def _produce(records: Iterable[SimRecord], servers: str, rate: float, duration: float | None) -> ProduceStats:
+def _produce(records: Iterable[SimRecord], servers: str, rate: float,
+             duration: float | None) -> ProduceStats:
     # aiokafka logs each failed connection attempt; the error message below says it once.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     progress = _progress_printer()

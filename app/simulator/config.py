@@ -91,3 +91,4 @@ class SimConfig:
         if end.year < 1971 or end - datetime(1970, 1, 1, tzinfo=UTC) < timedelta(days=self.days):
             raise ConfigError(f"the period of {self.days} days ending {end.isoformat()} starts before 1970")
         return self
+

@@ -53,23 +53,19 @@ class SourceProfile(NamedTuple):
 
 
 SOURCES: Final = {
-    "crm": SourceProfile(
-        email=0.85, phone=0.5, address=0.75, dob=0.5, loyalty=0.5, user_id=0.6, typo=0.04, ascii_only=0.0
-    ),
+    "crm": SourceProfile(email=0.85, phone=0.5, address=0.75, dob=0.5, loyalty=0.5, user_id=0.6,
+                          typo=0.04, ascii_only=0.0),
     # Tills rarely capture more than a loyalty card and a postcode, and many strip accents.
-    "pos": SourceProfile(
-        email=0.35, phone=0.25, address=0.3, dob=0.05, loyalty=0.95, user_id=0.0, typo=0.05, ascii_only=0.6
-    ),
+    "pos": SourceProfile(email=0.35, phone=0.25, address=0.3, dob=0.05, loyalty=0.95, user_id=0.0,
+                          typo=0.05, ascii_only=0.6),
     # Agents type what they hear: phones nearly always, names often misspelt.
-    "call_centre": SourceProfile(
-        email=0.5, phone=0.95, address=0.5, dob=0.3, loyalty=0.3, user_id=0.1, typo=0.12, ascii_only=0.1
-    ),
+    "call_centre": SourceProfile(email=0.5, phone=0.95, address=0.5, dob=0.3, loyalty=0.3,
+                                  user_id=0.1, typo=0.12, ascii_only=0.1),
 }
 
 
-def crm_document(
-    rng: random.Random, person: Person, source: str, record_id: str, updated_at: str, user_id: str | None = None
-) -> dict[str, Any]:
+def crm_document(rng: random.Random, person: Person, source: str, record_id: str,
+                 updated_at: str, user_id: str | None = None) -> dict[str, Any]:
     """A ``crm-profiles`` record (schema_version 1) describing ``person`` as ``source`` has it.
 
     Parameters
@@ -97,9 +93,8 @@ def crm_document(
         first, last = strip_accents(first), strip_accents(last)
     traits: dict[str, str] = {"first_name": first, "last_name": last}
     if rng.random() < profile.email:
-        traits["email"] = (
-            email_typo(rng, person.email) if rng.random() < profile.typo / 2 else email_form(rng, person.email)
-        )
+        traits["email"] = (email_typo(rng, person.email) if rng.random() < profile.typo / 2
+                           else email_form(rng, person.email))
     if rng.random() < profile.phone:
         traits["phone"] = phone_form(rng, person.phone_area, person.phone_local)
     if rng.random() < profile.address:

@@ -125,14 +125,9 @@ def _generate(config: SimConfig) -> Iterator[SimRecord]:
             assert record.truth is not None
             event_id = _event_id(record.value)
             sequence += 1
-            heappush(
-                retries,
-                (
-                    ts + rng.randint(*DUPLICATE_DELAY_MS),
-                    sequence,
-                    SimRecord(record.topic, record.key, record.value, {**record.truth, "duplicate_of": event_id}),
-                ),
-            )
+            heappush(retries, (ts + rng.randint(*DUPLICATE_DELAY_MS), sequence,
+                               SimRecord(record.topic, record.key, record.value,
+                                         {**record.truth, "duplicate_of": event_id})))
 
 
 def _event_id(value: bytes) -> str:
@@ -144,4 +139,4 @@ def _event_id(value: bytes) -> str:
     'abc'
     """
     start = value.index(b'"event_id":"') + 12
-    return value[start : value.index(b'"', start)].decode()
+    return value[start:value.index(b'"', start)].decode()

@@ -109,7 +109,8 @@ def _decode(raw: bytes, where: str, lineno: int) -> SimRecord:
     topic = line.get("topic")
     if not isinstance(topic, str) or not topic:
         raise JsonlFormatError(where, lineno, '"topic" must be a non-empty string')
-    return SimRecord(topic, _text_or_b64(line, "key", where, lineno), _text_or_b64(line, "value", where, lineno), None)
+    return SimRecord(topic, _text_or_b64(line, "key", where, lineno),
+                     _text_or_b64(line, "value", where, lineno), None)
 
 
 def read_jsonl(path: str | os.PathLike[str] | IO[bytes]) -> Iterator[SimRecord]:

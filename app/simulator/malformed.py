@@ -122,16 +122,11 @@ class Malformer:
             doc["event_id"] = uuid4_from(rng.getrandbits(128))
             key = template.key
             value = self._clickstream(reason, doc)
-        return SimRecord(
-            template.topic,
-            key,
-            value,
-            {
-                "customer_id": truth.get("customer_id"),
-                "archetype": truth.get("archetype"),
-                "expected_reason": reason,
-            },
-        )
+        return SimRecord(template.topic, key, value, {
+            "customer_id": truth.get("customer_id"),
+            "archetype": truth.get("archetype"),
+            "expected_reason": reason,
+        })
 
     # ------------------------------------------------------------------ shared
 
@@ -191,15 +186,8 @@ class Malformer:
     def _click_schema_violation(self, doc: dict[str, Any]) -> None:
         rng = self.rng
         props = doc.get("properties")
-        options = [
-            "missing_event_id",
-            "missing_anonymous_id",
-            "user_id_number",
-            "event_id_number",
-            "extra_field",
-            "bad_channel",
-            "empty_anonymous_id",
-        ]
+        options = ["missing_event_id", "missing_anonymous_id", "user_id_number", "event_id_number",
+                   "extra_field", "bad_channel", "empty_anonymous_id"]
         if isinstance(props, dict) and doc["type"] in REQUIRED_PROPERTIES:
             options += ["missing_property"] * 3
         if isinstance(props, dict) and isinstance(props.get("price"), float):

@@ -36,63 +36,27 @@ from app.simulator.ids import hex_id, uuid4_from
 
 # (device type, share, [(os, user agent)], chance the device uses the app rather than the web)
 DEVICE_KINDS: Final = (
-    (
-        "mobile",
-        0.55,
-        (
-            (
-                "iOS 17.4",
-                "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "
-                "(KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
-            ),
-            (
-                "Android 14",
-                "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 "
-                "(KHTML, like Gecko) Chrome/123.0.0.0 Mobile Safari/537.36",
-            ),
-            (
-                "Android 13",
-                "Mozilla/5.0 (Linux; Android 13; SM-S911B) AppleWebKit/537.36 "
-                "(KHTML, like Gecko) Chrome/122.0.0.0 Mobile Safari/537.36",
-            ),
-        ),
-        0.4,
-    ),
-    (
-        "desktop",
-        0.35,
-        (
-            (
-                "Windows 11",
-                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
-                "(KHTML, like Gecko) Chrome/123.0.0.0 Safari/537.36",
-            ),
-            (
-                "macOS 14.4",
-                "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 "
-                "(KHTML, like Gecko) Version/17.4 Safari/605.1.15",
-            ),
-            ("Linux", "Mozilla/5.0 (X11; Linux x86_64; rv:124.0) Gecko/20100101 Firefox/124.0"),
-        ),
-        0.0,
-    ),
-    (
-        "tablet",
-        0.10,
-        (
-            (
-                "iPadOS 17.4",
-                "Mozilla/5.0 (iPad; CPU OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "
-                "(KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
-            ),
-            (
-                "Android 13",
-                "Mozilla/5.0 (Linux; Android 13; SM-X710) AppleWebKit/537.36 "
-                "(KHTML, like Gecko) Chrome/122.0.0.0 Safari/537.36",
-            ),
-        ),
-        0.2,
-    ),
+    ("mobile", 0.55, (
+        ("iOS 17.4", "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "
+                     "(KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1"),
+        ("Android 14", "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 "
+                       "(KHTML, like Gecko) Chrome/123.0.0.0 Mobile Safari/537.36"),
+        ("Android 13", "Mozilla/5.0 (Linux; Android 13; SM-S911B) AppleWebKit/537.36 "
+                       "(KHTML, like Gecko) Chrome/122.0.0.0 Mobile Safari/537.36"),
+    ), 0.4),
+    ("desktop", 0.35, (
+        ("Windows 11", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+                       "(KHTML, like Gecko) Chrome/123.0.0.0 Safari/537.36"),
+        ("macOS 14.4", "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 "
+                       "(KHTML, like Gecko) Version/17.4 Safari/605.1.15"),
+        ("Linux", "Mozilla/5.0 (X11; Linux x86_64; rv:124.0) Gecko/20100101 Firefox/124.0"),
+    ), 0.0),
+    ("tablet", 0.10, (
+        ("iPadOS 17.4", "Mozilla/5.0 (iPad; CPU OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "
+                        "(KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1"),
+        ("Android 13", "Mozilla/5.0 (Linux; Android 13; SM-X710) AppleWebKit/537.36 "
+                       "(KHTML, like Gecko) Chrome/122.0.0.0 Safari/537.36"),
+    ), 0.2),
 )
 DEVICE_COUNTS: Final[tuple[tuple[int, float], ...]] = ((1, 0.45), (2, 0.35), (3, 0.15), (4, 0.05))
 CRM_SOURCES: Final[tuple[tuple[str, float], ...]] = (("crm", 0.5), ("pos", 0.3), ("call_centre", 0.2))
@@ -196,17 +160,15 @@ def _devices(rng: random.Random) -> tuple[DeviceProfile, ...]:
         _, _, systems, app_share = next(d for d in DEVICE_KINDS if d[0] == kind)
         os_name, user_agent = rng.choice(systems)
         device_id = hex_id(rng, "dev-", 16)
-        devices.append(
-            DeviceProfile(
-                device_id=device_id,
-                kind=kind,
-                os=os_name,
-                user_agent=user_agent,
-                channel="app" if rng.random() < app_share else "web",
-                first_anonymous_id=uuid4_from(rng.getrandbits(128)),
-                context={"id": device_id, "type": kind, "os": os_name},
-            )
-        )
+        devices.append(DeviceProfile(
+            device_id=device_id,
+            kind=kind,
+            os=os_name,
+            user_agent=user_agent,
+            channel="app" if rng.random() < app_share else "web",
+            first_anonymous_id=uuid4_from(rng.getrandbits(128)),
+            context={"id": device_id, "type": kind, "os": os_name},
+        ))
     return tuple(devices)
 
 
@@ -259,20 +221,18 @@ def build_population(config: SimConfig) -> list[Customer]:
         if rng.random() < config.crm_share:
             n_records = _weighted(rng, CRM_RECORD_COUNTS)
             crm_sources = tuple(_weighted(rng, CRM_SOURCES) for _ in range(n_records))
-        people.append(
-            Customer(
-                index=index,
-                customer_id=f"cust-{index + 1:06d}",
-                archetype=archetype,
-                person=person,
-                devices=_devices(rng),
-                has_account=has_account,
-                will_register=will_register,
-                favourite_categories=_favourites(rng, archetype),
-                active_from_ms=active_from,
-                active_until_ms=active_until,
-                crm_sources=crm_sources,
-                seed=rng.getrandbits(64),
-            )
-        )
+        people.append(Customer(
+            index=index,
+            customer_id=f"cust-{index + 1:06d}",
+            archetype=archetype,
+            person=person,
+            devices=_devices(rng),
+            has_account=has_account,
+            will_register=will_register,
+            favourite_categories=_favourites(rng, archetype),
+            active_from_ms=active_from,
+            active_until_ms=active_until,
+            crm_sources=crm_sources,
+            seed=rng.getrandbits(64),
+        ))
     return people

@@ -69,5 +69,6 @@ class ProduceStats:
         details = topics or "none"
         if known_truth:
             details += f"; malformed {self.malformed:,}, duplicates {self.duplicates:,}"
-        line = f"{verb} {self.total:,} records ({details}) in {self.elapsed:.1f} s, {self.rate:,.0f} records/s"
+        line = (f"{verb} {self.total:,} records ({details}) in {self.elapsed:.1f} s, "
+                f"{self.rate:,.0f} records/s")
         return line + (" (stopped early)" if self.stopped else "")

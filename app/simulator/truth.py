@@ -62,7 +62,8 @@ _BUFFER = 1 << 20
 class _Seen:
     """What the records revealed about one customer."""
 
-    __slots__ = ("anonymous_ids", "archetype", "crm_records", "device_ids", "events", "sessions", "user_ids")
+    __slots__ = ("anonymous_ids", "archetype", "crm_records", "device_ids", "events", "sessions",
+                 "user_ids")
 
     def __init__(self, archetype: str | None) -> None:
         self.archetype = archetype
@@ -108,9 +109,8 @@ class TruthWriter:
     def __enter__(self) -> TruthWriter:
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.close()
 
     def tee(self, records: Iterable[SimRecord]) -> Iterator[SimRecord]:
@@ -135,35 +135,23 @@ class TruthWriter:
         if truth is None:
             return
         if "expected_reason" in truth:
-            self._files["malformed"].write(
-                orjson.dumps(
-                    {
-                        "topic": record.topic,
-                        "key": record.key.decode("utf-8", "backslashreplace"),
-                        "expected_reason": truth["expected_reason"],
-                        "customer_id": truth.get("customer_id"),
-                        "topic_position": position,
-                        "value_sha256": hashlib.sha256(record.value).hexdigest(),
-                    }
-                )
-                + b"\n"
-            )
+            self._files["malformed"].write(orjson.dumps({
+                "topic": record.topic,
+                "key": record.key.decode("utf-8", "backslashreplace"),
+                "expected_reason": truth["expected_reason"],
+                "customer_id": truth.get("customer_id"),
+                "topic_position": position,
+                "value_sha256": hashlib.sha256(record.value).hexdigest(),
+            }) + b"\n")
         elif "session_id" in truth:
             self._event(record, truth)
         else:
             doc = orjson.loads(record.value)
             self._customer(truth).crm_records += 1
-            self._files["crm"].write(
-                orjson.dumps(
-                    {
-                        "record_id": doc["record_id"],
-                        "customer_id": truth["customer_id"],
-                        "source": doc["source"],
-                        "updated_at": doc.get("updated_at"),
-                    }
-                )
-                + b"\n"
-            )
+            self._files["crm"].write(orjson.dumps({
+                "record_id": doc["record_id"], "customer_id": truth["customer_id"],
+                "source": doc["source"], "updated_at": doc.get("updated_at"),
+            }) + b"\n")
 
     def _event(self, record: SimRecord, truth: dict[str, Any]) -> None:
         doc = orjson.loads(record.value)
@@ -172,20 +160,11 @@ class TruthWriter:
         anonymous_id = doc["anonymous_id"]
         timestamp = doc["timestamp"]
         duplicate = "duplicate_of" in truth
-        self._events(
-            orjson.dumps(
-                {
-                    "event_id": doc["event_id"],
-                    "customer_id": customer_id,
-                    "anonymous_id": anonymous_id,
-                    "session_id": session_id,
-                    "type": doc["type"],
-                    "timestamp": timestamp,
-                    "duplicate": duplicate,
-                }
-            )
-            + b"\n"
-        )
+        self._events(orjson.dumps({
+            "event_id": doc["event_id"], "customer_id": customer_id, "anonymous_id": anonymous_id,
+            "session_id": session_id, "type": doc["type"], "timestamp": timestamp,
+            "duplicate": duplicate,
+        }) + b"\n")
         if duplicate:
             return
         seen = self._customer(truth)
@@ -203,12 +182,8 @@ class TruthWriter:
                 self._write_session(session)
             seen.sessions += 1
             self._open_sessions[customer_id] = {
-                "session_id": session_id,
-                "customer_id": customer_id,
-                "anonymous_id": anonymous_id,
-                "start": timestamp,
-                "end": timestamp,
-                "n_events": 1,
+                "session_id": session_id, "customer_id": customer_id, "anonymous_id": anonymous_id,
+                "start": timestamp, "end": timestamp, "n_events": 1,
             }
         else:
             session["end"] = timestamp
@@ -236,13 +211,10 @@ class TruthWriter:
         if self.config is None:
             for customer_id, seen in self._seen.items():
                 yield {
-                    "customer_id": customer_id,
-                    "archetype": seen.archetype,
+                    "customer_id": customer_id, "archetype": seen.archetype,
                     "user_id": next(iter(seen.user_ids), None),
-                    "device_ids": list(seen.device_ids),
-                    "anonymous_ids": list(seen.anonymous_ids),
-                    "n_events": seen.events,
-                    "n_sessions": seen.sessions,
+                    "device_ids": list(seen.device_ids), "anonymous_ids": list(seen.anonymous_ids),
+                    "n_events": seen.events, "n_sessions": seen.sessions,
                     "n_crm_records": seen.crm_records,
                 }
             return
@@ -262,12 +234,8 @@ class TruthWriter:
                 "first_name": person.first_name,
                 "last_name": person.last_name,
                 "date_of_birth": person.date_of_birth,
-                "address": {
-                    "street": address.street,
-                    "city": address.city,
-                    "postcode": address.postcode,
-                    "country": address.country,
-                },
+                "address": {"street": address.street, "city": address.city,
+                            "postcode": address.postcode, "country": address.country},
                 "device_ids": [d.device_id for d in customer.devices],
                 "anonymous_ids": list(seen.anonymous_ids),
                 "favourite_categories": list(customer.favourite_categories),

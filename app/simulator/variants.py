@@ -32,37 +32,16 @@ from typing import Final
 from app.simulator.identity import STREET_TYPES, Address
 
 NICKNAMES: Final[dict[str, tuple[str, ...]]] = {
-    "William": ("Bill", "Will", "Billy"),
-    "Robert": ("Bob", "Rob", "Bobby"),
-    "Elizabeth": ("Liz", "Beth", "Lizzie"),
-    "Katherine": ("Kate", "Kathy", "Katie"),
-    "Margaret": ("Maggie", "Meg"),
-    "Michael": ("Mike", "Mick"),
-    "Richard": ("Rich", "Rick"),
-    "Christopher": ("Chris",),
-    "Matthew": ("Matt",),
-    "Andrew": ("Andy", "Drew"),
-    "Stephen": ("Steve",),
-    "James": ("Jim", "Jamie"),
-    "Thomas": ("Tom", "Tommy"),
-    "Joseph": ("Joe",),
-    "Edward": ("Ed", "Ted", "Eddie"),
-    "Samuel": ("Sam",),
-    "Daniel": ("Dan", "Danny"),
-    "Alexander": ("Alex", "Sandy"),
-    "Benjamin": ("Ben",),
-    "Joshua": ("Josh",),
-    "Jessica": ("Jess",),
-    "Rebecca": ("Becky", "Becca"),
-    "Susan": ("Sue", "Susie"),
-    "Isabella": ("Bella", "Izzy"),
-    "Charlotte": ("Lottie", "Charlie"),
-    "Alexandra": ("Alex",),
-    "Frederick": ("Fred",),
-    "Hannah": ("Han",),
-    "Olivia": ("Liv",),
-    "Jacob": ("Jake",),
-    "Archibald": ("Archie",),
+    "William": ("Bill", "Will", "Billy"), "Robert": ("Bob", "Rob", "Bobby"),
+    "Elizabeth": ("Liz", "Beth", "Lizzie"), "Katherine": ("Kate", "Kathy", "Katie"),
+    "Margaret": ("Maggie", "Meg"), "Michael": ("Mike", "Mick"), "Richard": ("Rich", "Rick"),
+    "Christopher": ("Chris",), "Matthew": ("Matt",), "Andrew": ("Andy", "Drew"),
+    "Stephen": ("Steve",), "James": ("Jim", "Jamie"), "Thomas": ("Tom", "Tommy"),
+    "Joseph": ("Joe",), "Edward": ("Ed", "Ted", "Eddie"), "Samuel": ("Sam",), "Daniel": ("Dan", "Danny"),
+    "Alexander": ("Alex", "Sandy"), "Benjamin": ("Ben",), "Joshua": ("Josh",), "Jessica": ("Jess",),
+    "Rebecca": ("Becky", "Becca"), "Susan": ("Sue", "Susie"), "Isabella": ("Bella", "Izzy"),
+    "Charlotte": ("Lottie", "Charlie"), "Alexandra": ("Alex",), "Frederick": ("Fred",),
+    "Hannah": ("Han",), "Olivia": ("Liv",), "Jacob": ("Jake",), "Archibald": ("Archie",),
 }
 
 _KEYBOARD_ROWS: Final = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
@@ -167,9 +146,9 @@ def typo(rng: random.Random, text: str) -> str:
         i = rng.choice(letters)
         kind = rng.randrange(4)
         if kind == 0 and i + 1 < len(text):
-            candidate = text[:i] + text[i + 1] + text[i] + text[i + 2 :]
+            candidate = text[:i] + text[i + 1] + text[i] + text[i + 2:]
         elif kind == 1:
-            candidate = text[:i] + text[i + 1 :]
+            candidate = text[:i] + text[i + 1:]
         elif kind == 2:
             candidate = text[:i] + text[i] + text[i:]
         else:
@@ -177,7 +156,7 @@ def typo(rng: random.Random, text: str) -> str:
             if not near:
                 continue
             sub = rng.choice(near)
-            candidate = text[:i] + (sub.upper() if text[i].isupper() else sub) + text[i + 1 :]
+            candidate = text[:i] + (sub.upper() if text[i].isupper() else sub) + text[i + 1:]
         if candidate != text:
             return candidate
     return text[:-1] if len(text) > 2 else text + "x"

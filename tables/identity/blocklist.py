@@ -62,8 +62,12 @@ DEFAULT_JUNK: dict[str, frozenset[str]] = {
     ),
     "phone": frozenset({"+441234567890", "+611234567890", "+11234567890"}),
     "user_id": frozenset({"0", "-1", "null", "none", "undefined", "anonymous", "guest", "test"}),
-    "device_id": frozenset({"00000000-0000-0000-0000-000000000000", "unknown", "null", "undefined", "0"}),
-    "anonymous_id": frozenset({"00000000-0000-0000-0000-000000000000", "unknown", "null", "undefined"}),
+    "device_id": frozenset(
+        {"00000000-0000-0000-0000-000000000000", "unknown", "null", "undefined", "0"}
+    ),
+    "anonymous_id": frozenset(
+        {"00000000-0000-0000-0000-000000000000", "unknown", "null", "undefined"}
+    ),
     "loyalty_id": frozenset({"0", "00000000", "NA", "NONE", "UNKNOWN", "TEST"}),
 }
 

@@ -120,10 +120,15 @@ class ResolverConfig:
         modes = {**DEFAULT_LINK_MODES, **dict(data.get("link_modes", {}))}
         for id_type, mode in modes.items():
             if mode not in LINK_MODES:
-                raise ConfigError(f"identity config: link mode of {id_type!r} must be one of " + ", ".join(LINK_MODES))
+                raise ConfigError(
+                    f"identity config: link mode of {id_type!r} must be one of "
+                    + ", ".join(LINK_MODES)
+                )
         for id_type, n in limits.items():
             if not isinstance(n, int) or n < 1:
-                raise ConfigError(f"identity config: limit of {id_type!r} must be a positive integer")
+                raise ConfigError(
+                    f"identity config: limit of {id_type!r} must be a positive integer"
+                )
         try:
             return cls(
                 default_region=str(data.get("default_region", "GB")).upper(),

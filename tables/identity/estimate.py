@@ -117,7 +117,9 @@ def estimate_u(
     return out
 
 
-def rule_pairs(traits: Sequence[Traits], rule: TrainingRule, max_group: int = 50) -> tuple[list[tuple[int, int]], int]:
+def rule_pairs(
+    traits: Sequence[Traits], rule: TrainingRule, max_group: int = 50
+) -> tuple[list[tuple[int, int]], int]:
     """Pairs agreeing on the rule's fields (groups over ``max_group`` skipped), and their count."""
     groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
     for i, t in enumerate(traits):
@@ -131,7 +133,9 @@ def rule_pairs(traits: Sequence[Traits], rule: TrainingRule, max_group: int = 50
     return pairs, len(pairs)
 
 
-def comparison_matrix(traits: Sequence[Traits], pairs: Sequence[tuple[int, int]], model: MatchModel) -> np.ndarray:
+def comparison_matrix(
+    traits: Sequence[Traits], pairs: Sequence[tuple[int, int]], model: MatchModel
+) -> np.ndarray:
     """Level per pair and comparison (``-1`` where missing), as an ``int8`` matrix."""
     comps = [(c.field, c.compare) for c in model.comparisons]
     rows: list[list[int]] = []

@@ -103,7 +103,10 @@ class IdentifierHasher:
         variants = {value} | {value[:i] + value[i + 1 :] for i in range(len(value))}
         prefix = f"{id_type}~{_SEP}"
         key = self._key
-        return sorted(hashlib.blake2b((prefix + v).encode(), key=key, digest_size=8).hexdigest() for v in variants)
+        return sorted(
+            hashlib.blake2b((prefix + v).encode(), key=key, digest_size=8).hexdigest()
+            for v in variants
+        )
 
 
 def profile_id_for(identifier_hash: str) -> str:

@@ -128,7 +128,9 @@ class MatchModel:
         if not 0 < prior < 1:
             raise ConfigError(f"prior must be in (0, 1), got {prior}")
         if not 0 < review_probability <= merge_probability < 1:
-            raise ConfigError("thresholds must satisfy 0 < review_probability <= merge_probability < 1")
+            raise ConfigError(
+                "thresholds must satisfy 0 < review_probability <= merge_probability < 1"
+            )
         self.comparisons = tuple(comparisons)
         self.m = {c.field: [float(x) for x in m[c.field]] for c in self.comparisons if c.field in m}
         self.u = {c.field: [float(x) for x in u[c.field]] for c in self.comparisons if c.field in u}
@@ -165,7 +167,9 @@ class MatchModel:
             {k: v[1] for k, v in DEFAULT_PARAMETERS.items()},
         )
 
-    def field_weight_sum(self, a: Mapping[str, Any], b: Mapping[str, Any], exclude: str | None = None) -> float:
+    def field_weight_sum(
+        self, a: Mapping[str, Any], b: Mapping[str, Any], exclude: str | None = None
+    ) -> float:
         """Sum of the field weights of two matching records (the prior not included)."""
         total = 0.0
         for key, compare, weights in self._items:
@@ -197,7 +201,11 @@ class MatchModel:
             if va is None or vb is None:
                 continue
             level, score = c.compare(va, vb)
-            out.append(FieldEvidence(c.field, c.levels[level], round(score, 4), self.weights[c.field][level]))
+            out.append(
+                FieldEvidence(
+                    c.field, c.levels[level], round(score, 4), self.weights[c.field][level]
+                )
+            )
         return out
 
     def comparison_vector(self, a: Mapping[str, Any], b: Mapping[str, Any]) -> list[int]:
@@ -249,7 +257,9 @@ class MatchModel:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], comparisons: Sequence[Comparison] = DEFAULT_COMPARISONS) -> MatchModel:
+    def from_dict(
+        cls, data: Mapping[str, Any], comparisons: Sequence[Comparison] = DEFAULT_COMPARISONS
+    ) -> MatchModel:
         """Read the JSON form; raises :class:`app.errors.ConfigError` with the reason when invalid.
 
         Fields missing from ``data`` keep their default parameters.

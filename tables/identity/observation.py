@@ -124,7 +124,11 @@ class _Builder:
             if value is not None and not blocklist.is_junk(name, value):
                 self.traits[name] = value
         country = raw.get("country")
-        region = country if isinstance(country, str) and len(country) == 2 else self.config.default_region
+        region = (
+            country
+            if isinstance(country, str) and len(country) == 2
+            else self.config.default_region
+        )
         email = self.identifier("email", normalise_email(_str(raw.get("email"))))
         if email:
             self.traits["email"] = email
@@ -139,7 +143,9 @@ class _Builder:
 
     def build(self, key_types: tuple[str, ...], source: str, at: str | None) -> Observation:
         key = next((h for t in key_types for h, ht in self.ids.items() if ht == t), None)
-        ordered = sorted(self.ids.items(), key=lambda kv: (kv[0] != key, _TYPE_RANK.get(kv[1], 99), kv[0]))
+        ordered = sorted(
+            self.ids.items(), key=lambda kv: (kv[0] != key, _TYPE_RANK.get(kv[1], 99), kv[0])
+        )
         users = tuple(sorted(h for h, t in self.ids.items() if t == "user_id"))
         return Observation(
             key=key,
@@ -214,4 +220,6 @@ def observe_event(event: Any, hasher: IdentifierHasher, config: ResolverConfig) 
         traits = props.get("traits") if isinstance(props, Mapping) else None
         if isinstance(traits, Mapping):
             builder.add_traits(traits)
-    return builder.build(("user_id", "anonymous_id", "device_id"), f"event/{event_id}", _str(event.get("timestamp")))
+    return builder.build(
+        ("user_id", "anonymous_id", "device_id"), f"event/{event_id}", _str(event.get("timestamp"))
+    )

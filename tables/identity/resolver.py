@@ -125,11 +125,15 @@ class IdentityResolver:
         """Normalise and hash a ``clickstream`` event."""
         return observe_event(event, self.hasher, self.config)
 
-    def resolve_crm(self, state: IdentityState, record: Mapping[str, Any], at: str | None = None) -> Resolution:
+    def resolve_crm(
+        self, state: IdentityState, record: Mapping[str, Any], at: str | None = None
+    ) -> Resolution:
         """Resolve a ``crm-profiles`` record; ``at`` is used when it has no ``updated_at``."""
         return self.resolve(state, self.observe_crm(record), at)
 
-    def resolve_event(self, state: IdentityState, event: Mapping[str, Any], at: str | None = None) -> Resolution:
+    def resolve_event(
+        self, state: IdentityState, event: Mapping[str, Any], at: str | None = None
+    ) -> Resolution:
         """Resolve a ``clickstream`` event (any type; ``identify`` adds its traits)."""
         return self.resolve(state, self.observe_event(event), at)
 
@@ -148,7 +152,9 @@ class IdentityResolver:
         return entry["profiles"][0] if entry and entry["profiles"] else None
 
     # ------------------------------------------------------------------ withdrawal
-    def erase_identifier(self, state: IdentityState, identifier_hash: str, at: str = EPOCH) -> list[dict[str, Any]]:
+    def erase_identifier(
+        self, state: IdentityState, identifier_hash: str, at: str = EPOCH
+    ) -> list[dict[str, Any]]:
         """Erase one identifier everywhere; the ``split`` changes of profiles that fell apart."""
         return split.erase_identifier(state, identifier_hash, self.hasher, at)
 
@@ -279,7 +285,11 @@ class IdentityResolver:
             e = entries[h]
             if h in acc:
                 new_ids.append((t, h))
-            elif cfg.link_mode(t) != "deterministic" and not e.get("shared") and self._fits(counts, {h: t}, acc):
+            elif (
+                cfg.link_mode(t) != "deterministic"
+                and not e.get("shared")
+                and self._fits(counts, {h: t}, acc)
+            ):
                 self._absorb_counts(acc, counts, {h: t})
                 new_ids.append((t, h))
 
@@ -439,10 +449,14 @@ class IdentityResolver:
                 best = w
         return best
 
-    def _fits(self, counts: Mapping[str, int], extra: Mapping[str, str], acc: Mapping[str, str]) -> bool:
+    def _fits(
+        self, counts: Mapping[str, int], extra: Mapping[str, str], acc: Mapping[str, str]
+    ) -> bool:
         return self._violation(counts, extra, acc) is None
 
-    def _violation(self, counts: Mapping[str, int], extra: Mapping[str, str], acc: Mapping[str, str]) -> str | None:
+    def _violation(
+        self, counts: Mapping[str, int], extra: Mapping[str, str], acc: Mapping[str, str]
+    ) -> str | None:
         """The first identifier type whose limit ``extra`` would break, or ``None``."""
         limits = self.config.limits
         added: dict[str, int] = {}
@@ -455,14 +469,18 @@ class IdentityResolver:
         return None
 
     @staticmethod
-    def _absorb_counts(acc: dict[str, str], counts: dict[str, int], extra: Mapping[str, str]) -> None:
+    def _absorb_counts(
+        acc: dict[str, str], counts: dict[str, int], extra: Mapping[str, str]
+    ) -> None:
         for h, t in extra.items():
             if h not in acc:
                 acc[h] = t
                 counts[t] = counts.get(t, 0) + 1
 
     @staticmethod
-    def _merge_into(state: IdentityState, survivor: dict[str, Any], absorbed: dict[str, Any]) -> None:
+    def _merge_into(
+        state: IdentityState, survivor: dict[str, Any], absorbed: dict[str, Any]
+    ) -> None:
         """Move all of ``absorbed`` into ``survivor`` (the caller writes it) and delete it."""
         ids = state.identifiers
         sid, aid = survivor["profile_id"], absorbed["profile_id"]
@@ -482,7 +500,9 @@ class IdentityResolver:
             ids[h] = {**e, "profiles": owners}
         del state.profiles[aid]
 
-    def _reindex(self, state: IdentityState, member: str, old: Mapping[str, Any] | None, new_keys: list[str]) -> None:
+    def _reindex(
+        self, state: IdentityState, member: str, old: Mapping[str, Any] | None, new_keys: list[str]
+    ) -> None:
         """Move ``member`` from the blocking keys of its old record to ``new_keys``."""
         blocks, cap = state.blocks, self.config.block_cap
         old_keys = set(blocking_keys(old, self.hasher)) if old else set()
@@ -497,7 +517,9 @@ class IdentityResolver:
                 blocks[bk] = listed
         remove_from_blocks(state, member, old_keys - set(new_keys))
 
-    def _evidence(self, state: IdentityState, obs: Observation, reasons: Any) -> list[dict[str, Any]]:
+    def _evidence(
+        self, state: IdentityState, obs: Observation, reasons: Any
+    ) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         for kind, t, h, w in reasons:
             if kind == "det":

@@ -146,7 +146,9 @@ def erase_identifier(
     if entry is None:
         return []
     basis = basis or f"erase/{identifier_hash}"
-    evidence = [{"rule": "erased", "identifier_type": entry["type"], "identifier_hash": identifier_hash}]
+    evidence = [
+        {"rule": "erased", "identifier_type": entry["type"], "identifier_hash": identifier_hash}
+    ]
     del state.identifiers[identifier_hash]
     _remove_member(state, identifier_hash, hasher)
     out: list[dict[str, Any]] = []
@@ -156,7 +158,9 @@ def erase_identifier(
             continue
         profile["identifiers"].pop(identifier_hash, None)
         profile["members"] = [m for m in profile["members"] if m != identifier_hash]
-        profile["evidence"] = {ek: v for ek, v in profile["evidence"].items() if identifier_hash not in ek.split("|")}
+        profile["evidence"] = {
+            ek: v for ek, v in profile["evidence"].items() if identifier_hash not in ek.split("|")
+        }
         out.extend(recompute(state, profile, at, basis, evidence))
     return out
 
@@ -176,7 +180,11 @@ def withdraw_evidence(
     for ek in removed:
         profile["evidence"].pop(ek, None)
     basis = basis or f"withdraw/{profile_id}/{','.join(sorted(removed))}"
-    evidence = [{"rule": "operator_split", "identifier_hash": h} for ek in sorted(removed) for h in ek.split("|")]
+    evidence = [
+        {"rule": "operator_split", "identifier_hash": h}
+        for ek in sorted(removed)
+        for h in ek.split("|")
+    ]
     return recompute(state, profile, at, basis, evidence)
 
 

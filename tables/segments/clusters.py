@@ -368,7 +368,9 @@ class ClusterModel:
         """Stable id -> centre in standardised units (feature order of ``features``)."""
         if self.kmeans is None:
             return {}
-        return {self.ids[i]: [float(c.get(f, 0.0)) for f in self.features] for i, c in self.kmeans.centers.items()}
+        return {
+            self.ids[i]: [float(c.get(f, 0.0)) for f in self.features] for i, c in self.kmeans.centers.items()
+        }
 
     def _distances(self, x: Vector) -> dict[int, float]:
         z = self._scaled(self._raw(x))
@@ -464,14 +466,8 @@ class ClusterModel:
             "version": 1,
             "features": self.features,
             "params": {
-                "k": self.k,
-                "k_range": list(self.k_range),
-                "halflife": self.halflife,
-                "warmup": self.warmup,
-                "reservoir_size": self.reservoir_size,
-                "margin": self.margin,
-                "seed": self.seed,
-                "n_init": self.n_init,
+                "k": self.k, "k_range": list(self.k_range), "halflife": self.halflife, "warmup": self.warmup,
+                "reservoir_size": self.reservoir_size, "margin": self.margin, "seed": self.seed, "n_init": self.n_init,
                 "reseed_every": self.reseed_every,
             },
             "scaler": {
@@ -479,9 +475,8 @@ class ClusterModel:
                 "means": dict(self.scaler.means),
                 "vars": dict(self.scaler.vars),
             },
-            "centres": None
-            if km is None
-            else [[km.centers[i].get(f, 0.0) for f in self.features] for i in sorted(km.centers)],
+            "centres": None if km is None else [[km.centers[i].get(f, 0.0) for f in self.features]
+                                                for i in sorted(km.centers)],
             "kmeans_rng": None if km is None else _rng_state(km._rng),
             "ids": self.ids,
             "next_id": self.next_id,
@@ -502,18 +497,9 @@ class ClusterModel:
         if data.get("version") != 1:
             raise ValueError(f"unsupported cluster model version {data.get('version')!r}")
         p = data["params"]
-        m = cls(
-            data["features"],
-            k=p["k"],
-            k_range=tuple(p["k_range"]),
-            halflife=p["halflife"],
-            warmup=p["warmup"],
-            reservoir_size=p["reservoir_size"],
-            margin=p["margin"],
-            seed=p["seed"],
-            n_init=p.get("n_init", 5),
-            reseed_every=p.get("reseed_every", 0),
-        )
+        m = cls(data["features"], k=p["k"], k_range=tuple(p["k_range"]), halflife=p["halflife"],
+                warmup=p["warmup"], reservoir_size=p["reservoir_size"], margin=p["margin"], seed=p["seed"],
+                n_init=p.get("n_init", 5), reseed_every=p.get("reseed_every", 0))
         s = data["scaler"]
         m.scaler = preprocessing.StandardScaler._from_state(s["counts"], s["means"], s["vars"])
         if data["centres"] is not None:

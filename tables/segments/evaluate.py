@@ -199,17 +199,19 @@ def _holds(e: Expr, ctx: _Context, margin: float) -> bool:
     return all(results) if isinstance(e, And) else any(results)
 
 
-def _instances(rule: Rule, features: Mapping[str, Any], members: Mapping[str, Any]) -> Iterator[tuple[str, Expr]]:
+def _instances(
+    rule: Rule, features: Mapping[str, Any], members: Mapping[str, Any]
+) -> Iterator[tuple[str, Expr]]:
     """(segment id, condition) of a rule: one, or one per key of its family (``stay_when`` for members)."""
     if rule.for_each is None:
         yield rule.segment, rule.condition(rule.segment in members)
         return
     prefix = rule.for_each + "."
-    keys = {name[len(prefix) :] for name in features if name.startswith(prefix) and len(name) > len(prefix)}
+    keys = {name[len(prefix):] for name in features if name.startswith(prefix) and len(name) > len(prefix)}
     head, _, tail = rule.segment.partition("{key}")
     for segment in members:  # current members are re-evaluated even when their feature vanished
         if segment.startswith(head) and segment.endswith(tail) and len(segment) > len(head) + len(tail):
-            keys.add(segment[len(head) : len(segment) - len(tail)] if tail else segment[len(head) :])
+            keys.add(segment[len(head): len(segment) - len(tail)] if tail else segment[len(head):])
     for key in sorted(keys):
         segment = rule.segment_for(key)
         yield segment, rule.condition_for(key, segment in members)
@@ -299,7 +301,7 @@ def _condition(rule: Rule, segment: str, member: bool) -> Expr:
     if rule.for_each is None:
         return rule.condition(member)
     head, _, tail = rule.segment.partition("{key}")
-    key = segment[len(head) : len(segment) - len(tail)] if tail else segment[len(head) :]
+    key = segment[len(head): len(segment) - len(tail)] if tail else segment[len(head):]
     return rule.condition_for(key, member)
 
 

@@ -36,22 +36,10 @@ Kind = Literal["number", "string", "timestamp"]
 KINDS: tuple[Kind, ...] = ("number", "string", "timestamp")
 
 #: Event types of ``clickstream.v1`` (what ``count(...)`` and ``age(...)`` accept).
-EVENT_TYPES: frozenset[str] = frozenset(
-    {
-        "page_view",
-        "product_view",
-        "search",
-        "add_to_cart",
-        "remove_from_cart",
-        "checkout_start",
-        "purchase",
-        "identify",
-        "email_open",
-        "email_click",
-        "recommendation_click",
-        "consent",
-    }
-)
+EVENT_TYPES: frozenset[str] = frozenset({
+    "page_view", "product_view", "search", "add_to_cart", "remove_from_cart", "checkout_start",
+    "purchase", "identify", "email_open", "email_click", "recommendation_click", "consent",
+})
 
 
 @dataclass

@@ -56,9 +56,6 @@ def listing(
     for seg in sizes:
         if seg not in rows:
             owner = rule_of(rules, seg)
-            rows[seg] = (
-                {"segment_id": seg, "kind": "rule", "label": owner.description or owner.name}
-                if owner
-                else {"segment_id": seg, "kind": "retired", "label": None}
-            )
+            rows[seg] = ({"segment_id": seg, "kind": "rule", "label": owner.description or owner.name} if owner
+                         else {"segment_id": seg, "kind": "retired", "label": None})
     return [{**row, "size": int(sizes.get(seg, 0))} for seg, row in sorted(rows.items())]
