@@ -89,6 +89,7 @@ class Settings:
     identity_batch_seconds: float = 0.01
     profiles_batch_size: int = 500
     profiles_batch_seconds: float = 0.01
+    profiles_tick_limit: int = 2_000
     recovery_bulk_min_records: int = 10_000
     topics: Topics = field(default_factory=Topics)
 
@@ -138,6 +139,8 @@ class Settings:
                 raise ConfigError(f"{_env_name(f'{stage}_batch_size')} must be at least 1")
             if getattr(self, f"{stage}_batch_seconds") <= 0:
                 raise ConfigError(f"{_env_name(f'{stage}_batch_seconds')} must be positive")
+        if self.profiles_tick_limit < 1:
+            raise ConfigError("PERSONA_PROFILES_TICK_LIMIT must be at least 1")
         if self.recovery_bulk_min_records < 0:
             raise ConfigError("PERSONA_RECOVERY_BULK_MIN_RECORDS must be 0 (off) or positive")
         if len(self.hmac_secret) < 16:
@@ -268,6 +271,10 @@ SETTINGS_DOC: dict[str, str] = {
         "Most profile-events records the profiles stage takes as one batch (one table write per profile)."
     ),
     "profiles_batch_seconds": "Longest the profiles stage waits to fill a batch: the latency a quiet stream pays.",
+    "profiles_tick_limit": (
+        "Most profiles one tick (every 5 s) closes sessions or fires timed rules for, per partition; the rest "
+        "wait for the next tick. Bounds the pause and the memory of a tick when much of the table is due at once."
+    ),
     "recovery_bulk_min_records": (
         "A worker taking over a changelog partition with at least this many records to read reads it with a "
         "bulk consumer straight into the table store (tables.bulk_recovery), not through Faust's per-record "

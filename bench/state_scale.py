@@ -31,7 +31,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -198,6 +198,131 @@ def measure_store(store: str, cfg: ScaleConfig, stack: EmbeddedStack, templates:
     return result
 
 
+def write_rocksdb_directly(data_dir: Path, partitions: int, records: Iterator[tuple[bytes, bytes]]) -> int:
+    """Write ``records`` into the ``profiles`` RocksDB databases a worker left under ``data_dir``.
+
+    What a worker holds after a long life on its own disk, without a changelog of that size in
+    the embedded broker (which keeps topics in memory). Each database gets Faust's persisted
+    offset 0, so the next worker reads nothing from the (empty) changelog.
+    """
+    import rocksdict
+    from faust.stores.rocksdb import RocksDBOptions
+    from faust.stores.rocksdb import Store as FaustRocksDBStore
+
+    paths = {int(p.name.rsplit("-", 1)[1].removesuffix(".db")): p for p in data_dir.rglob("profiles-*.db")}
+    if sorted(paths) != list(range(partitions)):
+        raise RuntimeError(
+            f"expected profiles databases for {partitions} partitions under {data_dir}, found {sorted(paths)}"
+        )
+    dbs = {p: RocksDBOptions(use_rocksdict=True).open(path) for p, path in paths.items()}
+    without_log = rocksdict.WriteOptions()
+    without_log.disable_wal = True  # type: ignore[method-assign,assignment]  # a property; the stub says method
+    partitioner = DefaultPartitioner()
+    all_partitions = list(range(partitions))
+    batches = {p: rocksdict.WriteBatch(raw_mode=True) for p in dbs}
+    written = 0
+    for key, value in records:
+        partition = partitioner(orjson.loads(key).encode(), all_partitions, all_partitions)
+        batches[partition].put(key, value)
+        written += 1
+        if written % 5_000 == 0:
+            for p, batch in batches.items():
+                dbs[p].write(batch, without_log)
+            batches = {p: rocksdict.WriteBatch(raw_mode=True) for p in dbs}
+        if written % 1_000_000 == 0:
+            print(f"  {written:,} values written")
+    for p, batch in batches.items():
+        batch.put(FaustRocksDBStore.offset_key, b"0")
+        dbs[p].write(batch, without_log)
+        dbs[p].flush(True)
+        dbs[p].close()
+    return written
+
+
+def measure_direct_rocksdb(cfg: ScaleConfig, stack: EmbeddedStack, templates: list[dict[str, Any]],
+                           redis_db: int) -> dict[str, Any]:
+    """``rocksdb://`` with ``cfg.profiles`` values on local disk: restart to ready, RSS, then a little traffic.
+
+    The traffic (simulator events of a few new customers) makes the profiles stage build its
+    tick index over the whole table on its first record: the RSS after it is the figure for
+    a worker at work.
+    """
+    tag = f"state-{cfg.stamp}-rocksdb-direct"
+    data_dir = cfg.run_dir / tag / "data"
+    env = {**pipeline_env_for(cfg, stack, tag, redis_db), "PERSONA_TABLE_STORE": "rocksdb://",
+           "PERSONA_DATA_DIR": str(data_dir)}
+    settings = Settings.from_env(env)
+    ensure_topics_sync(settings)
+    baseline, baseline_ready_s, baseline_rss = start_and_time(f"{tag}-baseline", env, cfg.run_dir)
+    baseline.stop()
+    began = time.monotonic()
+    written = write_rocksdb_directly(data_dir, cfg.partitions, changelog_records(templates, cfg.profiles))
+    write_s = time.monotonic() - began
+    disk = dir_mb(data_dir)
+    worker, ready_s, rss = start_and_time(f"{tag}-restart", env, cfg.run_dir, 600.0)
+    try:
+        sim = SimConfig(seed=cfg.seed + 1, customers=20, days=1, end=SIM_END).check()
+        traffic = [(r.key, r.value) for r in iter_records(sim) if r.topic == sim.topics.clickstream][:300]
+        asyncio.run(_produce_to(stack.bootstrap, settings.topics.clickstream, traffic))
+        sent_at, peak = time.monotonic(), rss
+        argv = [str(a) for a in cast(list[Any], worker.proc.args)]
+        port = int(argv[argv.index("--web-port") + 1])
+        processed_s = None
+        while time.monotonic() - sent_at < 1_200:
+            peak = max(peak, rss_mb(worker.proc.pid))
+            if _end_to_end_count(port) >= len(traffic) * 0.5:
+                processed_s = time.monotonic() - sent_at
+                break
+            time.sleep(1.0)
+        time.sleep(3.0)
+        peak = max(peak, rss_mb(worker.proc.pid))
+    finally:
+        worker.stop()
+    return {
+        "store": "rocksdb:// (values written to its local databases)",
+        "profiles": written,
+        "direct_write_s": round(write_s, 1),
+        "disk_mb": round(disk, 1),
+        "disk_bytes_per_profile": round(disk * 2**20 / written),
+        "empty_table_to_ready_s": round(baseline_ready_s, 1),
+        "baseline_rss_mb": round(baseline_rss, 1),
+        "restart_to_ready_s": round(ready_s, 1),
+        "restart_rss_mb": round(rss, 1),
+        "traffic_events": len(traffic),
+        "half_of_traffic_applied_s": None if processed_s is None else round(processed_s, 1),
+        "peak_rss_mb_with_traffic": round(peak, 1),
+    }
+
+
+async def _produce_to(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send(topic, value=value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def _end_to_end_count(port: int) -> float:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return 0.0
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "persona_end_to_end_seconds_count"
+    )
+
+
 def pipeline_env_for(cfg: ScaleConfig, stack: EmbeddedStack, tag: str, redis_db: int) -> dict[str, str]:
     from bench.throughput import BenchConfig
 
@@ -224,7 +349,10 @@ def run(cfg: ScaleConfig) -> dict[str, Any]:
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     with embedded_stack(cfg.run_dir / f"stack-{cfg.stamp}") as stack:
         for db, store in enumerate(cfg.stores, start=1):
-            result = measure_store(store, cfg, stack, templates, redis_db=db)
+            if store == "rocksdb-direct":
+                result = measure_direct_rocksdb(cfg, stack, templates, redis_db=db)
+            else:
+                result = measure_store(store, cfg, stack, templates, redis_db=db)
             print(orjson.dumps(result).decode())
             document["results"].append(result)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -237,12 +365,17 @@ def run(cfg: ScaleConfig) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profiles", type=int, default=100_000)
-    parser.add_argument("--stores", default="memory,compact,rocksdb", help="comma-separated: memory, compact, rocksdb")
+    parser.add_argument(
+        "--stores",
+        default="memory,compact,rocksdb",
+        help="comma-separated: memory, compact, rocksdb, rocksdb-direct (values written to the worker's "
+        "local RocksDB, not the changelog: for sizes the embedded broker cannot hold)",
+    )
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--template-customers", type=int, default=2_000)
     args = parser.parse_args(argv)
     stores = tuple(s.strip() for s in args.stores.split(",") if s.strip())
-    unknown = set(stores) - {"memory", "compact", "rocksdb"}
+    unknown = set(stores) - {"memory", "compact", "rocksdb", "rocksdb-direct"}
     if unknown:
         parser.error(f"unknown store(s): {', '.join(sorted(unknown))}")
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")

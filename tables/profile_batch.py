@@ -74,6 +74,10 @@ class StageMemory:
     #: record or tick after a start or a rebalance: then ONE scan of the table indexes every
     #: partition (one scan per partition would unpack every value of a large table once per partition).
     timers: dict[int, TimerQueue] | None = None
+    #: Most profiles one tick visits per partition; the others stay due for the next tick. After
+    #: an outage (or on a table restored from elsewhere) most of a large table can be due at once,
+    #: and one tick over all of it holds the event loop and every changed value in memory.
+    tick_limit: int | None = None
 
     def forget_index(self) -> None:
         """Drop the tick index: the table's partitions changed (a rebalance), so rebuild it on next use.
@@ -281,7 +285,8 @@ class _Folder:
         if now is None:
             return
         timers = self.timers(partition)
-        for profile_id in timers.pop_due(now):  # in a fixed order: a replayed tick emits in the same order
+        # In a fixed order: a replayed tick emits in the same order.
+        for profile_id in timers.pop_due(now, self.memory.tick_limit):
             value = self.get(profile_id)
             if value is None or profile_identity.is_tombstone(value):
                 continue

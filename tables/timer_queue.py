@@ -52,14 +52,21 @@ class TimerQueue:
             self.heap = [(t, pid) for pid, t in self.due.items()]
             heapq.heapify(self.heap)
 
-    def pop_due(self, now: float) -> list[str]:
+    def pop_due(self, now: float, limit: int | None = None) -> list[str]:
         """Remove and return the profiles due at or before ``now``, in profile-id order.
 
         The order is fixed so that a replayed tick emits what it emits in the same order.
+        ``limit``: at most this many, the earliest due first (ties by profile id); the rest
+        stay due for the next tick.
+
+        >>> queue = TimerQueue()
+        >>> for n, at in enumerate([30.0, 10.0, 20.0]): queue.set(f"p-{n}", at)
+        >>> queue.pop_due(100.0, limit=2), queue.pop_due(100.0, limit=2)
+        (['p-1', 'p-2'], ['p-0'])
         """
-        popped = []
+        popped: list[str] = []
         heap, due = self.heap, self.due
-        while heap and heap[0][0] <= now:
+        while heap and heap[0][0] <= now and (limit is None or len(popped) < limit):
             at, profile_id = heapq.heappop(heap)
             if due.get(profile_id) == at:
                 del due[profile_id]

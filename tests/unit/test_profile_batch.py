@@ -161,6 +161,25 @@ def test_a_tick_reads_only_the_profiles_whose_session_or_rule_is_due() -> None:
     assert table.reads == 2
 
 
+def test_a_tick_visits_at_most_its_limit_and_the_next_tick_the_rest() -> None:
+    table: dict[str, Any] = {}
+    for i in range(5):  # sessions open since 950 + i on partition 0: due in that order
+        table[f"p-{i}"], _ = profile_stage.apply_event(
+            None, ev(f"e{i}", 950.0 + i), offset=10 + i, partition=0, profile_id=f"p-{i}")
+    memory = StageMemory(tick_limit=2)
+    write(table, fold([event(20, "p-d", "d1", 1000.0)], table, memory, WALL))  # the stream clock starts
+
+    def closed(batch: Batch) -> list[str]:
+        return [doc["profile_id"] for kind, _, doc in batch.outputs if kind == "session_summaries"]
+
+    ticks = []
+    for offset in (21, 22, 23):  # stream time 1000 + 2500: every session above is due
+        batch = fold([record(offset, {"tick": WALL + 2500.0})], table, memory, WALL)
+        write(table, batch)
+        ticks.append(closed(batch))
+    assert ticks == [["p-0", "p-1"], ["p-2", "p-3"], ["p-4", "p-d"]]  # earliest due first
+
+
 def test_a_rebalance_rebuilds_the_tick_index_from_the_recovered_table() -> None:
     memory = StageMemory()
     fold([record(21, {"tick": 1_000.0})], {}, memory, WALL)  # partition 0 indexed while the table was empty
