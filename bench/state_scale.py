@@ -42,6 +42,8 @@ from app.simulator import SimConfig, iter_records
 from app.stack import EmbeddedStack, ManagedProcess, embedded_stack, free_port, wait_healthy, worker_argv
 from app.topics_admin import ensure_topics_sync
 from app.validation import Event, Validator
+from bench.lookup_latency import produce
+from bench.pipeline_accuracy import metric_totals
 from bench.throughput import REPO, SIM_END, pipeline_env
 from tables import profile_stage
 
@@ -209,14 +211,14 @@ def write_rocksdb_directly(data_dir: Path, partitions: int, records: Iterator[tu
     from faust.stores.rocksdb import RocksDBOptions
     from faust.stores.rocksdb import Store as FaustRocksDBStore
 
+    from tables.bulk_recovery import WITHOUT_LOG
+
     paths = {int(p.name.rsplit("-", 1)[1].removesuffix(".db")): p for p in data_dir.rglob("profiles-*.db")}
     if sorted(paths) != list(range(partitions)):
         raise RuntimeError(
             f"expected profiles databases for {partitions} partitions under {data_dir}, found {sorted(paths)}"
         )
     dbs = {p: RocksDBOptions(use_rocksdict=True).open(path) for p, path in paths.items()}
-    without_log = rocksdict.WriteOptions()
-    without_log.disable_wal = True  # type: ignore[method-assign,assignment]  # a property; the stub says method
     partitioner = DefaultPartitioner()
     all_partitions = list(range(partitions))
     batches = {p: rocksdict.WriteBatch(raw_mode=True) for p in dbs}
@@ -227,13 +229,13 @@ def write_rocksdb_directly(data_dir: Path, partitions: int, records: Iterator[tu
         written += 1
         if written % 5_000 == 0:
             for p, batch in batches.items():
-                dbs[p].write(batch, without_log)
+                dbs[p].write(batch, WITHOUT_LOG)
             batches = {p: rocksdict.WriteBatch(raw_mode=True) for p in dbs}
         if written % 1_000_000 == 0:
             print(f"  {written:,} values written")
     for p, batch in batches.items():
         batch.put(FaustRocksDBStore.offset_key, b"0")
-        dbs[p].write(batch, without_log)
+        dbs[p].write(batch, WITHOUT_LOG)
         dbs[p].flush(True)
         dbs[p].close()
     return written
@@ -263,14 +265,15 @@ def measure_direct_rocksdb(cfg: ScaleConfig, stack: EmbeddedStack, templates: li
     try:
         sim = SimConfig(seed=cfg.seed + 1, customers=20, days=1, end=SIM_END).check()
         traffic = [(r.key, r.value) for r in iter_records(sim) if r.topic == sim.topics.clickstream][:300]
-        asyncio.run(_produce_to(stack.bootstrap, settings.topics.clickstream, traffic))
+        asyncio.run(produce(stack.bootstrap, [(settings.topics.clickstream, key, value) for key, value in traffic]))
         sent_at, peak = time.monotonic(), rss
         argv = [str(a) for a in cast(list[Any], worker.proc.args)]
         port = int(argv[argv.index("--web-port") + 1])
         processed_s = None
         while time.monotonic() - sent_at < 1_200:
             peak = max(peak, rss_mb(worker.proc.pid))
-            if _end_to_end_count(port) >= len(traffic) * 0.5:
+            applied = sum(metric_totals([port], ["persona_end_to_end_seconds_count"]).values())
+            if applied >= len(traffic) * 0.5:
                 processed_s = time.monotonic() - sent_at
                 break
             time.sleep(1.0)
@@ -292,35 +295,6 @@ def measure_direct_rocksdb(cfg: ScaleConfig, stack: EmbeddedStack, templates: li
         "half_of_traffic_applied_s": None if processed_s is None else round(processed_s, 1),
         "peak_rss_mb_with_traffic": round(peak, 1),
     }
-
-
-async def _produce_to(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    try:
-        for key, value in records:
-            await producer.send(topic, value=value, key=key)
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
-def _end_to_end_count(port: int) -> float:
-    import urllib.request
-
-    from prometheus_client.parser import text_string_to_metric_families
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            text = response.read().decode()
-    except OSError:
-        return 0.0
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "persona_end_to_end_seconds_count"
-    )
 
 
 def pipeline_env_for(cfg: ScaleConfig, stack: EmbeddedStack, tag: str, redis_db: int) -> dict[str, str]:

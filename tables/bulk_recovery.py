@@ -10,9 +10,9 @@ profiles that is minutes before a worker is ready.
 worked out where each active changelog partition's reading starts (the store's persisted
 offset, or the earliest offset) and where it ends (the highwater), every partition with
 at least ``min_records`` left is read here, with a plain aiokafka consumer, straight into
-the table's store through the store's own ``apply_changelog_batch`` (so ``rocksdb://``
-writes its persisted offsets and ``memory://`` its key partitions exactly as in Faust's
-path). The partition's start offset is then moved to the last record applied, and Faust's
+the table's store (``memory://`` through the store's own ``apply_changelog_batch``, so its
+key partitions are kept exactly as in Faust's path; ``compact://`` and ``rocksdb://`` as
+below). The partition's start offset is then moved to the last record applied, and Faust's
 own recovery reads only what is left (usually nothing), then completes as usual: the
 table's ``on_recovery_completed`` hooks (``ExactTable``'s watermark rewind) see the same
 state they would have seen. Re-applying a changelog record is harmless (the last write of
@@ -198,7 +198,7 @@ def _apply(table: CollectionT, tp: TP, records: list[Any], done: int) -> Any:
                 batch.put(record.key, record.value)
         batch.put(store.offset_key, str(done).encode())
         db = store._db_for_partition(tp.partition)
-        db.write(batch, _WITHOUT_LOG)
+        db.write(batch, WITHOUT_LOG)
         return db
     if isinstance(store, CompactStore) and _json_values(table):
         # Packed as they come, from the changelog's own JSON: no decode, no re-encode.
@@ -225,8 +225,9 @@ def _json_values(table: CollectionT) -> bool:
     return schema.value_type is None and schema.value_serializer == "json"
 
 
-_WITHOUT_LOG = rocksdict.WriteOptions()
-_WITHOUT_LOG.disable_wal = True  # type: ignore[method-assign,assignment]  # a property; the stub says method
+#: Writes that skip RocksDB's write-ahead log (bulk loads that flush when done).
+WITHOUT_LOG = rocksdict.WriteOptions()
+WITHOUT_LOG.disable_wal = True  # type: ignore[method-assign,assignment]  # a property; the stub says method
 
 
 class BulkRecovery(Recovery):
