@@ -83,6 +83,11 @@ PROFILE_REDIRECTS = Counter(
     "Records that reached an absorbed profile and were sent on to its survivor, by the merge that absorbed it.",
     ["cause"],
 )
+TICK_INDEX_SCANNED = Counter(
+    "persona_tick_index_scanned_values_total",
+    "Profile values decoded to give a table written before tick-index keys existed its due keys "
+    "(tables/due_index.py): once per such partition; after that a restart reads no value to find due profiles.",
+)
 SEGMENT_CHANGES = Counter(
     "persona_segment_changes_total",
     "Segment changes emitted to segment-changes, by segment kind and change.",

@@ -37,45 +37,50 @@ def changelog_topic(settings: Settings, table: str) -> str:
 
 
 def last_values(records: Iterator[tuple[bytes | None, bytes | None]]) -> dict[str, Any]:
-    """The table a changelog implies: last value per key, tombstones deleting, watermarks skipped.
+    """The table a changelog implies: last value per key, tombstones deleting, watermarks and
+    tick-index keys (tables/due_index.py) skipped.
 
     >>> recs = [(b'"a"', b'{"n": 1}'), (b'"a"', b'{"n": 2}'), (b'"b"', b'1'), (b'"b"', None),
-    ...         (b'"__watermark__/0"', b'7')]
+    ...         (b'"__watermark__/0"', b'7'), (b'"__due__/0/0000000003100.000/a"', b'3100.0')]
     >>> last_values(iter(recs))
     {'a': {'n': 2}}
     """
-    from tables.exact import is_watermark_key
-
     table: dict[str, Any] = {}
-    for raw_key, raw_value in records:
-        if raw_key is None:
-            continue
-        key = orjson.loads(raw_key)
-        if is_watermark_key(key):
-            continue
+    for key, raw_value in state_records(records):
         if raw_value is None:
-            table.pop(str(key), None)
+            table.pop(key, None)
         else:
-            table[str(key)] = orjson.loads(raw_value)
+            table[key] = orjson.loads(raw_value)
     return table
 
 
 def deleted_keys(records: Iterator[tuple[bytes | None, bytes | None]]) -> set[str]:
     """The keys a changelog deleted: their last record is a tombstone (erased or removed state).
 
-    >>> sorted(deleted_keys(iter([(b'"a"', b'1'), (b'"a"', None), (b'"b"', None), (b'"b"', b'2')])))
+    >>> sorted(deleted_keys(iter([(b'"a"', b'1'), (b'"a"', None), (b'"b"', None), (b'"b"', b'2'),
+    ...                           (b'"__due__/0/0000000003100.000/c"', None)])))
     ['a']
     """
     gone: set[str] = set()
-    for raw_key, raw_value in records:
-        if raw_key is None:
-            continue
-        key = str(orjson.loads(raw_key))
+    for key, raw_value in state_records(records):
         if raw_value is None:
             gone.add(key)
         else:
             gone.discard(key)
     return gone
+
+
+def state_records(records: Iterator[tuple[bytes | None, bytes | None]]) -> Iterator[tuple[str, bytes | None]]:
+    """The changelog records of state keys, key decoded: no watermarks, no tick-index keys."""
+    from tables.due_index import is_index_key
+    from tables.exact import is_watermark_key
+
+    for raw_key, raw_value in records:
+        if raw_key is None:
+            continue
+        key = orjson.loads(raw_key)
+        if not (is_watermark_key(key) or is_index_key(key)):
+            yield str(key), raw_value
 
 
 def stale_keys(deleted: dict[str, set[str]], written: Collection[str]) -> list[str]:

@@ -33,12 +33,15 @@ from faust.stores.rocksdb import Store as FaustRocksDBStore
 from faust.types import TP
 
 from app.metrics import RECOVERY_REWINDS
+from tables.due_index import RAW_INDEX_KEY_PREFIX, is_index_key
 
 log = logging.getLogger(__name__)
 
 WATERMARK_PREFIX = "__watermark__/"
 #: How a watermark key starts in a store that keeps raw (JSON-serialized) keys.
 _RAW_WATERMARK_PREFIX = b'"' + WATERMARK_PREFIX.encode()
+#: How the keys that are not state start in a raw-key store: watermarks, tick-index keys.
+_RAW_META_PREFIXES = (_RAW_WATERMARK_PREFIX, RAW_INDEX_KEY_PREFIX)
 #: Keys counted between two yields to the event loop (about 40 ms of RocksDB iteration here).
 COUNT_SLICE = 10_000
 
@@ -100,6 +103,11 @@ class ExactTable(faust.Table):
         with self.writing_to(partition):
             self[key] = value
 
+    def discard(self, key: Any, partition: int) -> None:
+        """Delete ``key`` if it is there (a tombstone in changelog ``partition``); a missing key writes nothing."""
+        with self.writing_to(partition):
+            self.pop(key, None)
+
     @contextlib.contextmanager
     def writing_to(self, partition: int) -> Iterator[None]:
         """Within the block, every write and delete of the table goes to changelog ``partition``.
@@ -149,19 +157,21 @@ class ExactTable(faust.Table):
         self.put(watermark_key(partition), offset, partition)
 
     async def count_state_keys(self) -> int:
-        """Keys of the table's state on this worker (watermarks not counted).
+        """Keys of the table's state on this worker (watermarks and tick-index keys not counted).
 
-        In-memory stores know their size; a RocksDB store is counted key by key (Faust's own
-        ``len`` does the same), in slices with the event loop free between them: a million
-        keys take seconds to count.
+        Counted key by key (Faust's own ``len`` of a RocksDB store does the same), in slices
+        with the event loop free between them: a million keys take seconds to count.
         """
         store = self.data
-        if not isinstance(store, FaustRocksDBStore):
-            watermarks = sum(1 for p in range(self.partitions or 1) if watermark_key(p) in store)
-            return len(store) - watermarks
+        if isinstance(store, FaustRocksDBStore):
+            keys: Iterator[Any] = store._iterkeys()
+            raw = True
+        else:
+            keys = iter(list(cast(Any, store).data))  # a copy: the mapping changes while the loop is free
+            raw = False
         count = 0
-        for seen, key in enumerate(store._iterkeys(), 1):
-            if not key.startswith(_RAW_WATERMARK_PREFIX):
+        for seen, key in enumerate(keys, 1):
+            if not (key.startswith(_RAW_META_PREFIXES) if raw else is_watermark_key(key) or is_index_key(key)):
                 count += 1
             if seen % COUNT_SLICE == 0:
                 await asyncio.sleep(0)

@@ -47,6 +47,8 @@ import orjson
 
 from app.validation import Event
 from tables import cluster_stage, profile_identity, profile_stage, sessions
+from tables.due_index import DUE_PREFIX, DueKeySource, due_key, indexed_key, is_index_key, parse_due_key
+from tables.exact import is_watermark_key
 from tables.hooks import State
 from tables.quality import QualityMonitor
 from tables.timer_queue import TimerQueue
@@ -70,23 +72,30 @@ class StageMemory:
     clock: profile_stage.StreamClock = field(default_factory=profile_stage.StreamClock)
     monitor: QualityMonitor = field(default_factory=QualityMonitor)
     #: partition -> the profiles a tick may change, by due time (an open session's close or
-    #: a rule evaluation; :func:`tables.profile_stage.next_tick_at`). ``None`` until the first
-    #: record or tick after a start or a rebalance: then ONE scan of the table indexes every
-    #: partition (one scan per partition would unpack every value of a large table once per partition).
+    #: a rule evaluation; :func:`tables.profile_stage.next_tick_at`): a copy of the table's due
+    #: keys (tables/due_index.py) for stores whose keys are not sorted. ``None`` until the first
+    #: record or tick after a start or a rebalance: then ONE pass over the table's keys (no value
+    #: is decoded) indexes every partition.
     timers: dict[int, TimerQueue] | None = None
     #: Most profiles one tick visits per partition; the others stay due for the next tick. After
     #: an outage (or on a table restored from elsewhere) most of a large table can be due at once,
     #: and one tick over all of it holds the event loop and every changed value in memory.
     tick_limit: int | None = None
+    #: A store that reads a partition's due keys in order (RocksDB): then a tick reads them there
+    #: and nothing is kept in memory, whatever the size of the table.
+    sorted_index: DueKeySource | None = None
+    #: Partitions whose due-key marker was seen (or written) since the start or the last rebalance.
+    indexed: set[int] = field(default_factory=set)
 
     def forget_index(self) -> None:
         """Drop the tick index: the table's partitions changed (a rebalance), so rebuild it on next use.
 
-        >>> memory = StageMemory(timers={0: TimerQueue()})
-        >>> memory.forget_index(); memory.timers is None
-        True
+        >>> memory = StageMemory(timers={0: TimerQueue()}, indexed={0})
+        >>> memory.forget_index(); memory.timers is None, memory.indexed
+        (True, set())
         """
         self.timers = None
+        self.indexed = set()
 
 
 @dataclass
@@ -103,6 +112,11 @@ class Batch:
     served: dict[str, tuple[State, float]] = field(default_factory=dict)
     #: partition -> (last offset, records) of the batch.
     last_offsets: dict[int, tuple[int, int]] = field(default_factory=dict)
+    #: Tick-index keys (tables/due_index.py) to write (a due time, a marker) or delete (``None``),
+    #: with their partition: written before ``pending``, so a value is never ahead of its due key.
+    index_writes: dict[str, tuple[float | None, int]] = field(default_factory=dict)
+    #: Values the batch decoded to index a partition that had no due keys yet (an older table).
+    index_scanned: int = 0
     #: (index in the batch, reason) of records that are not valid profile-events records.
     rejected: list[tuple[int, str]] = field(default_factory=list)
     duplicates: Counter[str] = field(default_factory=Counter)  # kind: offset / change_id
@@ -139,6 +153,28 @@ def tick_due_at(value: Any, partition: int) -> float | None:
     return profile_stage.next_tick_at(value)
 
 
+def due_key_of(profile_id: str, value: Any) -> str | None:
+    """The tick-index key ``value`` calls for (tables/due_index.py), ``None`` when no tick can change it.
+
+    >>> from tables.sessions import ev
+    >>> value, _ = profile_stage.apply_event(None, ev("e1", 1000.0), offset=0, partition=3, profile_id="p-1")
+    >>> due_key_of("p-1", value), due_key_of("p-1", None)
+    ('__due__/3/0000000003100.000/p-1', None)
+    """
+    partition = value.get("partition") if isinstance(value, dict) else None
+    if not isinstance(partition, int):
+        return None
+    at = tick_due_at(value, partition)
+    return None if at is None else due_key(partition, at, profile_id)
+
+
+def index_entries(profile_id: str, value: Any) -> list[tuple[str, float]]:
+    """The tick-index keys (with their values) that go with ``value`` in a table: for writers
+    that fill a table without the fold (bench.state_scale), so the table looks as the stage writes it."""
+    key = due_key_of(profile_id, value)
+    return [] if key is None else [(key, parse_due_key(key)[1])]
+
+
 class _Folder:
     """One batch's fold: the per-kind steps share ``get`` (pending, then table) and ``put``."""
 
@@ -147,34 +183,95 @@ class _Folder:
         self.memory = memory
         self.wall = wall
         self.batch = Batch()
+        #: profile_id -> the due key the table holds for it, as of this batch (None: none).
+        self.due_keys: dict[str, str | None] = {}
 
     def get(self, profile_id: str) -> Any:
         pending = self.batch.pending.get(profile_id)
-        return pending[0] if pending is not None else self.table.get(profile_id)
+        if pending is not None:
+            return pending[0]
+        value = self.table.get(profile_id)
+        self.due_keys.setdefault(profile_id, due_key_of(profile_id, value))
+        return value
 
     def put(self, profile_id: str, value: State, partition: int, serve_at: float | None) -> None:
         """Chain ``value`` for the rest of the batch, keep the tick index current, maybe serve it."""
+        if profile_id not in self.due_keys:
+            self.get(profile_id)
         self.batch.pending[profile_id] = (value, partition)
-        self.timers(partition).set(profile_id, tick_due_at(value, partition))
+        self.move_due(profile_id, partition, tick_due_at(value, partition))
         if serve_at is not None:
             self.batch.served[profile_id] = (value, serve_at)
 
-    def timers(self, partition: int) -> TimerQueue:
-        """The partition's tick index; the whole index is built from the table (and this batch) the first
-        time any partition needs it, whether a tick or a record comes first after a restart."""
-        if self.memory.timers is None:
-            self.memory.timers = self.index_table()
-        return self.memory.timers.setdefault(partition, TimerQueue())
+    def move_due(self, profile_id: str, partition: int, at: float | None) -> None:
+        """Make ``at`` the profile's due time in the tick index (its due key, and the copy in memory)."""
+        self.ensure_indexed(partition)
+        old, new = self.due_keys.get(profile_id), None if at is None else due_key(partition, at, profile_id)
+        if old != new:
+            if old is not None:
+                self.batch.index_writes[old] = (None, partition)
+            if new is not None:
+                self.batch.index_writes[new] = (at, partition)
+        self.due_keys[profile_id] = new
+        if self.memory.timers is not None:
+            self.memory.timers.setdefault(partition, TimerQueue()).set(profile_id, at)
 
-    def index_table(self) -> dict[int, TimerQueue]:
-        index: dict[int, TimerQueue] = {}
-        for key in self.table:
+    def ensure_indexed(self, partition: int) -> None:
+        """Index the partition the first time it is touched after a start or a rebalance: copy the due
+        keys of every partition to memory (stores with unsorted keys), and give a partition that has no
+        marker (a table written before due keys existed) its due keys, from one scan of its values."""
+        memory = self.memory
+        if partition in memory.indexed:
+            return
+        memory.indexed.add(partition)
+        if memory.sorted_index is None and memory.timers is None:
+            memory.timers = self.copy_due_keys()
+        marker = indexed_key(partition)
+        if marker in self.table or marker in self.batch.index_writes:
+            return
+        items = (memory.sorted_index.partition_items(partition) if memory.sorted_index is not None
+                 else self.table.items())
+        for key, value in list(items):
+            if is_index_key(key) or is_watermark_key(key) or str(key) in self.batch.pending:
+                continue
+            self.batch.index_scanned += 1
             profile_id = str(key)
-            value = self.get(profile_id)
-            partition = value.get("partition") if isinstance(value, dict) else None
-            if isinstance(partition, int):
-                index.setdefault(partition, TimerQueue()).set(profile_id, tick_due_at(value, partition))
-        return index
+            at = tick_due_at(value, partition)
+            if at is not None:
+                self.batch.index_writes[due_key(partition, at, profile_id)] = (at, partition)
+                if memory.timers is not None:
+                    memory.timers.setdefault(partition, TimerQueue()).set(profile_id, at)
+        self.batch.index_writes[marker] = (1.0, partition)
+
+    def copy_due_keys(self) -> dict[int, TimerQueue]:
+        timers: dict[int, TimerQueue] = {}
+        for key in self.table:
+            if isinstance(key, str) and key.startswith(DUE_PREFIX):
+                partition, at, profile_id = parse_due_key(key)
+                timers.setdefault(partition, TimerQueue()).set(profile_id, at)
+        return timers
+
+    def due_now(self, partition: int, now: float) -> list[tuple[str, str]]:
+        """``(profile_id, due key)`` of the profiles a tick visits: due at or before ``now``, the
+        earliest first, at most the tick limit; in profile-id order, so a replay emits in the same order."""
+        self.ensure_indexed(partition)
+        limit = self.memory.tick_limit
+        if self.memory.timers is not None:
+            due = self.memory.timers.setdefault(partition, TimerQueue()).pop_due_at(now, limit)
+            return sorted((pid, due_key(partition, at, pid)) for at, pid in due)
+        assert self.memory.sorted_index is not None
+        found: list[tuple[float, str, str]] = []
+        for key in self.memory.sorted_index.due_keys(partition):
+            _, at, profile_id = parse_due_key(key)
+            if at > now or (limit is not None and len(found) >= limit):
+                break
+            if key not in self.batch.index_writes:  # this batch deleted or rewrote it
+                found.append((at, profile_id, key))
+        for key, (written, written_to) in self.batch.index_writes.items():  # this batch's own, not in the store yet
+            if written is not None and written <= now and written_to == partition and key.startswith(DUE_PREFIX):
+                found.append((written, parse_due_key(key)[2], key))
+        found.sort()
+        return sorted((profile_id, key) for _, profile_id, key in found[:limit])
 
     def stream_now(self, partition: int, value: Any) -> float:
         """The partition's stream time; before any event was seen here, the profile's last event time."""
@@ -284,10 +381,18 @@ class _Folder:
         now = self.memory.clock.now(partition, wall)
         if now is None:
             return
-        timers = self.timers(partition)
-        # In a fixed order: a replayed tick emits in the same order.
-        for profile_id in timers.pop_due(now, self.memory.tick_limit):
+        for profile_id, key in self.due_now(partition, now):
             value = self.get(profile_id)
+            self.due_keys[profile_id] = key
+            at = tick_due_at(value, partition)
+            if due_key_of(profile_id, value) != key:
+                # A key the value no longer calls for (a crash between writes, a restored table):
+                # deleted, and the value's own written again, which also heals a missing one.
+                self.due_keys[profile_id] = None
+                self.batch.index_writes[key] = (None, partition)
+                self.move_due(profile_id, partition, at)
+                if at is None or at > now:
+                    continue
             if value is None or profile_identity.is_tombstone(value):
                 continue
             value, outputs = profile_stage.tick(value, now, profile_id)
@@ -295,4 +400,4 @@ class _Folder:
                 self.put(profile_id, value, partition, now)
                 self.emit(profile_id, outputs, value)
             else:  # due exactly now (sessions close strictly after their time): the next tick
-                timers.set(profile_id, tick_due_at(value, partition))
+                self.move_due(profile_id, partition, at)

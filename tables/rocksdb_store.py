@@ -9,13 +9,20 @@ writes to that partition's database when the table names one, and otherwise beha
 Faust's (reads and deletes outside an event already search the databases by key).
 
 Registered under Faust's own ``rocksdb`` scheme, so ``PERSONA_TABLE_STORE=rocksdb://``
-selects it; everything else (options, recovery, persisted offsets, rebalances) is Faust's.
+selects it; it also hands out a partition's tick index in due order (:meth:`RocksDBStore.due_keys`);
+everything else (options, recovery, persisted offsets, rebalances) is Faust's.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
 from faust.stores import STORES
 from faust.stores.rocksdb import Store as FaustRocksDBStore
+
+from tables.due_index import raw_partition_prefix, sorted_due_keys
 
 
 class RocksDBStore(FaustRocksDBStore):
@@ -28,6 +35,17 @@ class RocksDBStore(FaustRocksDBStore):
             return
         self._key_index[key] = partition
         self._db_for_partition(partition).put(key, value)
+
+    def due_keys(self, partition: int) -> Iterator[str]:
+        """The tick index of ``partition`` (tables/due_index.py), earliest due first: RocksDB keeps keys
+        sorted, so a tick reads only the keys it visits, whatever the size of the table."""
+        db = self._db_for_partition(partition)
+        return sorted_due_keys(db.keys(from_key=raw_partition_prefix(partition)), partition)
+
+    def partition_items(self, partition: int) -> Iterator[tuple[Any, Any]]:
+        """Every (key, value) of one partition's database, decoded (the table is JSON both ways)."""
+        for key, value in self._db_for_partition(partition).items():
+            yield orjson.loads(key), orjson.loads(value)
 
 
 STORES.aliases["rocksdb"] = f"{__name__}:RocksDBStore"

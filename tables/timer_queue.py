@@ -64,11 +64,21 @@ class TimerQueue:
         >>> queue.pop_due(100.0, limit=2), queue.pop_due(100.0, limit=2)
         (['p-1', 'p-2'], ['p-0'])
         """
-        popped: list[str] = []
+        return sorted(profile_id for _, profile_id in self.pop_due_at(now, limit))
+
+    def pop_due_at(self, now: float, limit: int | None = None) -> list[tuple[float, str]]:
+        """As :meth:`pop_due`, with each profile's due time, earliest first.
+
+        >>> queue = TimerQueue()
+        >>> queue.set("p-a", 20.0); queue.set("p-b", 10.0)
+        >>> queue.pop_due_at(100.0)
+        [(10.0, 'p-b'), (20.0, 'p-a')]
+        """
+        popped: list[tuple[float, str]] = []
         heap, due = self.heap, self.due
         while heap and heap[0][0] <= now and (limit is None or len(popped) < limit):
             at, profile_id = heapq.heappop(heap)
             if due.get(profile_id) == at:
                 del due[profile_id]
-                popped.append(profile_id)
-        return sorted(popped)
+                popped.append((at, profile_id))
+        return popped

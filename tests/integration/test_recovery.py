@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from tests.integration.conftest import Pipeline, commit_group_offset, expire_killed_worker, wait_for
-from tests.integration.events import event, record
+from tests.integration.events import event, iso, record
 
 # Worker restarts on the embedded broker: Tansu does not always give a restarted worker its
 # partitions back (it keeps dead members and can leave the new one unassigned; compare
@@ -126,3 +126,28 @@ def test_replay_from_the_first_offset_applies_nothing_twice(pipeline: Pipeline) 
 
     wait_for(lambda: accounted() == len(IDS) * 12, 30, lambda: f"offsets read and accounted for: {accounted()}")
     assert pipeline.metric(port, "persona_duplicates_total", kind="offset") > 0
+
+
+@pytest.mark.parametrize("store", ["compact://?hot=5", "rocksdb://"])
+def test_a_session_left_open_by_a_killed_worker_is_closed_by_a_tick_of_the_next_from_its_recovered_due_key(
+    pipeline: Pipeline, store: str
+) -> None:
+    # The tick index is state of the profiles table (tables/due_index.py): recovered from the
+    # changelog with the profiles, so the next worker finds the open session without a scan.
+    pipeline.env_overrides.update({"PERSONA_RECOVERY_BULK_MIN_RECORDS": "1", "PERSONA_TABLE_STORE": store})
+    pipeline.produce(pipeline.topics.clickstream, [record(event("open-1", "anon-open", timestamp=iso(2 * 3600)))])
+    worker, port = pipeline.start_worker()
+    wait_for(lambda: pipeline.metric(port, "persona_table_keys", table="profiles") == 1, 60,
+             lambda: "the profile was never written (the gauge counts profiles, not index keys)\n" + worker.tail(80))
+    worker.kill()
+    expire_killed_worker(pipeline, worker)
+    shutil.rmtree(pipeline.run_dir / "data")
+
+    # Another visitor's event an hour later moves stream time past the first session's close.
+    pipeline.produce(pipeline.topics.clickstream, [record(event("later-1", "anon-later", timestamp=iso(3600)))])
+    _, port = pipeline.start_worker()
+    summaries = pipeline.consume(pipeline.topics.session_summaries, expected=1, timeout=90)
+    assert [(s["session_id"], s["events"], s["close_reason"]) for s in summaries] == [("ses-open-1", 1, "inactivity")]
+    wait_for(lambda: pipeline.metric(port, "persona_table_keys", table="profiles") == 2, 30,
+             lambda: "the table-size gauge counts the tick index's keys")
+    assert pipeline.metric(port, "persona_tick_index_scanned_values_total") == 0  # no value read to find it

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 
 from tables import profile_stage
+from tables.due_index import due_key, indexed_key, is_index_key, sorted_due_keys
 from tables.profile_batch import Batch, Record, StageMemory, fold
 from tables.sessions import ev
 
@@ -46,6 +48,12 @@ def mixed_records(table: dict[str, Any]) -> list[Record]:
 
 
 def write(table: dict[str, Any], batch: Batch) -> None:
+    """What the agent does with a batch's state: tick-index keys first, then the values."""
+    for key, (index_value, _) in batch.index_writes.items():
+        if index_value is None:
+            table.pop(key, None)
+        else:
+            table[key] = index_value
     for profile_id, (value, _) in batch.pending.items():
         table[profile_id] = value
 
@@ -206,3 +214,84 @@ def test_each_applied_event_reports_when_its_clickstream_record_was_produced() -
     assert batch.produced_at == [77.5]
     write(table, batch)
     assert fold([replayed], table, StageMemory(), WALL).produced_at == []  # a replay applies nothing
+
+
+def closed_sessions(batch: Batch) -> list[str]:
+    return [doc["profile_id"] for kind, _, doc in batch.outputs if kind == "session_summaries"]
+
+
+def due_keys_of(table: dict[str, Any]) -> list[str]:
+    return sorted(k for k in table if is_index_key(k))
+
+
+def test_a_table_written_before_due_keys_gets_them_and_a_marker_from_one_scan() -> None:
+    table = initial_table()  # no index keys: p-c's session (partition 0) is due after 3050
+    write(table, fold([event(20, "p-d", "d1", 1000.0)], table, StageMemory(), WALL))
+    assert due_keys_of(table) == [due_key(0, 3050.0, "p-c"), due_key(0, 3100.0, "p-d"), indexed_key(0)]
+    # Partition 1 is indexed the first time it is touched: p-b (a cart) is due at 2700.
+    write(table, fold([event(5, "p-e", "e1", 1000.0)._replace(partition=1)], table, StageMemory(), WALL))
+    assert due_key(1, 2700.0, "p-b") in table and indexed_key(1) in table
+
+
+def test_a_due_key_moves_with_its_profile_and_goes_when_nothing_is_due() -> None:
+    table: dict[str, Any] = {}
+    memory = StageMemory()
+    write(table, fold([event(1, "p-a", "a1", 1000.0)], table, memory, WALL))
+    write(table, fold([event(2, "p-a", "a2", 1200.0)], table, memory, WALL))
+    assert due_keys_of(table) == [due_key(0, 3300.0, "p-a"), indexed_key(0)]  # 1200 + 35 min
+    write(table, fold([record(3, {"tick": WALL + 5000.0})], table, memory, WALL))  # closes the session
+    assert due_keys_of(table) == [due_key(0, 1000.0 + 7 * 86400, "p-a"), indexed_key(0)]  # a 7-day window since a1 ends
+    write(table, fold([record(4, {"profile_id": "p-a", "merge_out": {"change_id": "c1", "into": "p-z"}})],
+                      table, memory, WALL))
+    assert due_keys_of(table) == [indexed_key(0)]  # a tombstone: no tick can change it
+
+
+class SortedIndex:
+    """A store with sorted keys (as RocksDB): the tick reads due keys from it, never the whole table."""
+
+    def __init__(self, table: dict[str, Any]) -> None:
+        self.table = table
+
+    def due_keys(self, partition: int) -> Iterator[str]:
+        raw = sorted(orjson.dumps(k) for k in dict.keys(self.table))  # as the store reads them
+        return sorted_due_keys(iter(raw), partition)
+
+    def partition_items(self, partition: int) -> Iterator[tuple[Any, Any]]:
+        return ((k, v) for k, v in list(self.table.items()) if isinstance(v, dict) and v.get("partition") == partition)
+
+
+class UnscannableTable(dict[str, Any]):
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        raise AssertionError("the table was scanned")
+
+
+def test_with_a_sorted_store_a_tick_reads_due_keys_there_and_never_scans_the_table() -> None:
+    def run(table: dict[str, Any], memory: StageMemory) -> list[list[str]]:
+        write(table, fold([event(1, "p-a", "a1", 1000.0), event(2, "p-b", "b1", 1100.0)], table, memory, WALL))
+        ticks = []
+        for offset, tick_at in ((3, 12_000.0), (4, 12_200.0), (5, 12_300.0)):  # every session is due by then
+            batch = fold([event(offset * 10, "p-c", f"c{offset}", 3000.0), record(offset, {"tick": tick_at})],
+                         table, memory, WALL)
+            write(table, batch)
+            ticks.append(closed_sessions(batch))
+        return ticks
+
+    sorted_table = UnscannableTable()
+    in_memory = run({}, StageMemory(tick_limit=1))
+    assert run(sorted_table, StageMemory(tick_limit=1, sorted_index=SortedIndex(sorted_table))) == in_memory
+    assert in_memory == [["p-a"], ["p-b"], ["p-c"]]  # one per tick (the limit), the earliest due first
+
+
+def test_a_due_key_the_value_no_longer_calls_for_is_deleted_and_the_right_one_written() -> None:
+    table = initial_table()
+    memory = StageMemory()
+    write(table, fold([event(20, "p-d", "d1", 1000.0)], table, memory, WALL))
+    right = due_key(0, 3050.0, "p-c")
+    del table[right]  # a crash lost it, and left a key the value does not call for
+    table[due_key(0, 2000.0, "p-c")] = 2000.0
+    restarted = StageMemory(sorted_index=SortedIndex(table))
+    write(table, fold([event(21, "p-d", "d2", 1000.0), record(22, {"tick": WALL + 1500.0})],
+                      table, restarted, WALL))  # stream time 1000 + 1500
+    assert due_key(0, 2000.0, "p-c") not in table and right in table
+    batch = fold([record(23, {"tick": WALL + 2100.0})], table, restarted, WALL)  # stream time 3100
+    assert closed_sessions(batch) == ["p-c"]
