@@ -3,8 +3,9 @@
 Builds realistic ``profiles`` table values (seeded simulator traffic folded by the real
 :func:`tables.profile_stage.apply_event`, one value per true customer), copies them
 under ``--profiles`` distinct profile ids into the table's changelog topic exactly as
-Faust writes it (JSON key and value, the key's partition by Kafka's default
-partitioner), then starts ``persona worker`` on that state and measures, per store:
+the profiles stage writes it (JSON key and value, the key's partition by Kafka's default
+partitioner, each value after its tick-index key: tables/due_index.py), then starts
+``persona worker`` on that state and measures, per store:
 
 * **recovery to ready**: worker start until ``/health`` answers 200 (Faust has read
   every changelog partition into the table);
@@ -25,13 +26,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import itertools
 import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -46,6 +46,8 @@ from bench.lookup_latency import produce
 from bench.pipeline_accuracy import metric_totals
 from bench.throughput import REPO, SIM_END, pipeline_env
 from tables import profile_stage
+from tables.due_index import indexed_key
+from tables.profile_batch import index_entries
 
 RESULTS = REPO / "bench" / "results"
 
@@ -76,36 +78,53 @@ def profile_templates(seed: int, customers: int) -> list[dict[str, Any]]:
     return list(values.values())
 
 
-def changelog_records(templates: list[dict[str, Any]], n: int) -> Iterator[tuple[bytes, bytes]]:
-    """``n`` (key, value) pairs in the changelog's wire format, cycling over the templates."""
-    encoded = [orjson.dumps(t) for t in templates]
-    for i, value in zip(range(n), itertools.cycle(encoded), strict=False):
-        yield orjson.dumps(f"scale-{i:09d}"), value
+class TableRecord(NamedTuple):
+    """One record of the profiles table in the changelog's wire format, with its partition."""
+
+    partition: int
+    key: bytes
+    value: bytes
+    is_profile: bool  # False: a tick-index key (tables/due_index.py)
 
 
-async def _produce(bootstrap: str, topic: str, partitions: int, records: Iterator[tuple[bytes, bytes]]) -> int:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20,
-                                max_request_size=1 << 24)
+def changelog_records(templates: list[dict[str, Any]], n: int, partitions: int) -> Iterator[TableRecord]:
+    """``n`` profiles cycling over the templates, as the profiles stage writes them: each value in
+    the partition of its key (the murmur2 of the raw profile id, as Faust writes a table update
+    to the partition of the input record) and saying so, after its tick-index key; each partition
+    first gets its index marker."""
     partitioner = DefaultPartitioner()
     all_partitions = list(range(partitions))
+    for p in all_partitions:
+        yield TableRecord(p, orjson.dumps(indexed_key(p)), b"1.0", False)
+    placed = [[{**t, "partition": p} for t in templates] for p in all_partitions]
+    encoded = [[orjson.dumps(v) for v in values] for values in placed]
+    for i in range(n):
+        profile_id = f"scale-{i:09d}"
+        p = partitioner(profile_id.encode(), all_partitions, all_partitions)
+        t = i % len(templates)
+        for key, due in index_entries(profile_id, placed[p][t]):
+            yield TableRecord(p, orjson.dumps(key), orjson.dumps(due), False)
+        yield TableRecord(p, orjson.dumps(profile_id), encoded[p][t], True)
+
+
+async def _produce(bootstrap: str, topic: str, records: Iterator[TableRecord]) -> int:
+    """Send ``records`` to the changelog; return how many profiles they hold."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20,
+                                max_request_size=1 << 24)
     await producer.start()
-    sent = 0
+    profiles = 0
     try:
         pending: list[asyncio.Future[Any]] = []
-        for key, value in records:
-            # Faust writes a table update to the partition of the input record, which is keyed
-            # by the raw profile id: the same partition the murmur2 of those bytes gives.
-            raw_id = orjson.loads(key).encode()
-            partition = partitioner(raw_id, all_partitions, all_partitions)
-            pending.append(await producer.send(topic, value=value, key=key, partition=partition))
-            sent += 1
+        for record in records:
+            pending.append(await producer.send(topic, value=record.value, key=record.key, partition=record.partition))
+            profiles += record.is_profile
             if len(pending) >= 5_000:
                 await asyncio.gather(*pending)
                 pending.clear()
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
-    return sent
+    return profiles
 
 
 async def raw_read_seconds(bootstrap: str, topic: str, partitions: int, n: int) -> float:
@@ -170,7 +189,7 @@ def measure_store(store: str, cfg: ScaleConfig, stack: EmbeddedStack, templates:
     shutil.rmtree(data_dir, ignore_errors=True)
 
     produced_at = time.monotonic()
-    sent = asyncio.run(_produce(stack.bootstrap, changelog, cfg.partitions, changelog_records(templates, cfg.profiles)))
+    sent = asyncio.run(_produce(stack.bootstrap, changelog, changelog_records(templates, cfg.profiles, cfg.partitions)))
     produce_s = time.monotonic() - produced_at
     raw_s = asyncio.run(raw_read_seconds(stack.bootstrap, changelog, cfg.partitions, sent))
 
@@ -200,7 +219,7 @@ def measure_store(store: str, cfg: ScaleConfig, stack: EmbeddedStack, templates:
     return result
 
 
-def write_rocksdb_directly(data_dir: Path, partitions: int, records: Iterator[tuple[bytes, bytes]]) -> int:
+def write_rocksdb_directly(data_dir: Path, partitions: int, records: Iterator[TableRecord]) -> int:
     """Write ``records`` into the ``profiles`` RocksDB databases a worker left under ``data_dir``.
 
     What a worker holds after a long life on its own disk, without a changelog of that size in
@@ -219,13 +238,12 @@ def write_rocksdb_directly(data_dir: Path, partitions: int, records: Iterator[tu
             f"expected profiles databases for {partitions} partitions under {data_dir}, found {sorted(paths)}"
         )
     dbs = {p: RocksDBOptions(use_rocksdict=True).open(path) for p, path in paths.items()}
-    partitioner = DefaultPartitioner()
-    all_partitions = list(range(partitions))
     batches = {p: rocksdict.WriteBatch(raw_mode=True) for p in dbs}
     written = 0
-    for key, value in records:
-        partition = partitioner(orjson.loads(key).encode(), all_partitions, all_partitions)
-        batches[partition].put(key, value)
+    for record in records:
+        batches[record.partition].put(record.key, record.value)
+        if not record.is_profile:
+            continue
         written += 1
         if written % 5_000 == 0:
             for p, batch in batches.items():
@@ -245,9 +263,10 @@ def measure_direct_rocksdb(cfg: ScaleConfig, stack: EmbeddedStack, templates: li
                            redis_db: int) -> dict[str, Any]:
     """``rocksdb://`` with ``cfg.profiles`` values on local disk: restart to ready, RSS, then a little traffic.
 
-    The traffic (simulator events of a few new customers) makes the profiles stage build its
-    tick index over the whole table on its first record: the RSS after it is the figure for
-    a worker at work.
+    The traffic (simulator events of a few new customers) is the first the worker applies, with
+    every stored profile due (the templates' sessions are open): its ticks then close them,
+    at most the tick limit per partition per tick. The RSS while it does is the figure for a
+    worker at work.
     """
     tag = f"state-{cfg.stamp}-rocksdb-direct"
     data_dir = cfg.run_dir / tag / "data"
@@ -258,7 +277,8 @@ def measure_direct_rocksdb(cfg: ScaleConfig, stack: EmbeddedStack, templates: li
     baseline, baseline_ready_s, baseline_rss = start_and_time(f"{tag}-baseline", env, cfg.run_dir)
     baseline.stop()
     began = time.monotonic()
-    written = write_rocksdb_directly(data_dir, cfg.partitions, changelog_records(templates, cfg.profiles))
+    records = changelog_records(templates, cfg.profiles, cfg.partitions)
+    written = write_rocksdb_directly(data_dir, cfg.partitions, records)
     write_s = time.monotonic() - began
     disk = dir_mb(data_dir)
     worker, ready_s, rss = start_and_time(f"{tag}-restart", env, cfg.run_dir, 600.0)
