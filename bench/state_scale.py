@@ -59,6 +59,9 @@ class ScaleConfig:
     partitions: int = 4
     seed: int = 11
     template_customers: int = 2_000
+    #: rocksdb-direct: seconds of RSS sampling after half the traffic is applied (the ticks go on
+    #: closing the stored profiles' sessions meanwhile).
+    observe_s: float = 0.0
     run_dir: Path = REPO / ".persona" / "bench-state"
     stamp: str = ""
 
@@ -297,8 +300,12 @@ def measure_direct_rocksdb(cfg: ScaleConfig, stack: EmbeddedStack, templates: li
                 processed_s = time.monotonic() - sent_at
                 break
             time.sleep(1.0)
-        time.sleep(3.0)
-        peak = max(peak, rss_mb(worker.proc.pid))
+        observed_until = time.monotonic() + max(3.0, cfg.observe_s)
+        while time.monotonic() < observed_until:
+            time.sleep(1.0)
+            peak = max(peak, rss_mb(worker.proc.pid))
+        sessions_closed = sum(metric_totals([port], ["persona_sessions_closed_total"]).values())
+        rss_end = rss_mb(worker.proc.pid)
     finally:
         worker.stop()
     return {
@@ -314,6 +321,9 @@ def measure_direct_rocksdb(cfg: ScaleConfig, stack: EmbeddedStack, templates: li
         "traffic_events": len(traffic),
         "half_of_traffic_applied_s": None if processed_s is None else round(processed_s, 1),
         "peak_rss_mb_with_traffic": round(peak, 1),
+        "observed_s_after_half_applied": max(3.0, cfg.observe_s),
+        "sessions_closed_when_observed": int(sessions_closed),
+        "rss_mb_when_observed": round(rss_end, 1),
     }
 
 
@@ -367,6 +377,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--template-customers", type=int, default=2_000)
+    parser.add_argument("--observe-seconds", type=float, default=0.0,
+                        help="rocksdb-direct: keep sampling RSS this long after half the traffic is applied")
     args = parser.parse_args(argv)
     stores = tuple(s.strip() for s in args.stores.split(",") if s.strip())
     unknown = set(stores) - {"memory", "compact", "rocksdb", "rocksdb-direct"}
@@ -374,7 +386,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown store(s): {', '.join(sorted(unknown))}")
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     run(ScaleConfig(profiles=args.profiles, stores=stores, partitions=args.partitions,
-                    template_customers=args.template_customers, stamp=stamp))
+                    template_customers=args.template_customers, observe_s=args.observe_seconds, stamp=stamp))
 
 
 if __name__ == "__main__":
