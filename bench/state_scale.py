@@ -46,8 +46,8 @@ from bench.lookup_latency import produce
 from bench.pipeline_accuracy import metric_totals
 from bench.throughput import REPO, SIM_END, pipeline_env
 from tables import profile_stage
-from tables.due_index import indexed_key
-from tables.profile_batch import index_entries
+from tables.due_index import due_key, indexed_key
+from tables.profile_batch import tick_due_at
 
 RESULTS = REPO / "bench" / "results"
 
@@ -101,12 +101,15 @@ def changelog_records(templates: list[dict[str, Any]], n: int, partitions: int) 
         yield TableRecord(p, orjson.dumps(indexed_key(p)), b"1.0", False)
     placed = [[{**t, "partition": p} for t in templates] for p in all_partitions]
     encoded = [[orjson.dumps(v) for v in values] for values in placed]
+    # A template's due time is the same under every id: computed once, not per profile.
+    due = [[tick_due_at(v, p) for v in values] for p, values in enumerate(placed)]
     for i in range(n):
         profile_id = f"scale-{i:09d}"
         p = partitioner(profile_id.encode(), all_partitions, all_partitions)
         t = i % len(templates)
-        for key, due in index_entries(profile_id, placed[p][t]):
-            yield TableRecord(p, orjson.dumps(key), orjson.dumps(due), False)
+        at = due[p][t]
+        if at is not None:
+            yield TableRecord(p, orjson.dumps(due_key(p, at, profile_id)), orjson.dumps(at), False)
         yield TableRecord(p, orjson.dumps(profile_id), encoded[p][t], True)
 
 

@@ -168,13 +168,6 @@ def due_key_of(profile_id: str, value: Any) -> str | None:
     return None if at is None else due_key(partition, at, profile_id)
 
 
-def index_entries(profile_id: str, value: Any) -> list[tuple[str, float]]:
-    """The tick-index keys (with their values) that go with ``value`` in a table: for writers
-    that fill a table without the fold (bench.state_scale), so the table looks as the stage writes it."""
-    key = due_key_of(profile_id, value)
-    return [] if key is None else [(key, parse_due_key(key)[1])]
-
-
 class _Folder:
     """One batch's fold: the per-kind steps share ``get`` (pending, then table) and ``put``."""
 
