@@ -44,6 +44,12 @@ SCENARIO_CHOICES = ("faust_passthrough", "quix_count", "pipeline_1w", "pipeline_
     help="Also profile a separate 1-worker pipeline drain with py-spy for this many seconds (0: off).",
 )
 @click.option(
+    "--probe-profile",
+    is_flag=True,
+    help="Record the first worker's event loop with py-spy during each pipeline latency probe and report "
+    "its longest busy stretches (bench/loop_stalls.py).",
+)
+@click.option(
     "--tuning",
     "tuning",
     multiple=True,
@@ -72,6 +78,7 @@ def bench(
     probe_seconds: float,
     scenarios: tuple[str, ...],
     profile_seconds: float,
+    probe_profile: bool,
     tuning: tuple[str, ...],
     compare: tuple[Path, ...],
     rounds: int,
@@ -103,6 +110,7 @@ def bench(
         seed=seed,
         probe_seconds=probe_seconds,
         profile_seconds=profile_seconds,
+        probe_profile=probe_profile,
         results_dir=results_dir,
         tuning=tuning,
         compare=compare,

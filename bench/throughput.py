@@ -92,6 +92,9 @@ class BenchConfig:
     probe_seconds: float = 10.0
     scenarios: tuple[str, ...] = ("faust_passthrough", "quix_count", "pipeline_1w", "pipeline_2w")
     profile_seconds: float = 0.0
+    #: Record the first worker's event loop with py-spy during each pipeline latency probe and
+    #: report its longest busy stretches (bench/loop_stalls.py).
+    probe_profile: bool = False
     tuning: tuple[str, ...] = ()
     # Other source trees to run the 1-worker pipeline from, alternating with this one (``--compare``).
     compare: tuple[Path, ...] = ()
@@ -576,6 +579,10 @@ def run_pipeline_scenario(
             n_probe = max(1, int(rate / 2 * cfg.probe_seconds))
             records = probe.take(n_probe)
             _, _, before = scrape_all(ports)
+            timeline = cfg.run_dir / f"{tag}-probe.speedscope.json"  # megabytes: the summary goes in the results
+            probe_spy = None
+            if cfg.probe_profile:
+                probe_spy = start_py_spy(pids[0], cfg.probe_seconds + 1, timeline, timeline=True)
             produce_all(retarget(records, topic), stack.bootstrap, rate / 2)
             wait(
                 lambda: scrape_all(ports)[0] >= cfg.events + n_probe,
@@ -584,6 +591,7 @@ def run_pipeline_scenario(
                 workers,
             )
             _, _, after = scrape_all(ports)
+            stalls = loop_stalls_of(probe_spy, timeline, cfg.probe_seconds)
             delta = histogram_delta(before, after)
             latency = {
                 "method": "worker histogram persona_event_lag_seconds (now minus Kafka timestamp after the table "
@@ -595,6 +603,7 @@ def run_pipeline_scenario(
                 "p99_ms": histogram_quantile(delta, 0.99) * 1000,
                 "max_ms": math.nan,
                 "buckets": [*delta[:-1], ("+Inf", delta[-1][1])] if delta else [],
+                **({"loop_stalls": stalls} if stalls is not None else {}),
             }
         _, counts, _ = scrape_all(ports)
         rss = [peak_rss_mb(w.proc.pid) for w in workers]
@@ -624,7 +633,27 @@ def variant_argv(web_port: int) -> list[str]:
     return [sys.executable, "-m", "bench.worker_variant", "--web-port", str(web_port)]
 
 
-def start_py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
+def loop_stalls_of(spy: subprocess.Popen[bytes] | None, timeline: Path, seconds: float) -> dict[str, Any] | None:
+    """The busy stretches of the probe's py-spy timeline (bench/loop_stalls.py), once py-spy has written it."""
+    if spy is None:
+        return None
+    from bench.loop_stalls import report
+
+    try:
+        spy.wait(timeout=seconds + 60)
+    except subprocess.TimeoutExpired:
+        spy.kill()
+        return {"error": "py-spy did not finish"}
+    if not timeline.exists():
+        return {"error": f"py-spy wrote no {timeline.name} (see its .log)"}
+    summary = report(timeline, top=8)
+    summary["file"] = rel(timeline)
+    return summary
+
+
+def start_py_spy(pid: int, seconds: float, out: Path, timeline: bool = False) -> subprocess.Popen[bytes]:
+    """py-spy on ``pid``: a collapsed (raw) profile, or with ``timeline`` a speedscope file of every
+    thread's samples in time order, waits in the selector included (for bench/loop_stalls.py)."""
     exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     argv = [
         exe,
@@ -632,12 +661,13 @@ def start_py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]
         "--pid",
         str(pid),
         "--duration",
-        str(int(seconds)),
+        str(max(1, math.ceil(seconds))),
         "--rate",
         "200",
         "--nonblocking",
         "--format",
-        "raw",
+        "speedscope" if timeline else "raw",
+        *(["--idle", "--threads"] if timeline else []),
         "--output",
         str(out),
     ]
