@@ -64,9 +64,23 @@ class ScaleConfig:
     observe_s: float = 0.0
     run_dir: Path = REPO / ".persona" / "bench-state"
     stamp: str = ""
+    #: "open": the templates as their last event left them, every session open (so every stored
+    #: profile is overdue at the first tick: a worker back from a long outage). "settled": ticked
+    #: SETTLED_DAYS on, sessions closed and timed rules evaluated (a table at rest, nothing due).
+    templates: str = "open"
 
 
-def profile_templates(seed: int, customers: int) -> list[dict[str, Any]]:
+SETTLED_DAYS = 60
+
+
+def settle(value: dict[str, Any], profile_id: str, horizon: float) -> dict[str, Any]:
+    """``value`` after the ticks that fall due before ``horizon``: sessions closed, timed rules evaluated."""
+    while (at := profile_stage.next_tick_at(value)) is not None and at < horizon:
+        value, _ = profile_stage.tick(value, at + 1.0, profile_id)
+    return value
+
+
+def profile_templates(seed: int, customers: int, settled: bool = False) -> list[dict[str, Any]]:
     """One profiles-table value per simulated customer, folded from its valid events in order."""
     sim = SimConfig(seed=seed, customers=customers, days=14, end=SIM_END).check()
     validator = Validator.default()
@@ -78,6 +92,9 @@ def profile_templates(seed: int, customers: int) -> list[dict[str, Any]]:
             continue
         customer = record.truth["customer_id"]
         values[customer], _ = profile_stage.apply_event(values.get(customer), event, offset, 0, customer)
+    if settled:
+        horizon = now + SETTLED_DAYS * 86_400
+        return [settle(value, customer, horizon) for customer, value in values.items()]
     return list(values.values())
 
 
@@ -296,9 +313,14 @@ def measure_direct_rocksdb(cfg: ScaleConfig, stack: EmbeddedStack, templates: li
         argv = [str(a) for a in cast(list[Any], worker.proc.args)]
         port = int(argv[argv.index("--web-port") + 1])
         processed_s = None
+        unanswered = 0  # metric scrapes the worker did not answer in 2 s (its event loop held)
         while time.monotonic() - sent_at < 1_200:
             peak = max(peak, rss_mb(worker.proc.pid))
-            applied = sum(metric_totals([port], ["persona_end_to_end_seconds_count"]).values())
+            try:
+                applied = sum(metric_totals([port], ["persona_end_to_end_seconds_count"]).values())
+            except OSError:  # socket timeouts and refused connections alike
+                unanswered += 1
+                continue
             if applied >= len(traffic) * 0.5:
                 processed_s = time.monotonic() - sent_at
                 break
@@ -307,7 +329,13 @@ def measure_direct_rocksdb(cfg: ScaleConfig, stack: EmbeddedStack, templates: li
         while time.monotonic() < observed_until:
             time.sleep(1.0)
             peak = max(peak, rss_mb(worker.proc.pid))
-        sessions_closed = sum(metric_totals([port], ["persona_sessions_closed_total"]).values())
+        sessions_closed = None
+        for _ in range(30):
+            try:
+                sessions_closed = sum(metric_totals([port], ["persona_sessions_closed_total"]).values())
+                break
+            except OSError:
+                unanswered += 1
         rss_end = rss_mb(worker.proc.pid)
     finally:
         worker.stop()
@@ -325,7 +353,8 @@ def measure_direct_rocksdb(cfg: ScaleConfig, stack: EmbeddedStack, templates: li
         "half_of_traffic_applied_s": None if processed_s is None else round(processed_s, 1),
         "peak_rss_mb_with_traffic": round(peak, 1),
         "observed_s_after_half_applied": max(3.0, cfg.observe_s),
-        "sessions_closed_when_observed": int(sessions_closed),
+        "sessions_closed_when_observed": None if sessions_closed is None else int(sessions_closed),
+        "metric_scrapes_unanswered": unanswered,
         "rss_mb_when_observed": round(rss_end, 1),
     }
 
@@ -340,14 +369,15 @@ def pipeline_env_for(cfg: ScaleConfig, stack: EmbeddedStack, tag: str, redis_db:
 
 def run(cfg: ScaleConfig) -> dict[str, Any]:
     started = time.monotonic()
-    templates = profile_templates(cfg.seed, cfg.template_customers)
+    templates = profile_templates(cfg.seed, cfg.template_customers, settled=cfg.templates == "settled")
     sizes = sorted(len(orjson.dumps(t)) for t in templates)
     print(f"{len(templates):,} template profiles in {time.monotonic() - started:.1f} s; JSON bytes per value: "
           f"mean {sum(sizes) / len(sizes):,.0f}, median {sizes[len(sizes) // 2]:,}, max {sizes[-1]:,}")
     document: dict[str, Any] = {
         "command": "python -m bench.state_scale " + " ".join(
             [f"--profiles {cfg.profiles}", f"--stores {','.join(cfg.stores)}", f"--partitions {cfg.partitions}",
-             f"--template-customers {cfg.template_customers}"]),
+             f"--template-customers {cfg.template_customers}", f"--templates {cfg.templates}",
+             f"--observe-seconds {cfg.observe_s:g}"]),
         "stamp": cfg.stamp,
         "template_json_bytes": {"mean": round(sum(sizes) / len(sizes)), "median": sizes[len(sizes) // 2],
                                 "max": sizes[-1]},
@@ -380,6 +410,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--template-customers", type=int, default=2_000)
+    parser.add_argument("--templates", choices=("open", "settled"), default="open",
+                        help="open: every stored session open and overdue (a worker back from an outage); "
+                        f"settled: ticked {SETTLED_DAYS} days on, nothing due (a table at rest)")
     parser.add_argument("--observe-seconds", type=float, default=0.0,
                         help="rocksdb-direct: keep sampling RSS this long after half the traffic is applied")
     args = parser.parse_args(argv)
@@ -389,7 +422,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown store(s): {', '.join(sorted(unknown))}")
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     run(ScaleConfig(profiles=args.profiles, stores=stores, partitions=args.partitions,
-                    template_customers=args.template_customers, observe_s=args.observe_seconds, stamp=stamp))
+                    template_customers=args.template_customers, observe_s=args.observe_seconds, stamp=stamp,
+                    templates=args.templates))
 
 
 if __name__ == "__main__":
