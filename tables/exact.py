@@ -42,6 +42,9 @@ WATERMARK_PREFIX = "__watermark__/"
 _RAW_WATERMARK_PREFIX = b'"' + WATERMARK_PREFIX.encode()
 #: How the keys that are not state start in a raw-key store: watermarks, tick-index keys.
 _RAW_META_PREFIXES = (_RAW_WATERMARK_PREFIX, RAW_INDEX_KEY_PREFIX)
+#: Above this many keys (RocksDB's estimate) a RocksDB table's size is the estimate, not a count.
+EXACT_COUNT_LIMIT = 1_000_000
+ESTIMATED_KEYS = "rocksdb.estimate-num-keys"
 #: Keys counted between two yields to the event loop (about 40 ms of RocksDB iteration here).
 COUNT_SLICE = 10_000
 
@@ -160,10 +163,16 @@ class ExactTable(faust.Table):
         """Keys of the table's state on this worker (watermarks and tick-index keys not counted).
 
         Counted key by key (Faust's own ``len`` of a RocksDB store does the same), in slices
-        with the event loop free between them: a million keys take seconds to count.
+        with the event loop free between them: a million keys take seconds to count. A RocksDB
+        table that RocksDB estimates at more than :data:`EXACT_COUNT_LIMIT` keys reports that
+        estimate instead (watermarks and index keys included): at ten million profiles a count
+        took 48 s and kept the loop about 300 ms behind all along.
         """
         store = self.data
         if isinstance(store, FaustRocksDBStore):
+            estimate = sum(int(db.property_int_value(ESTIMATED_KEYS) or 0) for db in store._dbs_for_actives())
+            if estimate > EXACT_COUNT_LIMIT:
+                return estimate
             keys: Iterator[Any] = store._iterkeys()
             raw = True
         else:
