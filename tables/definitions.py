@@ -8,6 +8,16 @@ from app.faust_app import faust_app, settings
 from tables.exact import ExactTable
 
 
+def rocksdb_options() -> dict[str, int]:
+    """RocksDB memory bounds per database (``rocksdb://``; other stores ignore them). A fresh dict for
+    each table: Faust's RocksDB store pops keys out of the mapping it is given."""
+    return {
+        "block_cache_size": settings.rocksdb_block_cache_mb << 20,
+        "write_buffer_size": settings.rocksdb_write_buffer_mb << 20,
+        "max_write_buffer_number": 2,
+    }
+
+
 def exact_table(name: str, source_topic: str, help: str, partitions: int | None = None, **options: int) -> ExactTable:
     """An :class:`ExactTable` fed by ``source_topic``, registered with the app.
 
@@ -22,6 +32,7 @@ def exact_table(name: str, source_topic: str, help: str, partitions: int | None 
         schema=faust.Schema(key_serializer="json", value_serializer="json"),
         beacon=faust_app.tables.beacon,
         help=help,
+        options=rocksdb_options(),
         **options,
     )
     faust_app.tables.add(table)
