@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -101,3 +102,11 @@ def test_values_packed_before_and_after_the_preset_dictionary_read_back_and_it_p
     with_dictionary = sum(len(values._packed[f"p{i}"] or b"") for i in range(1, 6))
     assert with_dictionary < 0.9 * sum(len(pack(v)) for v in profiles[1:])
     assert unpack(pack(profiles[1], zdict=b"x" * 2000), zdict=b"x" * 2000) == profiles[1]
+
+
+@given(value=json_values, zdict=st.sampled_from([b"", b'{"sessions": {"open": []}, "profile": {"events": 1}}' * 30]))
+def test_any_json_value_packs_and_reads_back_small_ones_kept_as_json(value: Any, zdict: bytes) -> None:
+    packed = pack(value, zdict)
+    assert unpack(packed, zdict) == value
+    if len(orjson.dumps(value)) < 64:
+        assert packed == orjson.dumps(value)  # told apart from a zlib stream (0x78) by its first byte
