@@ -75,11 +75,17 @@ def busy_runs(frames: Sequence[dict[str, Any]], samples: Sequence[Sequence[int]]
                 runs.append(current)
             current.seconds += weight
             current.callbacks[callback_of(frames, stack)] += 1
-            own = next((label(frames[i]) for i in reversed(stack) if OWN_CODE.search(str(frames[i].get("file")))),
-                       "(no own frame)")
+            own = next((label(frames[i]) for i in reversed(stack[loop_depth(frames, stack):])
+                        if OWN_CODE.search(str(frames[i].get("file")))), "(no own frame)")
             current.own[own] += 1
         clock += weight
     return runs
+
+
+def loop_depth(frames: Sequence[dict[str, Any]], stack: Sequence[int]) -> int:
+    """Where the event loop's frames end in a stack: what is above them (the worker's start) ran no callback."""
+    names = [frames[i]["name"] for i in stack]
+    return names.index("BaseEventLoop._run_once") + 1 if "BaseEventLoop._run_once" in names else 0
 
 
 def callback_of(frames: Sequence[dict[str, Any]], stack: Sequence[int]) -> str:

@@ -48,7 +48,6 @@ import time
 from collections.abc import Mapping
 from typing import Any, cast
 
-import orjson
 import rocksdict
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
@@ -202,14 +201,9 @@ def _apply(table: CollectionT, tp: TP, records: list[Any], done: int) -> Any:
         db.write(batch, WITHOUT_LOG)
         return db
     if isinstance(store, CompactStore) and _json_values(table):
-        # Packed as they come, from the changelog's own JSON: no decode, no re-encode; plain JSON
-        # keys are read with orjson, not through Faust's schema (most of the time of a small record).
-        plain_keys = _json_keys(table)
+        # Packed as they come, from the changelog's own JSON: no decode, no re-encode.
         for record in records:
-            if plain_keys:
-                key = orjson.loads(record.key)
-            else:
-                key = cast(Any, table)._to_key(_ChangelogEvent(table, _message(tp, record)).key)
+            key = cast(Any, table)._to_key(_ChangelogEvent(table, _message(tp, record)).key)
             store.put_changelog_json(key, record.value, tp.partition)
         return None
     table.apply_changelog_batch(
@@ -223,12 +217,6 @@ def _apply(table: CollectionT, tp: TP, records: list[Any], done: int) -> Any:
 
 def _message(tp: TP, record: Any) -> _ChangelogMessage:
     return _ChangelogMessage(tp, record.offset, record.timestamp / 1000.0, record.key, record.value)
-
-
-def _json_keys(table: CollectionT) -> bool:
-    """Whether the table's changelog keys are plain JSON values (as its values, see :func:`_json_values`)."""
-    schema = table.changelog_topic.schema
-    return schema.key_type is None and schema.key_serializer == "json"
 
 
 def _json_values(table: CollectionT) -> bool:

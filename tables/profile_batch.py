@@ -176,30 +176,38 @@ class _Folder:
         self.memory = memory
         self.wall = wall
         self.batch = Batch()
-        #: profile_id -> the due key the table holds for it, as of this batch (None: none).
+        #: profile_id -> the due key the table holds for it, as of this batch (None: none); a profile
+        #: absent here has the key its table value calls for (:meth:`due_key_now`).
         self.due_keys: dict[str, str | None] = {}
+        #: profile_id -> its value as the batch read it from the table (kept, so it is read once).
+        self.read: dict[str, Any] = {}
 
     def get(self, profile_id: str) -> Any:
         pending = self.batch.pending.get(profile_id)
         if pending is not None:
             return pending[0]
-        value = self.table.get(profile_id)
-        self.due_keys.setdefault(profile_id, due_key_of(profile_id, value))
-        return value
+        if profile_id not in self.read:
+            self.read[profile_id] = self.table.get(profile_id)
+        return self.read[profile_id]
+
+    def due_key_now(self, profile_id: str) -> str | None:
+        """The profile's due key as of this batch: the one it moved to, else its table value's
+        (worked out only here, when a profile is written: a read that writes nothing costs no due time)."""
+        if profile_id in self.due_keys:
+            return self.due_keys[profile_id]
+        return due_key_of(profile_id, self.get(profile_id))
 
     def put(self, profile_id: str, value: State, partition: int, serve_at: float | None) -> None:
         """Chain ``value`` for the rest of the batch, keep the tick index current, maybe serve it."""
-        if profile_id not in self.due_keys:
-            self.get(profile_id)
-        self.batch.pending[profile_id] = (value, partition)
         self.move_due(profile_id, partition, tick_due_at(value, partition))
+        self.batch.pending[profile_id] = (value, partition)
         if serve_at is not None:
             self.batch.served[profile_id] = (value, serve_at)
 
     def move_due(self, profile_id: str, partition: int, at: float | None) -> None:
         """Make ``at`` the profile's due time in the tick index (its due key, and the copy in memory)."""
         self.ensure_indexed(partition)
-        old, new = self.due_keys.get(profile_id), None if at is None else due_key(partition, at, profile_id)
+        old, new = self.due_key_now(profile_id), None if at is None else due_key(partition, at, profile_id)
         if old != new:
             if old is not None:
                 self.batch.index_writes[old] = (None, partition)
@@ -224,7 +232,7 @@ class _Folder:
             return
         items = (memory.sorted_index.partition_items(partition) if memory.sorted_index is not None
                  else self.table.items())
-        for key, value in list(items):
+        for key, value in items:  # nothing writes the table while a batch folds
             if is_index_key(key) or is_watermark_key(key) or str(key) in self.batch.pending:
                 continue
             self.batch.index_scanned += 1
@@ -378,7 +386,7 @@ class _Folder:
             value = self.get(profile_id)
             self.due_keys[profile_id] = key
             at = tick_due_at(value, partition)
-            if due_key_of(profile_id, value) != key:
+            if (None if at is None else due_key(partition, at, profile_id)) != key:
                 # A key the value no longer calls for (a crash between writes, a restored table):
                 # deleted, and the value's own written again, which also heals a missing one.
                 self.due_keys[profile_id] = None
