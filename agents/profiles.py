@@ -5,6 +5,7 @@
                                                          ├──► segment-changes (rule segments entered/exited)
                                                          └──► <app_id>-cluster-input (feature vector per closed session)
 tick records (sent by a timer into each owned partition)  ──► close idle sessions, fire timed segment rules
+                                                            (a tick that visits its whole limit sends the next at once)
 identity-changes ──► profiles-identity ──► merge_out / split records (keyed by the profile that must act)
 merge_out at B ──► merge_in at A (B's state) ──► B becomes a tombstone {"merged_into": A}
 identity stage (CRM records) ──► traits records (age band, city, state, country)
@@ -127,6 +128,8 @@ async def apply_batch(records: Sequence[EventT]) -> None:
     for route, n in batch.late_events.items():
         SESSION_LATE_EVENTS.labels(route).inc(n)
     TICK_INDEX_SCANNED.inc(batch.index_scanned)
+    for partition in sorted(batch.ticks_to_follow):  # a backlog of due profiles: the next tick now
+        await send_tick(partition)
     done = time.time()
     for produced in batch.produced_at:
         END_TO_END_SECONDS.observe(max(0.0, done - produced))
@@ -157,7 +160,11 @@ async def send_ticks() -> None:
     """Put a tick into every profile-events partition this worker owns."""
     owned = [tp.partition for tp in faust_app.consumer.assignment() if tp.topic == settings.profile_events_topic]
     for partition in owned:
-        await profile_events_topic.send(key=b"tick", value=orjson.dumps({"tick": time.time()}), partition=partition)
+        await send_tick(partition)
+
+
+async def send_tick(partition: int) -> None:
+    await profile_events_topic.send(key=b"tick", value=orjson.dumps({"tick": time.time()}), partition=partition)
 
 
 @faust_app.agent(identity_changes_topic, name="profiles-identity")

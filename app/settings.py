@@ -89,7 +89,7 @@ class Settings:
     identity_batch_seconds: float = 0.01
     profiles_batch_size: int = 500
     profiles_batch_seconds: float = 0.01
-    profiles_tick_limit: int = 2_000
+    profiles_tick_limit: int = 250
     recovery_bulk_min_records: int = 10_000
     rocksdb_block_cache_mb: int = 64
     rocksdb_write_buffer_mb: int = 16
@@ -277,8 +277,9 @@ SETTINGS_DOC: dict[str, str] = {
     ),
     "profiles_batch_seconds": "Longest the profiles stage waits to fill a batch: the latency a quiet stream pays.",
     "profiles_tick_limit": (
-        "Most profiles one tick (every 5 s) closes sessions or fires timed rules for, per partition; the rest "
-        "wait for the next tick. Bounds the pause and the memory of a tick when much of the table is due at once."
+        "Most profiles one tick (every 5 s) closes sessions or fires timed rules for, per partition. A tick that "
+        "reaches it sends the next tick at once, so a backlog (much of the table due after an outage) drains a "
+        "limit at a time between the events: bounds the pause and the memory of one tick."
     ),
     "recovery_bulk_min_records": (
         "A worker taking over a changelog partition with at least this many records to read reads it with a "

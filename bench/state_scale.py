@@ -44,7 +44,8 @@ from app.topics_admin import ensure_topics_sync
 from app.validation import Event, Validator
 from bench.lookup_latency import produce
 from bench.pipeline_accuracy import metric_totals
-from bench.throughput import REPO, SIM_END, pipeline_env
+from bench.stats import histogram_delta, histogram_quantile
+from bench.throughput import REPO, SIM_END, pipeline_env, scrape_worker
 from tables import profile_stage
 from tables.due_index import due_key, indexed_key
 from tables.profile_batch import tick_due_at
@@ -68,6 +69,10 @@ class ScaleConfig:
     #: profile is overdue at the first tick: a worker back from a long outage). "settled": ticked
     #: SETTLED_DAYS on, sessions closed and timed rules evaluated (a table at rest, nothing due).
     templates: str = "open"
+    #: rocksdb-direct: clickstream events a second sent while observed (new traffic during the drain).
+    trickle_rate: float = 10.0
+    #: The workers' log level: "info" logs Faust's recovery steps with their times (in the run's ``*.log`` files).
+    worker_log_level: str = "warning"
 
 
 SETTLED_DAYS = 60
@@ -282,6 +287,55 @@ def write_rocksdb_directly(data_dir: Path, partitions: int, records: Iterator[Ta
     return written
 
 
+class Observed(NamedTuple):
+    sent: int
+    peak_rss_mb: float
+    rss_mb: list[float]  # one sample a second
+
+
+async def trickle(bootstrap: str, records: list[tuple[str, bytes, bytes]], rate: float, seconds: float,
+                  pid: int) -> Observed:
+    """For ``seconds``, send ``rate`` of ``records`` a second (new traffic while a backlog drains) and
+    sample the worker's RSS every second."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    sent, samples = 0, []
+    began = time.monotonic()
+    try:
+        while (elapsed := time.monotonic() - began) < seconds:
+            due = min(len(records), int(elapsed * rate))
+            for topic, key, value in records[sent:due]:
+                await producer.send(topic, key=key, value=value)
+            sent = max(sent, due)
+            samples.append(rss_mb(pid))
+            await asyncio.sleep(1.0)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return Observed(sent, max(samples, default=0.0), samples)
+
+
+def end_to_end_buckets(port: int, attempts: int = 30) -> dict[float, float] | None:
+    """The worker's end-to-end histogram; ``None`` if it answered none of ``attempts`` scrapes (loop held)."""
+    for _ in range(attempts):
+        try:
+            return scrape_worker(port)[1]
+        except OSError:
+            continue
+    return None
+
+
+def trickle_latency(buckets: list[tuple[float, float]]) -> dict[str, Any]:
+    """End-to-end latency of the events applied while observed (from the worker's histogram)."""
+    if not buckets or buckets[-1][1] <= 0:
+        return {"trickle_events_applied": 0}
+    return {
+        "trickle_events_applied": int(buckets[-1][1]),
+        "trickle_end_to_end_p50_s": round(histogram_quantile(buckets, 0.50), 3),
+        "trickle_end_to_end_p99_s": round(histogram_quantile(buckets, 0.99), 3),
+    }
+
+
 def measure_direct_rocksdb(cfg: ScaleConfig, stack: EmbeddedStack, templates: list[dict[str, Any]],
                            redis_db: int) -> dict[str, Any]:
     """``rocksdb://`` with ``cfg.profiles`` values on local disk: restart to ready, RSS, then a little traffic.
@@ -306,9 +360,12 @@ def measure_direct_rocksdb(cfg: ScaleConfig, stack: EmbeddedStack, templates: li
     disk = dir_mb(data_dir)
     worker, ready_s, rss = start_and_time(f"{tag}-restart", env, cfg.run_dir, 600.0)
     try:
-        sim = SimConfig(seed=cfg.seed + 1, customers=20, days=1, end=SIM_END).check()
-        traffic = [(r.key, r.value) for r in iter_records(sim) if r.topic == sim.topics.clickstream][:300]
-        asyncio.run(produce(stack.bootstrap, [(settings.topics.clickstream, key, value) for key, value in traffic]))
+        wanted = 300 + int(cfg.observe_s * cfg.trickle_rate)  # 20 customers' day is about 300 events
+        sim = SimConfig(seed=cfg.seed + 1, customers=20 * (1 + wanted // 250), days=1, end=SIM_END).check()
+        clicks = [(settings.topics.clickstream, r.key, r.value) for r in iter_records(sim)
+                  if r.topic == sim.topics.clickstream]
+        traffic, later = clicks[:300], clicks[300:]
+        asyncio.run(produce(stack.bootstrap, traffic))
         sent_at, peak = time.monotonic(), rss
         argv = [str(a) for a in cast(list[Any], worker.proc.args)]
         port = int(argv[argv.index("--web-port") + 1])
@@ -325,10 +382,12 @@ def measure_direct_rocksdb(cfg: ScaleConfig, stack: EmbeddedStack, templates: li
                 processed_s = time.monotonic() - sent_at
                 break
             time.sleep(1.0)
-        observed_until = time.monotonic() + max(3.0, cfg.observe_s)
-        while time.monotonic() < observed_until:
-            time.sleep(1.0)
-            peak = max(peak, rss_mb(worker.proc.pid))
+        e2e_before = end_to_end_buckets(port)
+        observed = asyncio.run(trickle(stack.bootstrap, later, cfg.trickle_rate, max(3.0, cfg.observe_s),
+                                       worker.proc.pid))
+        peak = max(peak, observed.peak_rss_mb)
+        e2e_after = end_to_end_buckets(port)
+        trickle_buckets = [] if e2e_before is None or e2e_after is None else histogram_delta(e2e_before, e2e_after)
         sessions_closed = None
         for _ in range(30):
             try:
@@ -355,6 +414,10 @@ def measure_direct_rocksdb(cfg: ScaleConfig, stack: EmbeddedStack, templates: li
         "observed_s_after_half_applied": max(3.0, cfg.observe_s),
         "sessions_closed_when_observed": None if sessions_closed is None else int(sessions_closed),
         "metric_scrapes_unanswered": unanswered,
+        "trickle_events_sent": observed.sent,
+        "trickle_events_per_s": cfg.trickle_rate,
+        **trickle_latency(trickle_buckets),
+        "rss_mb_every_10_s": observed.rss_mb[::10],
         "rss_mb_when_observed": round(rss_end, 1),
     }
 
@@ -364,6 +427,7 @@ def pipeline_env_for(cfg: ScaleConfig, stack: EmbeddedStack, tag: str, redis_db:
 
     env = pipeline_env(BenchConfig(run_dir=cfg.run_dir), stack, tag, cfg.partitions, redis_db)
     env["PERSONA_TOPIC_PARTITIONS"] = str(cfg.partitions)
+    env["PERSONA_LOG_LEVEL"] = cfg.worker_log_level
     return env
 
 
@@ -377,7 +441,7 @@ def run(cfg: ScaleConfig) -> dict[str, Any]:
         "command": "python -m bench.state_scale " + " ".join(
             [f"--profiles {cfg.profiles}", f"--stores {','.join(cfg.stores)}", f"--partitions {cfg.partitions}",
              f"--template-customers {cfg.template_customers}", f"--templates {cfg.templates}",
-             f"--observe-seconds {cfg.observe_s:g}"]),
+             f"--observe-seconds {cfg.observe_s:g}", f"--trickle-rate {cfg.trickle_rate:g}"]),
         "stamp": cfg.stamp,
         "template_json_bytes": {"mean": round(sum(sizes) / len(sizes)), "median": sizes[len(sizes) // 2],
                                 "max": sizes[-1]},
@@ -415,6 +479,11 @@ def main(argv: list[str] | None = None) -> None:
                         f"settled: ticked {SETTLED_DAYS} days on, nothing due (a table at rest)")
     parser.add_argument("--observe-seconds", type=float, default=0.0,
                         help="rocksdb-direct: keep sampling RSS this long after half the traffic is applied")
+    parser.add_argument("--trickle-rate", type=float, default=10.0,
+                        help="rocksdb-direct: clickstream events a second sent while observed (their end-to-end "
+                        "latency is reported)")
+    parser.add_argument("--worker-log-level", default="warning",
+                        help="the workers' log level; info logs Faust's recovery steps (files in the run directory)")
     args = parser.parse_args(argv)
     stores = tuple(s.strip() for s in args.stores.split(",") if s.strip())
     unknown = set(stores) - {"memory", "compact", "rocksdb", "rocksdb-direct"}
@@ -423,7 +492,8 @@ def main(argv: list[str] | None = None) -> None:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     run(ScaleConfig(profiles=args.profiles, stores=stores, partitions=args.partitions,
                     template_customers=args.template_customers, observe_s=args.observe_seconds, stamp=stamp,
-                    templates=args.templates))
+                    templates=args.templates, worker_log_level=args.worker_log_level,
+                    trickle_rate=args.trickle_rate))
 
 
 if __name__ == "__main__":

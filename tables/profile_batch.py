@@ -122,6 +122,10 @@ class Batch:
     duplicates: Counter[str] = field(default_factory=Counter)  # kind: offset / change_id
     redirects: Counter[str] = field(default_factory=Counter)  # cause: merged / provisional
     late_events: Counter[str] = field(default_factory=Counter)  # route: direct / redirected
+    #: Partitions whose tick visited its whole limit and changed something: more may be due, so the
+    #: agent sends the next tick at once. A backlog (after an outage) then drains at the pace of the
+    #: event loop, a limit at a time between the events, instead of one limit per tick interval.
+    ticks_to_follow: set[int] = field(default_factory=set)
     #: When the clickstream record of each event the batch applied was produced (epoch seconds;
     #: ``produced_at`` of the envelope), for the end-to-end latency.
     produced_at: list[float] = field(default_factory=list)
@@ -382,7 +386,9 @@ class _Folder:
         now = self.memory.clock.now(partition, wall)
         if now is None:
             return
-        for profile_id, key in self.due_now(partition, now):
+        visits = self.due_now(partition, now)
+        changed = 0
+        for profile_id, key in visits:
             value = self.get(profile_id)
             self.due_keys[profile_id] = key
             at = tick_due_at(value, partition)
@@ -392,6 +398,7 @@ class _Folder:
                 self.due_keys[profile_id] = None
                 self.batch.index_writes[key] = (None, partition)
                 self.move_due(profile_id, partition, at)
+                changed += 1
                 if at is None or at > now:
                     continue
             if value is None or profile_identity.is_tombstone(value):
@@ -400,5 +407,10 @@ class _Folder:
             if outputs.closed_sessions or outputs.segment_changes:
                 self.put(profile_id, value, partition, now)
                 self.emit(profile_id, outputs, value)
+                changed += 1
             else:  # due exactly now (sessions close strictly after their time): the next tick
                 self.move_due(profile_id, partition, at)
+        # Only a tick that changed something is followed at once: one whose visits are all due
+        # exactly now would otherwise be followed by the same visits, in a loop.
+        if changed and self.memory.tick_limit is not None and len(visits) >= self.memory.tick_limit:
+            self.batch.ticks_to_follow.add(partition)

@@ -9,7 +9,7 @@ import orjson
 
 from tables import profile_stage
 from tables.due_index import due_key, indexed_key, is_index_key, sorted_due_keys
-from tables.profile_batch import Batch, Record, StageMemory, fold
+from tables.profile_batch import Batch, Record, StageMemory, fold, tick_due_at
 from tables.sessions import ev
 
 TOPIC = "persona-stream-profile-events"
@@ -180,12 +180,26 @@ def test_a_tick_visits_at_most_its_limit_and_the_next_tick_the_rest() -> None:
     def closed(batch: Batch) -> list[str]:
         return [doc["profile_id"] for kind, _, doc in batch.outputs if kind == "session_summaries"]
 
-    ticks = []
-    for offset in (21, 22, 23):  # stream time 1000 + 2500: every session above is due
+    ticks, followed = [], []
+    for offset in (21, 22, 23, 24):  # stream time 1000 + 2500: every session above is due
         batch = fold([record(offset, {"tick": WALL + 2500.0})], table, memory, WALL)
         write(table, batch)
         ticks.append(closed(batch))
-    assert ticks == [["p-0", "p-1"], ["p-2", "p-3"], ["p-4", "p-d"]]  # earliest due first
+        followed.append(batch.ticks_to_follow)
+    assert ticks == [["p-0", "p-1"], ["p-2", "p-3"], ["p-4", "p-d"], []]  # earliest due first
+    # Each tick that visited its whole limit asks for the next at once; the one that found nothing does not.
+    assert followed == [{0}, {0}, {0}, set()]
+
+
+def test_a_tick_at_its_limit_that_changes_nothing_is_not_followed() -> None:
+    table: dict[str, Any] = {}
+    memory = StageMemory(tick_limit=1)
+    write(table, fold([event(20, "p-d", "d1", 1000.0)], table, memory, WALL))
+    due = tick_due_at(table["p-d"], 0)
+    assert due is not None
+    # A tick at exactly the due time visits the profile but closes nothing (sessions close strictly after).
+    batch = fold([record(21, {"tick": WALL + (due - 1000.0)})], table, memory, WALL)
+    assert not batch.outputs and batch.ticks_to_follow == set()
 
 
 def test_a_rebalance_rebuilds_the_tick_index_from_the_recovered_table() -> None:
