@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from app.settings import Settings
 from tables.compact_store import (
+    FROM_KEY,
     MIN_PACKED,
     NO_DICTIONARY,
     TRAINING_SAMPLES,
@@ -163,3 +164,50 @@ def test_any_json_value_packs_and_reads_back_small_ones_kept_as_json(value: Any,
         assert packed == orjson.dumps(value)  # told apart from a zstd frame by its first bytes
     else:
         assert packed[:4] == ZSTD_MAGIC
+
+
+def test_a_due_key_whose_value_is_the_time_in_its_key_keeps_no_bytes_and_reads_back_its_value() -> None:
+    from tables.due_index import due_key
+
+    values = CompactDict(hot_size=1)
+    exact, finer = due_key(1, 1_766_873_092.607, "p-1"), due_key(1, 1_766_873_092.6071, "p-2")
+    values.put_json(exact, orjson.dumps(1_766_873_092.607))
+    values.put_json(finer, orjson.dumps(1_766_873_092.6071))  # more decimals than its key: kept
+    values["__due__/odd"] = 5.0
+    values[due_key(0, 99.0, "p-3")] = 99.0  # written at run time, packed when it leaves the LRU
+    values["last"] = 1
+    assert values._packed[exact] is FROM_KEY and values._packed[due_key(0, 99.0, "p-3")] is FROM_KEY
+    assert values._packed[finer] == b"1766873092.6071" and values._packed["__due__/odd"] == b"5.0"
+    assert values[exact] == 1_766_873_092.607 and values[finer] == 1_766_873_092.6071
+    assert values[due_key(0, 99.0, "p-3")] == 99.0 and values["__due__/odd"] == 5.0
+
+
+@given(at=st.floats(0, 1e11, allow_nan=False), profile_id=st.text(min_size=1, max_size=12))
+def test_any_due_key_reads_back_the_value_written_to_it(at: float, profile_id: str) -> None:
+    from tables.due_index import due_key
+
+    values, key = CompactDict(hot_size=1), due_key(3, at, profile_id)
+    values.put_json(key, orjson.dumps(at))
+    values[key + "x"] = at
+    values["other"] = 0
+    assert values[key] == at and values[key + "x"] == at
+
+
+def test_packed_values_hold_no_more_memory_than_their_size() -> None:
+    import tracemalloc
+
+    profiles = [orjson.dumps(v) for v in profile_values(TRAINING_SAMPLES + 100)]
+    values = CompactDict(hot_size=1)
+    for i, data in enumerate(profiles[:TRAINING_SAMPLES]):
+        values.put_json(f"t{i}", data)
+    tracemalloc.start()
+    try:
+        for i, data in enumerate(profiles[TRAINING_SAMPLES:]):
+            values.put_json(f"p{i}", data)
+            values[f"s{i}"] = i * 0.5  # small, packed from orjson's bytes when it leaves the LRU
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    stored = sum(len(values._packed[f"p{i}"] or b"") + 33 + len(f"p{i}") + 49 + 80 for i in range(100))
+    # ~1.2x (bytes, key strs, dict entries); ~15x when the spare capacity of zstandard's and orjson's bytes is kept
+    assert held < 1.5 * stored
