@@ -227,7 +227,7 @@ SETTINGS_DOC: dict[str, str] = {
     "redis_url": "Redis URL for the serving layer. `persona up` sets it to the embedded redis-server.",
     "app_id": "Faust application id: the consumer group and the prefix of changelog topics.",
     "topic_partitions": "Partitions of every topic the worker creates (inputs, outputs, changelogs).",
-    "table_store": "Faust table store: `memory://` (default), `compact://` (memory, cold values zlib-packed: "
+    "table_store": "Faust table store: `memory://` (default), `compact://` (memory, cold values zstd-packed: "
     "4x less RSS per profile in `bench.state_scale`; `compact://?hot=N` keeps N values unpacked, default 5000) "
     "or `rocksdb://` for large state.",
     "data_dir": "Directory for Faust's local data (RocksDB files, worker state).",
