@@ -153,7 +153,7 @@ async def read_into_tables(
     applied: dict[TP, int] = {}
     count = 0
     waited = applying = 0.0  # seconds in getmany (fetch waits and record parsing) and in the stores
-    written_without_log: set[Any] = set()
+    written_without_log: dict[Any, Any] = {}  # database -> its store
     try:
         pending = {TopicPartition(tp.topic, tp.partition): tp for tp in starts}
         consumer.assign(list(pending))
@@ -173,9 +173,13 @@ async def read_into_tables(
                 # Tansu can report a partition's end as its last batch's start + 1, so the
                 # records read may go past the highwater; Faust refuses a start offset past it.
                 done = min(records[-1].offset, highwaters[tp])
-                store = _apply(tables[tp], tp, records, done)
-                if store is not None:
-                    written_without_log.add(store)
+                table_store = cast(Any, tables[tp]).data
+                db = _apply(tables[tp], tp, records, done)
+                if db is not None and db not in written_without_log:
+                    written_without_log[db] = table_store
+                    # Bulk-load memtables: a fetch's write batch (up to 16 MB) fills a 16 MB memtable,
+                    # and with two of them each write waited for the previous flush.
+                    db.set_options(write_buffer_options(BULK_WRITE_BUFFER_BYTES, BULK_WRITE_BUFFERS))
                 applied[tp] = done
                 count += len(records)
                 RECOVERY_BULK_RECORDS.labels(tp.topic).inc(len(records))
@@ -187,8 +191,10 @@ async def read_into_tables(
     finally:
         await consumer.stop()
         flush_began = time.monotonic()
-        for db in written_without_log:
+        for db, store in written_without_log.items():
             db.flush(True)
+            db.set_options(write_buffer_options(store.rocksdb_options.write_buffer_size,
+                                                store.rocksdb_options.max_write_buffer_number))
         log.info("bulk recovery: %.1f s in fetches, %.1f s applying, %.1f s flushing",
                  waited, applying, time.monotonic() - flush_began)
     return applied, count
@@ -234,6 +240,16 @@ def _json_values(table: CollectionT) -> bool:
     """Whether the table's changelog values are plain JSON values (no model type to rebuild)."""
     schema = table.changelog_topic.schema
     return schema.value_type is None and schema.value_serializer == "json"
+
+
+#: Memtables of a database while the bulk read writes it (its own settings are restored after).
+BULK_WRITE_BUFFER_BYTES = 32 * 1024 * 1024
+BULK_WRITE_BUFFERS = 4
+
+
+def write_buffer_options(size: int, number: int) -> dict[str, str]:
+    """RocksDB's dynamic memtable options (``Rdict.set_options``)."""
+    return {"write_buffer_size": str(size), "max_write_buffer_number": str(number)}
 
 
 #: Writes that skip RocksDB's write-ahead log (bulk loads that flush when done).
