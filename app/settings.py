@@ -89,7 +89,7 @@ class Settings:
     identity_batch_seconds: float = 0.01
     profiles_batch_size: int = 500
     profiles_batch_seconds: float = 0.01
-    profiles_tick_limit: int = 250
+    profiles_tick_limit: int = 20
     recovery_bulk_min_records: int = 10_000
     rocksdb_block_cache_mb: int = 64
     rocksdb_write_buffer_mb: int = 16
