@@ -11,6 +11,8 @@ partitioner, each value after its tick-index key: tables/due_index.py), then sta
   every changelog partition into the table);
 * **RSS per profile**: worker RSS when ready minus the RSS of a worker with an empty
   table (measured in the same run), divided by the number of profiles;
+* **RSS per profile at work**: the same, read 15 s after 300 new events were sent to the
+  recovered worker (its first ticks have run, the stored sessions start closing);
 * **disk per profile** (``rocksdb://``): size of the worker's data directory / profiles;
 * **restart to ready** (``rocksdb://`` only): a second worker on the same data directory,
   which reads only what its local RocksDB does not already hold.
@@ -187,6 +189,10 @@ def dir_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20 if path.exists() else 0.0
 
 
+#: Seconds a recovered worker runs with traffic before its RSS "at work" is read (three ticks).
+WORKING_SECONDS = 15.0
+
+
 def start_and_time(
     name: str, env: dict[str, str], run_dir: Path, timeout: float = 120.0
 ) -> tuple[ManagedProcess, float, float]:
@@ -224,7 +230,14 @@ def measure_store(store: str, cfg: ScaleConfig, stack: EmbeddedStack, templates:
     # Generous: start-up plus 1,000 values/s (a third of what recovery measured).
     limit = 120.0 + sent / 1000
     worker, ready_s, rss = start_and_time(f"{tag}-recover", env, cfg.run_dir, limit)
-    worker.stop()
+    try:
+        # At work: traffic applied, the first ticks run (which build a store's in-memory tick index and,
+        # every template being overdue, start closing sessions), the LRU of compact:// filling.
+        first = first_traffic(cfg, stack, settings, worker, rss)
+        time.sleep(WORKING_SECONDS)
+        rss_working = rss_mb(worker.proc.pid)
+    finally:
+        worker.stop()
     result: dict[str, Any] = {
         "store": f"{store}://",
         "profiles": sent,
@@ -235,6 +248,9 @@ def measure_store(store: str, cfg: ScaleConfig, stack: EmbeddedStack, templates:
         "rss_mb": round(rss, 1),
         "baseline_rss_mb": round(baseline_rss, 1),
         "rss_bytes_per_profile": round((rss - baseline_rss) * 2**20 / sent),
+        "half_of_traffic_applied_s": None if first.half_applied_s is None else round(first.half_applied_s, 1),
+        f"rss_mb_{WORKING_SECONDS:g}_s_after_traffic": round(rss_working, 1),
+        "rss_bytes_per_profile_at_work": round((rss_working - baseline_rss) * 2**20 / sent),
     }
     if store == "rocksdb":
         disk = dir_mb(data_dir)
@@ -336,6 +352,43 @@ def trickle_latency(buckets: list[tuple[float, float]]) -> dict[str, Any]:
     }
 
 
+class FirstTraffic(NamedTuple):
+    port: int
+    sent: int
+    later: list[tuple[str, bytes, bytes]]  # more of the same simulator traffic, for a trickle
+    half_applied_s: float | None
+    peak_rss_mb: float
+    unanswered: int  # metric scrapes the worker did not answer in 2 s (its event loop held)
+
+
+def first_traffic(cfg: ScaleConfig, stack: EmbeddedStack, settings: Settings, worker: ManagedProcess,
+                  rss: float) -> FirstTraffic:
+    """Send 300 clickstream events of a few new customers to a ready worker; wait until half are applied."""
+    wanted = 300 + int(cfg.observe_s * cfg.trickle_rate)  # 20 customers' day is about 300 events
+    sim = SimConfig(seed=cfg.seed + 1, customers=20 * (1 + wanted // 250), days=1, end=SIM_END).check()
+    clicks = [(settings.topics.clickstream, r.key, r.value) for r in iter_records(sim)
+              if r.topic == sim.topics.clickstream]
+    traffic, later = clicks[:300], clicks[300:]
+    asyncio.run(produce(stack.bootstrap, traffic))
+    sent_at, peak = time.monotonic(), rss
+    argv = [str(a) for a in cast(list[Any], worker.proc.args)]
+    port = int(argv[argv.index("--web-port") + 1])
+    processed_s = None
+    unanswered = 0
+    while time.monotonic() - sent_at < 1_200:
+        peak = max(peak, rss_mb(worker.proc.pid))
+        try:
+            applied = sum(metric_totals([port], ["persona_end_to_end_seconds_count"]).values())
+        except OSError:  # socket timeouts and refused connections alike
+            unanswered += 1
+            continue
+        if applied >= len(traffic) * 0.5:
+            processed_s = time.monotonic() - sent_at
+            break
+        time.sleep(1.0)
+    return FirstTraffic(port, len(traffic), later, processed_s, peak, unanswered)
+
+
 def measure_direct_rocksdb(cfg: ScaleConfig, stack: EmbeddedStack, templates: list[dict[str, Any]],
                            redis_db: int) -> dict[str, Any]:
     """``rocksdb://`` with ``cfg.profiles`` values on local disk: restart to ready, RSS, then a little traffic.
@@ -360,28 +413,8 @@ def measure_direct_rocksdb(cfg: ScaleConfig, stack: EmbeddedStack, templates: li
     disk = dir_mb(data_dir)
     worker, ready_s, rss = start_and_time(f"{tag}-restart", env, cfg.run_dir, 600.0)
     try:
-        wanted = 300 + int(cfg.observe_s * cfg.trickle_rate)  # 20 customers' day is about 300 events
-        sim = SimConfig(seed=cfg.seed + 1, customers=20 * (1 + wanted // 250), days=1, end=SIM_END).check()
-        clicks = [(settings.topics.clickstream, r.key, r.value) for r in iter_records(sim)
-                  if r.topic == sim.topics.clickstream]
-        traffic, later = clicks[:300], clicks[300:]
-        asyncio.run(produce(stack.bootstrap, traffic))
-        sent_at, peak = time.monotonic(), rss
-        argv = [str(a) for a in cast(list[Any], worker.proc.args)]
-        port = int(argv[argv.index("--web-port") + 1])
-        processed_s = None
-        unanswered = 0  # metric scrapes the worker did not answer in 2 s (its event loop held)
-        while time.monotonic() - sent_at < 1_200:
-            peak = max(peak, rss_mb(worker.proc.pid))
-            try:
-                applied = sum(metric_totals([port], ["persona_end_to_end_seconds_count"]).values())
-            except OSError:  # socket timeouts and refused connections alike
-                unanswered += 1
-                continue
-            if applied >= len(traffic) * 0.5:
-                processed_s = time.monotonic() - sent_at
-                break
-            time.sleep(1.0)
+        first = first_traffic(cfg, stack, settings, worker, rss)
+        port, later, peak, unanswered = first.port, first.later, first.peak_rss_mb, first.unanswered
         e2e_before = end_to_end_buckets(port)
         observed = asyncio.run(trickle(stack.bootstrap, later, cfg.trickle_rate, max(3.0, cfg.observe_s),
                                        worker.proc.pid))
@@ -408,8 +441,8 @@ def measure_direct_rocksdb(cfg: ScaleConfig, stack: EmbeddedStack, templates: li
         "baseline_rss_mb": round(baseline_rss, 1),
         "restart_to_ready_s": round(ready_s, 1),
         "restart_rss_mb": round(rss, 1),
-        "traffic_events": len(traffic),
-        "half_of_traffic_applied_s": None if processed_s is None else round(processed_s, 1),
+        "traffic_events": first.sent,
+        "half_of_traffic_applied_s": None if first.half_applied_s is None else round(first.half_applied_s, 1),
         "peak_rss_mb_with_traffic": round(peak, 1),
         "observed_s_after_half_applied": max(3.0, cfg.observe_s),
         "sessions_closed_when_observed": None if sessions_closed is None else int(sessions_closed),
