@@ -1,6 +1,7 @@
 """Stage 1, ingest: validate every input record, dead-letter the bad ones, apply the good ones.
 
 clickstream ──► validate ──► activity table (per anonymous id) ──► Redis (with profile_id)
+                   ├──────► <app_id>-profile-events (every applied event, one pack per partition per batch)
                    ├──────► <app_id>-identity-input (only what is new identity information)
                    └──────► dead-letters (original bytes + reason)
 crm-profiles ──► validate ──► <app_id>-identity-input / dead-letters
@@ -36,6 +37,7 @@ from app.faust_app import (
     settings,
     validator,
 )
+from app.kafka_transport import key_partition
 from app.lifecycle import redis_sink
 from app.metrics import (
     DEAD_LETTERS,
@@ -46,7 +48,7 @@ from app.metrics import (
     STAGE_SECONDS,
 )
 from app.validation import Event, Rejection, parse_timestamp
-from tables import activity, profile, serving
+from tables import activity, profile, profile_pack, serving
 from tables.definitions import activity_table, alias_table
 from tables.hooks import State
 from tables.identity.hashing import profile_id_for
@@ -55,6 +57,7 @@ from tables.identity.stream import forward_decision, observation_to_dict
 
 CLICKSTREAM = settings.topics.clickstream
 CRM = settings.topics.crm_profiles
+PROFILE_EVENTS = settings.profile_events_topic
 # Label children looked up once: ``labels()`` validates and locks on every call.
 INGEST_LAG = EVENT_LAG_SECONDS.labels(CLICKSTREAM)
 INGEST_SECONDS = STAGE_SECONDS.labels("ingest")
@@ -83,6 +86,7 @@ async def ingest_batch(records: Sequence[EventT]) -> None:
     pending: dict[str, tuple[State, int]] = {}  # key -> (newest state, its source partition)
     served: dict[str, tuple[State, str]] = {}  # key -> (state, profile_id) to put into Redis
     identity_acks: list[Awaitable[Any]] = []
+    to_profiles: list[tuple[str, bytes]] = []  # (profile_id, its profile-events record) in offset order
     processed: Counter[str] = Counter()
     duplicates: Counter[str] = Counter()
     last_offsets: dict[int, tuple[int, int]] = {}  # partition -> (last offset, records)
@@ -100,9 +104,8 @@ async def ingest_batch(records: Sequence[EventT]) -> None:
             if outcome == "replayed":
                 # The state may be in the changelog while the forward to the profiles stage was
                 # lost in the crash: forward again; that stage drops repeated event ids.
-                await forward_to_profiles(
-                    result, current_profile(resolver.observe_event(result.data)), message.timestamp
-                )
+                profile_id = current_profile(resolver.observe_event(result.data))
+                to_profiles.append((profile_id, profile_record(result, profile_id, message.timestamp)))
                 duplicates["offset"] += 1
             elif outcome == "applied":
                 obs = resolver.observe_event(result.data)
@@ -114,12 +117,13 @@ async def ingest_batch(records: Sequence[EventT]) -> None:
                 processed[result.type] += 1
                 profile_id = current_profile(obs)
                 served[key] = (state, profile_id)
-                await forward_to_profiles(result, profile_id, message.timestamp)
+                to_profiles.append((profile_id, profile_record(result, profile_id, message.timestamp)))
             else:
                 pending[key] = (state, message.partition)
                 duplicates["event_id"] += 1
         _, count = last_offsets.get(message.partition, (0, 0))
         last_offsets[message.partition] = (message.offset, count + 1)
+    await forward_to_profiles(to_profiles)
     # The activity state remembers what was forwarded to identity: write it only once the
     # broker has every forward (a crash before this point forwards them again).
     await asyncio.gather(*identity_acks)
@@ -186,15 +190,34 @@ def crm_time(data: dict[str, Any], received: float) -> float:
     return parsed if parsed is not None else received
 
 
-async def forward_to_profiles(event: Event, profile_id: str, produced_at: float) -> None:
-    """Send a valid event, stamped with its profile, to the profiles stage (keyed by profile).
+def profile_record(event: Event, profile_id: str, produced_at: float) -> bytes:
+    """A valid event stamped with its profile: the profiles stage's record of it.
 
     ``produced_at`` is the clickstream record's Kafka timestamp: the profiles stage measures
     the end-to-end latency from it.
     """
-    envelope = {"profile_id": profile_id, "ts": event.ts, "event": event.data, "produced_at": produced_at}
-    delivery = await profile_events_topic.send(key=profile_id.encode(), value=orjson.dumps(envelope))
-    activity_table.hold_watermark_for(delivery)
+    return orjson.dumps({"profile_id": profile_id, "ts": event.ts, "event": event.data, "produced_at": produced_at})
+
+
+async def forward_to_profiles(records: Sequence[tuple[str, bytes]]) -> None:
+    """Send a batch's ``(profile_id, record)`` to the profiles stage: packs, one per partition
+    (tables/profile_pack.py), each where its profiles' keys hash to, the records in their order.
+
+    A profile-events record per event cost a produce and a consume per event; a pack costs
+    them once per partition per batch. Every pack holds the watermark until acknowledged.
+    """
+    by_partition: dict[int, list[bytes]] = {}
+    partition_of: dict[str, int] = {}
+    for profile_id, record in records:
+        partition = partition_of.get(profile_id)
+        if partition is None:
+            partition = await key_partition(faust_app.producer, PROFILE_EVENTS, profile_id.encode())
+            partition_of[profile_id] = partition
+        by_partition.setdefault(partition, []).append(record)
+    for partition, values in by_partition.items():
+        for value in profile_pack.pack(values, max_events=settings.profiles_pack_events):
+            delivery = await profile_events_topic.send(key=b"pack", value=value, partition=partition)
+            activity_table.hold_watermark_for(delivery)
 
 
 async def forward_event(obs: Observation, partition: int) -> Awaitable[Any]:

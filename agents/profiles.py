@@ -10,6 +10,9 @@ identity-changes ──► profiles-identity ──► merge_out / split records
 merge_out at B ──► merge_in at A (B's state) ──► B becomes a tombstone {"merged_into": A}
 identity stage (CRM records) ──► traits records (age band, city, state, country)
 
+Ingest sends events in packs, one record per partition per batch (tables/profile_pack.py); each
+event of a pack is applied as its own record, at its own position.
+
 Ticks travel through the same partition as the events, so closing sessions happens in
 stream order, inside the stream (where table writes reach the right changelog partition).
 Merges travel the same way: the partition that owns a state is the only one that reads or
@@ -84,18 +87,21 @@ async def update_profiles(stream: StreamT) -> None:
     # batch instead of once per event. Faust acks a batch's offsets after this body returns.
     batches = cast(Stream, stream).take_events(settings.profiles_batch_size, within=settings.profiles_batch_seconds)
     async for records in batches:
-        await apply_batch(records)
+        # Packs carry many events each: fold at most a batch size of events at a time.
+        while records:
+            records = records[await apply_batch(records):]
 
 
-async def apply_batch(records: Sequence[EventT]) -> None:
-    """Fold a batch (tables/profile_batch.py) and carry it out: handovers acknowledged, then the
-    states written once each, the outputs sent (each holding the watermark), the watermark, Redis."""
+async def apply_batch(records: Sequence[EventT]) -> int:
+    """Fold the first records of ``records`` (tables/profile_batch.py, at most a batch size of events)
+    and carry them out: handovers acknowledged, then the states written once each, the outputs sent
+    (each holding the watermark), the watermark, Redis. Returns how many records it took."""
     started = time.perf_counter()
     if memory.sorted_index is None and isinstance(profiles_table.data, RocksDBStore):
         memory.sorted_index = profiles_table.data  # ticks read its due keys in order, nothing in memory
     batch = profile_batch.fold(
         [profile_batch.Record(r.message.topic, r.message.partition, r.message.offset, r.value) for r in records],
-        profiles_table, memory, wall=time.time(),
+        profiles_table, memory, wall=time.time(), max_folded=settings.profiles_batch_size,
     )
     # A state that records a handover (a tombstone, a split) is written only once the broker
     # has the handover: a crash before this point replays the records, which send it again.
@@ -133,11 +139,13 @@ async def apply_batch(records: Sequence[EventT]) -> None:
     done = time.time()
     for produced in batch.produced_at:
         END_TO_END_SECONDS.observe(max(0.0, done - produced))
-    # One observation per record, not per batch: the histogram's count is read as the records
-    # this stage has applied (bench/throughput.py waits on it to know the pipeline is done).
-    per_record = (time.perf_counter() - started) / len(records)
-    for _ in records:
+    # One observation per record (each event of a pack), not per batch: the histogram's count is
+    # read as the records this stage has applied (bench/throughput.py waits on it to know the
+    # pipeline is done).
+    per_record = (time.perf_counter() - started) / max(1, batch.folded)
+    for _ in range(batch.folded):
         PROFILES_SECONDS.observe(per_record)
+    return batch.records
 
 
 def count_output(kind: str, doc: dict[str, Any]) -> None:

@@ -43,3 +43,15 @@ class Transport(faust_aiokafka.Transport):
 
     Consumer: ClassVar[Any] = Consumer
 
+
+
+async def key_partition(producer: Any, topic: str, key: bytes) -> int:
+    """The partition ``producer.send(topic, key=key)`` would pick: its own partitioner, on its metadata.
+
+    For records sent to an explicit partition that must land where their key's records do
+    (ingest's packs of profile-events records, tables/profile_pack.py). ``producer`` is Faust's
+    aiokafka ``Producer``; ``partitions_for`` loads the topic's metadata the first time, as a
+    send would.
+    """
+    await producer._ensure_producer().partitions_for(topic)
+    return int(producer.key_partition(topic, key).partition)

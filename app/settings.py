@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from app.errors import ConfigError
+from tables.profile_pack import STRIDE as PACK_STRIDE
 
 DEV_HMAC_SECRET = "persona-dev-secret-change-me"
 
@@ -90,6 +91,7 @@ class Settings:
     profiles_batch_size: int = 500
     profiles_batch_seconds: float = 0.01
     profiles_tick_limit: int = 20
+    profiles_pack_events: int = PACK_STRIDE
     recovery_bulk_min_records: int = 10_000
     rocksdb_block_cache_mb: int = 64
     rocksdb_write_buffer_mb: int = 16
@@ -143,6 +145,8 @@ class Settings:
                 raise ConfigError(f"{_env_name(f'{stage}_batch_seconds')} must be positive")
         if self.profiles_tick_limit < 1:
             raise ConfigError("PERSONA_PROFILES_TICK_LIMIT must be at least 1")
+        if not 1 <= self.profiles_pack_events <= PACK_STRIDE:
+            raise ConfigError(f"PERSONA_PROFILES_PACK_EVENTS must be within 1..{PACK_STRIDE}")
         if self.recovery_bulk_min_records < 0:
             raise ConfigError("PERSONA_RECOVERY_BULK_MIN_RECORDS must be 0 (off) or positive")
         for name in ("rocksdb_block_cache_mb", "rocksdb_write_buffer_mb"):
@@ -273,13 +277,19 @@ SETTINGS_DOC: dict[str, str] = {
     ),
     "identity_batch_seconds": "Longest the identity stage and ingest-crm wait to fill a batch.",
     "profiles_batch_size": (
-        "Most profile-events records the profiles stage takes as one batch (one table write per profile)."
+        "Most profile-events records the profiles stage takes as one batch (one table write per profile); each "
+        "event of a pack counts."
     ),
     "profiles_batch_seconds": "Longest the profiles stage waits to fill a batch: the latency a quiet stream pays.",
     "profiles_tick_limit": (
         "Most profiles one tick (every 5 s) closes sessions or fires timed rules for, per partition. A tick that "
         "reaches it sends the next tick at once, so a backlog (much of the table due after an outage) drains a "
         "limit at a time between the events: bounds the pause and the memory of one tick."
+    ),
+    "profiles_pack_events": (
+        "Most events ingest packs into one profile-events record (tables.profile_pack): the events of a batch "
+        "that go to one partition travel as one Kafka record, so the profiles stage consumes one record, not "
+        "one per event. 1 sends a record per event."
     ),
     "recovery_bulk_min_records": (
         "A worker taking over a changelog partition with at least this many records to read reads it with a "

@@ -50,6 +50,7 @@ from tables import cluster_stage, profile_identity, profile_stage, sessions
 from tables.due_index import DUE_PREFIX, DueKeySource, due_key, indexed_key, is_index_key, parse_due_key
 from tables.exact import is_watermark_key
 from tables.hooks import State
+from tables.profile_pack import position
 from tables.quality import QualityMonitor
 from tables.timer_queue import TimerQueue
 
@@ -63,6 +64,16 @@ class Record(NamedTuple):
     partition: int
     offset: int
     value: bytes
+
+
+class At(NamedTuple):
+    """Where one record (or one item of a pack) stands in its partition (tables/profile_pack.py)."""
+
+    partition: int
+    #: Its source position: what states compare to skip what they already reflect.
+    position: int
+    #: ``topic:partition:offset[:item]``: names the input in the ids of the changes it causes.
+    basis: str
 
 
 @dataclass
@@ -126,27 +137,55 @@ class Batch:
     #: agent sends the next tick at once. A backlog (after an outage) then drains at the pace of the
     #: event loop, a limit at a time between the events, instead of one limit per tick interval.
     ticks_to_follow: set[int] = field(default_factory=set)
+    #: Records folded, each item of a pack counted (ticks and rejected records included).
+    folded: int = 0
+    #: Kafka records the fold took (a pack counts one).
+    records: int = 0
     #: When the clickstream record of each event the batch applied was produced (epoch seconds;
     #: ``produced_at`` of the envelope), for the end-to-end latency.
     produced_at: list[float] = field(default_factory=list)
 
 
-def fold(records: Iterable[Record], table: Mapping[str, Any], memory: StageMemory, wall: float) -> Batch:
+def fold(
+    records: Iterable[Record], table: Mapping[str, Any], memory: StageMemory, wall: float,
+    max_folded: int | None = None,
+) -> Batch:
     """Apply ``records`` in offset order on top of ``table`` (only read); return what the batch does.
 
     ``wall`` is the wall-clock time of the batch: stream time before any event of a
     partition was seen, and the idle advance of stream time (:class:`~tables.profile_stage.StreamClock`).
+    With ``max_folded``, the fold stops after the record that brings :attr:`Batch.folded` to it
+    (a pack is never cut): :attr:`Batch.records` says how many of ``records`` it took, and the
+    agent folds the rest as the next batch. A backlog of packs then holds the event loop for
+    ``max_folded`` events at a time, not for every event of the records Faust handed over.
     """
     folder = _Folder(table, memory, wall)
     for index, record in enumerate(records):
+        if max_folded is not None and folder.batch.folded >= max_folded:
+            break
+        # Only this application writes the topic, so a record that fails is a bug or a foreign
+        # producer: the agent dead-letters it (the whole record, its reason naming the item of a
+        # pack) and the partition goes on.
+        where = f"{record.topic}:{record.partition}:{record.offset}"
         try:
-            folder.apply(record)
+            envelope = orjson.loads(record.value)
+            items = envelope.get("events") if isinstance(envelope, dict) else None
+            if not isinstance(items, list):  # one record, not a pack
+                items = None
+                folder.apply(envelope, At(record.partition, position(record.offset), where))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            # Only this application writes the topic, so this is a bug or a foreign producer:
-            # the agent dead-letters the record and the partition goes on.
             folder.batch.rejected.append((index, f"not a valid profile-events record: {exc!r}"))
+            items = None
+        for item_index, item in enumerate(items or ()):
+            try:
+                at = At(record.partition, position(record.offset, item_index), f"{where}:{item_index}")
+                folder.apply(item, at)
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                folder.batch.rejected.append((index, f"events[{item_index}] is not a valid record: {exc!r}"))
+        folder.batch.folded += len(items) if items else 1
         _, count = folder.batch.last_offsets.get(record.partition, (0, 0))
         folder.batch.last_offsets[record.partition] = (record.offset, count + 1)
+        folder.batch.records += 1
     return folder.batch
 
 
@@ -297,14 +336,13 @@ class _Folder:
             # Keyed by the profile the change is about: a merge also emits the absorbed one's exits.
             add(("segment_changes", str(change["profile_id"]), change))
 
-    def apply(self, record: Record) -> None:
-        envelope = orjson.loads(record.value)
+    def apply(self, envelope: dict[str, Any], at: At) -> None:
         if "tick" in envelope:
-            self.tick(record.partition, float(envelope["tick"]))
+            self.tick(at.partition, float(envelope["tick"]))
             return
         profile_id = str(envelope["profile_id"])
         value = self.get(profile_id)
-        partition, offset = record.partition, record.offset
+        partition, offset = at.partition, at.position
         if "merge_out" in envelope:
             payload = envelope["merge_out"]
             tombstone, handover = profile_identity.merge_out(value, payload, profile_id, offset, partition)
@@ -317,38 +355,38 @@ class _Folder:
             if revived is not None:
                 self.put(profile_id, revived, partition, self.stream_now(partition, None))
         elif profile_identity.is_tombstone(value):
-            self.redirect(profile_id, value, envelope, record)
+            self.redirect(profile_id, value, envelope, at)
         elif "merge_in" in envelope:
-            self.merge_in(profile_id, value, envelope["merge_in"], record)
+            self.merge_in(profile_id, value, envelope["merge_in"], at)
         elif "split" in envelope:
             self.split(profile_id, value, envelope["split"], partition)
         elif "traits" in envelope:
             value = profile_identity.traits(value, envelope["traits"], float(envelope["ts"]), partition)
             self.put(profile_id, value, partition, self.stream_now(partition, value))
         else:
-            self.event(profile_id, value, envelope, record)
+            self.event(profile_id, value, envelope, at)
 
-    def redirect(self, profile_id: str, tombstone: State, envelope: dict[str, Any], record: Record) -> None:
+    def redirect(self, profile_id: str, tombstone: State, envelope: dict[str, Any], at: At) -> None:
         """A record for an absorbed profile goes on to its survivor (events ingest stamped before the
         alias update reached it, merge_in of a chain)."""
-        moved = profile_identity.redirect(tombstone, envelope, record.offset)
+        moved = profile_identity.redirect(tombstone, envelope, at.position)
         if moved is None:
             self.batch.duplicates["offset"] += 1
             return
         tombstone, forward = moved
         self.batch.handovers.append(forward)
         self.batch.redirects[profile_identity.merge_cause(tombstone)] += 1
-        self.put(profile_id, tombstone, record.partition, serve_at=None)
+        self.put(profile_id, tombstone, at.partition, serve_at=None)
 
-    def merge_in(self, profile_id: str, value: Any, payload: dict[str, Any], record: Record) -> None:
-        now = self.stream_now(record.partition, payload.get("state") or value)
+    def merge_in(self, profile_id: str, value: Any, payload: dict[str, Any], at: At) -> None:
+        now = self.stream_now(at.partition, payload.get("state") or value)
         value, outputs, outcome = profile_identity.merge_in(
-            value, payload, record.offset, record.partition, profile_id, now
+            value, payload, at.position, at.partition, profile_id, now
         )
         if outcome != "merged":
             self.batch.duplicates["offset" if outcome == "replayed" else "change_id"] += 1
             return
-        self.put(profile_id, value, record.partition, now)
+        self.put(profile_id, value, at.partition, now)
         self.emit(profile_id, outputs, value)
         if not payload.get("split"):
             # The one clusters stage moves the absorbed profile's cluster membership (idempotent there).
@@ -365,21 +403,20 @@ class _Folder:
         self.put(profile_id, kept, partition, now)
         self.emit(profile_id, outputs, kept)
 
-    def event(self, profile_id: str, value: Any, envelope: dict[str, Any], record: Record) -> None:
+    def event(self, profile_id: str, value: Any, envelope: dict[str, Any], at: At) -> None:
         doc = envelope["event"]
         event = Event(doc, doc["type"], doc["event_id"], doc["anonymous_id"], float(envelope["ts"]))
-        self.memory.clock.observe(record.partition, event.ts, self.wall)
-        replayed = record.offset <= ((value or {}).get("profile") or {}).get("offset", -1)
+        self.memory.clock.observe(at.partition, event.ts, self.wall)
+        replayed = at.position <= ((value or {}).get("profile") or {}).get("offset", -1)
         value, outputs = profile_stage.apply_event(
-            value, event, record.offset, record.partition, profile_id,
-            monitor=self.memory.monitor, basis=f"{record.topic}:{record.partition}:{record.offset}",
+            value, event, at.position, at.partition, profile_id, monitor=self.memory.monitor, basis=at.basis,
         )
         if outputs.late_events:
             self.batch.late_events["redirected" if "redirected_from" in envelope else "direct"] += 1
         produced = envelope.get("produced_at")
         if isinstance(produced, int | float) and not replayed:
             self.batch.produced_at.append(float(produced))
-        self.put(profile_id, value, record.partition, event.ts)
+        self.put(profile_id, value, at.partition, event.ts)
         self.emit(profile_id, outputs, value)
 
     def tick(self, partition: int, wall: float) -> None:

@@ -10,6 +10,7 @@ import orjson
 from tables import profile_stage
 from tables.due_index import due_key, indexed_key, is_index_key, sorted_due_keys
 from tables.profile_batch import Batch, Record, StageMemory, fold, tick_due_at
+from tables.profile_pack import pack, position
 from tables.sessions import ev
 
 TOPIC = "persona-stream-profile-events"
@@ -87,7 +88,7 @@ def test_a_batch_gives_the_state_and_outputs_of_its_records_applied_one_by_one()
     assert summaries == [("p-a", "ses-a1"), ("p-c", "ses-c1"), ("p-a", "ses-b1")]  # a tick goes in id order
     assert table["p-a"]["merges"] == ["c1"] and table["p-a"]["profile"]["traits"]["city"] == "Leeds"
     assert table["p-a"]["profile"]["events"] == 4  # a1, a2, a3 once, b1
-    assert table["p-c"]["merged_into"] == "p-a" and table["p-c"]["offset"] == 17
+    assert table["p-c"]["merged_into"] == "p-a" and table["p-c"]["offset"] == position(17)
     assert [(h["profile_id"], "merge_in" in h, h.get("redirected_from")) for h in batch.handovers] == [
         ("p-a", True, None), ("p-a", False, "p-c")
     ]
@@ -219,6 +220,63 @@ def test_an_invalid_record_is_rejected_and_the_rest_of_the_batch_applied() -> No
     assert batch.last_offsets == {0: (32, 3)}
 
 
+def packed(offset: int, records: list[Record], partition: int = 0) -> Record:
+    """The records' values carried by one pack (tables/profile_pack.py), as ingest sends them."""
+    (value,) = pack([r.value for r in records])
+    return Record(TOPIC, partition, offset, value)
+
+
+def without_ids(outputs: list[tuple[str, str, dict[str, Any]]]) -> list[tuple[str, str, dict[str, Any]]]:
+    """Outputs without the fields that name the input position (a pack's items have their own)."""
+    return [(kind, key, {k: v for k, v in doc.items() if k not in ("change_id", "basis")})
+            for kind, key, doc in outputs]
+
+
+def pack_events() -> list[Record]:
+    return [
+        event(40, "p-a", "a1", 1000.0),
+        event(41, "p-d", "d1", 1001.0, "add_to_cart"),
+        event(42, "p-a", "a2", 1010.0, "product_view"),
+        event(43, "p-a", "a2", 1010.0, "product_view"),  # a publisher retry: counted once
+        event(44, "p-d", "d2", 1020.0, "purchase"),
+    ]
+
+
+def test_a_pack_gives_the_states_and_outputs_of_its_events_sent_one_record_each() -> None:
+    singles = fold(pack_events(), {}, StageMemory(), WALL)
+    one = fold([packed(40, pack_events())], {}, StageMemory(), WALL)
+
+    def counts(batch: Batch) -> dict[str, Any]:
+        return {pid: (v["profile"]["events"], v["sessions"]["open"]) for pid, (v, _) in batch.pending.items()}
+
+    assert counts(one) == counts(singles) and set(one.pending) == {"p-a", "p-d"}
+    assert without_ids(one.outputs) == without_ids(singles.outputs) and one.outputs
+    assert one.folded == singles.folded == 5 and one.last_offsets == {0: (40, 1)}
+    assert one.duplicates == singles.duplicates
+    # Each item has its own position, after every position of the records before it.
+    assert one.pending["p-d"][0]["profile"]["offset"] == position(40, 4)
+
+
+def test_a_replayed_pack_applies_none_of_its_events_again() -> None:
+    table: dict[str, Any] = {}
+    first = fold([packed(40, pack_events())], table, StageMemory(), WALL)
+    write(table, first)
+    written = dict(table)
+    replay = fold([packed(40, pack_events())], table, StageMemory(), WALL)
+    write(table, replay)
+    assert table == written and replay.outputs == [] and replay.produced_at == []
+    later = fold([packed(41, [event(45, "p-a", "a9", 1030.0)])], table, StageMemory(), WALL)
+    assert later.pending["p-a"][0]["profile"]["events"] == 3  # the next pack still applies
+
+
+def test_a_bad_item_of_a_pack_is_rejected_and_the_pack_s_other_events_applied() -> None:
+    bad = Record(TOPIC, 0, 0, orjson.dumps({"no_profile_id": 1}))
+    batch = fold([packed(50, [event(0, "p-a", "a1", 1000.0), bad, event(0, "p-a", "a2", 1001.0)])],
+                 {}, StageMemory(), WALL)
+    assert [(index, reason.split(" ")[0]) for index, reason in batch.rejected] == [(0, "events[1]")]
+    assert batch.pending["p-a"][0]["profile"]["events"] == 2
+
+
 def test_each_applied_event_reports_when_its_clickstream_record_was_produced() -> None:
     table = initial_table()
     stamped = record(30, {"profile_id": "p-a", "ts": 1000.0, "event": ev("e1", 1000.0).data, "produced_at": 77.5})
@@ -309,3 +367,11 @@ def test_a_due_key_the_value_no_longer_calls_for_is_deleted_and_the_right_one_wr
     assert due_key(0, 2000.0, "p-c") not in table and right in table
     batch = fold([record(23, {"tick": WALL + 2100.0})], table, restarted, WALL)  # stream time 3100
     assert closed_sessions(batch) == ["p-c"]
+
+
+def test_a_fold_with_an_event_limit_stops_after_the_record_that_reaches_it() -> None:
+    records = [packed(60, pack_events()[:3]), packed(61, pack_events()[3:]), event(62, "p-e", "e1", 1000.0)]
+    first = fold(records, {}, StageMemory(), WALL, max_folded=2)  # the first pack alone is 3 events: never cut
+    assert (first.records, first.folded, first.last_offsets) == (1, 3, {0: (60, 1)})
+    rest = fold(records[first.records:], {}, StageMemory(), WALL, max_folded=2)
+    assert (rest.records, rest.folded) == (1, 2)  # the second pack (2 events) reaches it: the event waits

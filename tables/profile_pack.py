@@ -1,0 +1,73 @@
+"""Packs: many profile-events records of one partition carried by one Kafka record.
+
+Ingest forwards every applied event to ``<app_id>-profile-events``. One Kafka record per
+event cost the pipeline a produce and a consume per event (a bare Faust agent alone costs
+about 90 µs of CPU per record consumed, docs/benchmarks.md); a *pack* carries every
+event of an ingest batch that goes to one partition::
+
+    {"events": [<record>, <record>, ...]}
+
+where each ``<record>`` is exactly the single-event record it replaces (``profile_id``,
+``ts``, ``event``, ``produced_at``). A pack is sent to the partition its records' keys
+hash to, so a profile's events and its control records (merges, splits, traits) still
+share one partition and one order.
+
+Exactness needs a position per event, not per Kafka record: every step of the profiles
+stage skips what its state already reflects by comparing source positions. The fold
+(tables/profile_batch.py) gives item ``i`` of the record at offset ``o`` the position
+``o * STRIDE + i`` and a record that is not a pack position ``o * STRIDE``, so positions
+order exactly as the records and their items do, and a replayed pack replays each of its
+events at its old position.
+
+Examples
+--------
+>>> position(7), position(7, 3), position(8) > position(7, STRIDE - 1)
+(7168, 7171, True)
+>>> import orjson
+>>> packs = pack([b'{"a":1}', b'{"b":2}', b'{"c":3}'], max_events=2)
+>>> packs
+[b'{"events":[{"a":1},{"b":2}]}', b'{"events":[{"c":3}]}']
+>>> [len(orjson.loads(p)["events"]) for p in packs]
+[2, 1]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+#: Positions per Kafka record: a pack holds at most this many events.
+STRIDE = 1024
+#: A pack stays well under the producer's default request size (1 MB) whatever its events'
+#: sizes (each clickstream record is at most ``PERSONA_MAX_RECORD_BYTES``, 64 KiB by default).
+MAX_PACK_BYTES = 512 * 1024
+
+_OPEN, _SEP, _CLOSE = b'{"events":[', b",", b"]}"
+
+
+def position(offset: int, index: int = 0) -> int:
+    """The source position of item ``index`` of the record at ``offset`` (``index`` 0 for a single record)."""
+    if not 0 <= index < STRIDE:
+        raise ValueError(f"pack index {index} outside 0..{STRIDE - 1}")
+    return offset * STRIDE + index
+
+
+def pack(records: Sequence[bytes], max_events: int = STRIDE, max_bytes: int = MAX_PACK_BYTES) -> list[bytes]:
+    """Join encoded single-event records into as few packs as ``max_events`` and ``max_bytes`` allow, in order.
+
+    A record larger than ``max_bytes`` on its own still gets a pack (of one): nothing is dropped.
+    """
+    if not 1 <= max_events <= STRIDE:
+        raise ValueError(f"max_events must be within 1..{STRIDE}, not {max_events}")
+    packs: list[bytes] = []
+    current: list[bytes] = []
+    size = len(_OPEN) + len(_CLOSE)
+    for record in records:
+        grown = size + len(record) + (len(_SEP) if current else 0)
+        if current and (len(current) >= max_events or grown > max_bytes):
+            packs.append(_OPEN + _SEP.join(current) + _CLOSE)
+            current, grown = [], len(_OPEN) + len(_CLOSE) + len(record)
+        current.append(record)
+        size = grown
+    if current:
+        packs.append(_OPEN + _SEP.join(current) + _CLOSE)
+    return packs
