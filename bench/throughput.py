@@ -135,6 +135,8 @@ TUNING_VARIANTS: dict[str, dict[str, str]] = {
     "PERSONA_PRODUCER_LINGER_SECONDS=0": {"PERSONA_PRODUCER_LINGER_SECONDS": "0"},
     "PERSONA_PRODUCER_LINGER_SECONDS=0.005": {"PERSONA_PRODUCER_LINGER_SECONDS": "0.005"},
     "PERSONA_INGEST_BATCH_SIZE=1": {"PERSONA_INGEST_BATCH_SIZE": "1"},
+    # A profile-events record per event, as before packs (tables/profile_pack.py).
+    "PERSONA_PROFILES_PACK_EVENTS=1": {"PERSONA_PROFILES_PACK_EVENTS": "1"},
     # One worker over as many partitions as pipeline_2w: what the partitions cost apart from the second worker.
     "PERSONA_TOPIC_PARTITIONS=2": {"PERSONA_TOPIC_PARTITIONS": "2"},
     "PERSONA_FETCH_MAX_WAIT_MS=10": {"PERSONA_FETCH_MAX_WAIT_MS": "10"},
