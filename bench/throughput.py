@@ -415,10 +415,18 @@ def stage_counts(families: Iterable[Any]) -> tuple[dict[str, float], dict[float,
 
     ``ingested``: clickstream records ingest has ended (processed, dead-lettered or
     duplicate: exactly one each); ``to_profiles``: those it sent on to the profiles stage;
-    ``profiles``: records the profiles stage applied (its timer ticks included, one per 5 s
-    per partition); ``to_identity`` / ``identity``: the same for the identity stage.
+    ``profiles``: the events the profiles stage applied (the count of the end-to-end
+    histogram, observed once per event applied); ``to_identity`` / ``identity``: the same for
+    the identity stage (its records handled).
+
+    The profiles stage's own record count (``persona_stage_seconds``) also counts its ticks
+    and control records, hundreds in a drain once ticks follow each other: counting those as
+    events ended the drain with events still queued, whose minute-old latencies then landed in
+    the probe's histogram. It is used only for a source tree without the end-to-end histogram.
     """
     counts = dict.fromkeys(("ingested", "to_profiles", "profiles", "to_identity", "identity"), 0.0)
+    profiles_records: float | None = None
+    profiles_events: float | None = None
     buckets: dict[float, float] = {}
     ingest_lag: dict[float, float] = {}
     for family in families:
@@ -434,12 +442,17 @@ def stage_counts(families: Iterable[Any]) -> tuple[dict[str, float], dict[float,
                         counts["to_profiles"] += value
             elif name == "persona_identity_forwarded_total" and not topic.endswith("crm-profiles"):
                 counts["to_identity"] += value
-            elif name == "persona_stage_seconds_count" and labels.get("stage") in ("identity", "profiles"):
-                counts[labels["stage"]] += value
+            elif name == "persona_stage_seconds_count" and labels.get("stage") == "identity":
+                counts["identity"] += value
+            elif name == "persona_stage_seconds_count" and labels.get("stage") == "profiles":
+                profiles_records = (profiles_records or 0.0) + value
+            elif name == "persona_end_to_end_seconds_count":
+                profiles_events = (profiles_events or 0.0) + value
             elif name in ("persona_end_to_end_seconds_bucket", "persona_event_lag_seconds_bucket"):
                 into = buckets if name == "persona_end_to_end_seconds_bucket" else ingest_lag
                 bound = float(labels["le"])
                 into[bound] = into.get(bound, 0.0) + value
+    counts["profiles"] = profiles_events if profiles_events is not None else (profiles_records or 0.0)
     return counts, buckets or ingest_lag
 
 
@@ -596,8 +609,9 @@ def run_pipeline_scenario(
             stalls = loop_stalls_of(probe_spy, timeline, cfg.probe_seconds)
             delta = histogram_delta(before, after)
             latency = {
-                "method": "worker histogram persona_event_lag_seconds (now minus Kafka timestamp after the table "
-                "update), differenced over the probe, histogram_quantile interpolation; excludes the Redis flush",
+                "method": "worker histogram persona_end_to_end_seconds (clickstream record's Kafka timestamp to "
+                "its event applied by the profiles stage, outputs sent), differenced over the probe, "
+                "histogram_quantile interpolation; persona_event_lag_seconds (ingest only) for a tree without it",
                 "rate": rate / 2,
                 "seconds": cfg.probe_seconds,
                 "events": int(delta[-1][1]) if delta else 0,
