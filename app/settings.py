@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from app.errors import ConfigError
-from tables.profile_pack import STRIDE as PACK_STRIDE
+from tables.positions import STRIDE as PACK_STRIDE
 
 DEV_HMAC_SECRET = "persona-dev-secret-change-me"
 

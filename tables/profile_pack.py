@@ -12,17 +12,12 @@ where each ``<record>`` is exactly the single-event record it replaces (``profil
 hash to, so a profile's events and its control records (merges, splits, traits) still
 share one partition and one order.
 
-Exactness needs a position per event, not per Kafka record: every step of the profiles
-stage skips what its state already reflects by comparing source positions. The fold
-(tables/profile_batch.py) gives item ``i`` of the record at offset ``o`` the position
-``o * STRIDE + i`` and a record that is not a pack position ``o * STRIDE``, so positions
-order exactly as the records and their items do, and a replayed pack replays each of its
-events at its old position.
+Exactness needs a position per event, not per Kafka record: the fold
+(tables/profile_batch.py) applies item ``i`` of a pack at its own source position
+(tables/positions.py), so a replayed pack replays each of its events at its old position.
 
 Examples
 --------
->>> position(7), position(7, 3), position(8) > position(7, STRIDE - 1)
-(7168, 7171, True)
 >>> import orjson
 >>> packs = pack([b'{"a":1}', b'{"b":2}', b'{"c":3}'], max_events=2)
 >>> packs
@@ -35,20 +30,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-#: Positions per Kafka record: a pack holds at most this many events.
-STRIDE = 1024
+from tables.positions import STRIDE
+
 #: A pack stays well under the producer's default request size (1 MB) whatever its events'
 #: sizes (each clickstream record is at most ``PERSONA_MAX_RECORD_BYTES``, 64 KiB by default).
 MAX_PACK_BYTES = 512 * 1024
 
 _OPEN, _SEP, _CLOSE = b'{"events":[', b",", b"]}"
-
-
-def position(offset: int, index: int = 0) -> int:
-    """The source position of item ``index`` of the record at ``offset`` (``index`` 0 for a single record)."""
-    if not 0 <= index < STRIDE:
-        raise ValueError(f"pack index {index} outside 0..{STRIDE - 1}")
-    return offset * STRIDE + index
 
 
 def pack(records: Sequence[bytes], max_events: int = STRIDE, max_bytes: int = MAX_PACK_BYTES) -> list[bytes]:

@@ -9,8 +9,9 @@ import orjson
 
 from tables import profile_stage
 from tables.due_index import due_key, indexed_key, is_index_key, sorted_due_keys
+from tables.positions import position
 from tables.profile_batch import Batch, Record, StageMemory, fold, tick_due_at
-from tables.profile_pack import pack, position
+from tables.profile_pack import pack
 from tables.sessions import ev
 
 TOPIC = "persona-stream-profile-events"

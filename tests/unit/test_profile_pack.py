@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tables.profile_pack import STRIDE, pack, position
+from tables.positions import STRIDE, position
+from tables.profile_pack import pack
 
 json_values = st.integers(min_value=-(2**53), max_value=2**53) | st.text(max_size=40)
 records = st.lists(st.dictionaries(st.text(max_size=5), json_values, max_size=4).map(orjson.dumps), max_size=60)
