@@ -47,13 +47,14 @@ from app.metrics import (
     IDENTITY_FORWARDED,
     STAGE_SECONDS,
 )
-from app.validation import Event, Rejection, parse_timestamp
+from app.validation import Event, Item, Rejection, parse_timestamp
 from tables import activity, profile, profile_pack, serving
 from tables.definitions import activity_table, alias_table
 from tables.hooks import State
 from tables.identity.hashing import profile_id_for
 from tables.identity.observation import Observation
 from tables.identity.stream import forward_decision, observation_to_dict
+from tables.positions import position
 
 CLICKSTREAM = settings.topics.clickstream
 CRM = settings.topics.crm_profiles
@@ -92,14 +93,18 @@ async def ingest_batch(records: Sequence[EventT]) -> None:
     last_offsets: dict[int, tuple[int, int]] = {}  # partition -> (last offset, records)
     for record in records:
         message = record.message
-        result = validator.clickstream(record.value, now=now)
-        if isinstance(result, Rejection):
-            await send_dead_letter(record, result)
-        else:
+        # A record is one event or a publisher's batch of one visitor's events: each event is
+        # validated, applied and dead-lettered on its own, at its own source position.
+        for item in validator.clickstream_items(record.value, now=now):
+            result = item.result
+            if isinstance(result, Rejection):
+                await send_dead_letter(record, result, index=item.batch_index, raw=item_bytes(item))
+                continue
             key = hasher("anonymous_id", result.anonymous_id)
             before = pending[key][0] if key in pending else activity_table.get(key)
             state, outcome = activity.apply(
-                before, result.type, result.event_id, result.ts, message.offset, settings.dedup_window
+                before, result.type, result.event_id, result.ts, position(message.offset, item.batch_index or 0),
+                settings.dedup_window,
             )
             if outcome == "replayed":
                 # The state may be in the changelog while the forward to the profiles stage was
@@ -240,15 +245,23 @@ def current_profile(obs: Observation) -> str:
     return str(alias["profile_id"]) if alias else profile_id_for(anon)
 
 
-async def send_dead_letter(record: EventT, rejection: Rejection) -> Awaitable[Any]:
-    """Send the dead letter of a refused input record; returns the broker's acknowledgement to await.
+def item_bytes(item: Item) -> bytes | None:
+    """The bytes a dead letter of ``item`` holds: its own document for an event of a batch (else the record's)."""
+    return orjson.dumps(item.doc) if item.batch_index is not None else None
+
+
+async def send_dead_letter(
+    record: EventT, rejection: Rejection, index: int | None = None, raw: bytes | None = None
+) -> Awaitable[Any]:
+    """Send the dead letter of a refused input record (or of event ``index`` of a batch record, whose
+    bytes are ``raw``); returns the broker's acknowledgement to await.
 
     Shared by every agent that refuses input (ingest here, identity for its internal input).
     A clickstream dead letter holds the activity table's watermark until it is acknowledged.
     """
     message = record.message
     letter = dead_letter(
-        record.value,
+        record.value if raw is None else raw,
         rejection,
         topic=message.topic,
         partition=message.partition,
@@ -256,6 +269,7 @@ async def send_dead_letter(record: EventT, rejection: Rejection) -> Awaitable[An
         key=message.key,
         timestamp_ms=int(message.timestamp * 1000),
         now=time.time(),
+        index=index,
     )
     delivery = await dead_letters_topic.send(
         key=letter["dead_letter_id"].encode(), value=orjson.dumps(letter), force=True

@@ -5,6 +5,13 @@
 ...                      timestamp_ms=None, now=0.0)
 >>> record["dead_letter_id"], record["payload"]["text"], record["source"]["key_base64"]
 ('clickstream:0:7', '{"oops', 'YTE=')
+
+One event of a batch record: its own bytes, and its index in the batch.
+
+>>> one = dead_letter(b'{"type":"x"}', Rejection("unknown_type", "unknown event type 'x'"), topic="clickstream",
+...                   partition=0, offset=7, key=None, timestamp_ms=None, now=0.0, index=2)
+>>> one["dead_letter_id"], one["source"]["index"]
+('clickstream:0:7:2', 2)
 """
 
 from __future__ import annotations
@@ -26,22 +33,26 @@ def dead_letter(
     key: bytes | None,
     timestamp_ms: int | None,
     now: float,
+    index: int | None = None,
 ) -> dict[str, Any]:
     try:
         text: str | None = raw.decode("utf-8")
     except UnicodeDecodeError:
         text = None
+    source: dict[str, Any] = {
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "key_base64": base64.b64encode(key).decode() if key is not None else None,
+        "timestamp_ms": timestamp_ms,
+    }
+    if index is not None:
+        source["index"] = index
     return {
         "schema_version": 1,
-        # Same source offset, same id: a replay's duplicate dead letter can be dropped downstream.
-        "dead_letter_id": f"{topic}:{partition}:{offset}",
-        "source": {
-            "topic": topic,
-            "partition": partition,
-            "offset": offset,
-            "key_base64": base64.b64encode(key).decode() if key is not None else None,
-            "timestamp_ms": timestamp_ms,
-        },
+        # Same source position, same id: a replay's duplicate dead letter can be dropped downstream.
+        "dead_letter_id": f"{topic}:{partition}:{offset}" + (f":{index}" if index is not None else ""),
+        "source": source,
         "reason": rejection.as_dict(),
         "payload": {"base64": base64.b64encode(raw).decode(), "text": text, "size": len(raw)},
         "received_at": datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z"),

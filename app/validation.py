@@ -18,6 +18,17 @@ Examples
 >>> v.clickstream(b'{"schema_version": 1, "event_id": "e1", "type": "teleport",'
 ...               b' "timestamp": "2026-11-23T10:00:00Z", "anonymous_id": "a1"}', now=0.0).code
 'unknown_type'
+
+A clickstream record may also be a *batch* of one visitor's events
+(``schemas/clickstream-batch.v1.json``); :meth:`Validator.clickstream_items` gives one
+verdict per event, with its index:
+
+>>> e = lambda i, anon: {"schema_version": 1, "event_id": f"e{i}", "type": "page_view",
+...                      "timestamp": "2026-11-23T10:00:00Z", "anonymous_id": anon}
+>>> batch = orjson.dumps({"schema_version": 1, "batch_id": "b1", "events": [e(1, "a1"), e(2, "a1"), e(3, "a2")]})
+>>> items = v.clickstream_items(batch, 1795428060.0)
+>>> [(i.batch_index, getattr(i.result, "event_id", None) or i.result.code) for i in items]
+[(0, 'e1'), (1, 'e2'), (2, 'batch_mixed_anonymous_ids')]
 """
 
 from __future__ import annotations
@@ -26,7 +37,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import fastjsonschema
 import orjson
@@ -69,6 +80,17 @@ class CrmRecord:
     source: str
 
 
+class Item(NamedTuple):
+    """The verdict on one event of a clickstream record."""
+
+    #: Its index in a batch record's ``events``; ``None`` for a record of one event, or for a
+    #: whole record refused before any of its events was read.
+    batch_index: int | None
+    result: Event | Rejection
+    #: The event's own document, for the dead letter of one event of a batch (``None`` otherwise).
+    doc: Any = None
+
+
 @dataclass(frozen=True)
 class Limits:
     max_record_bytes: int = 65536
@@ -86,6 +108,7 @@ class Validator:
         self.event_types: frozenset[str] = frozenset(defs["envelope"]["properties"]["type"]["enum"])
         self._envelope = _compile_def(defs, "envelope")
         self._by_type = {t: _compile_def(defs, t) for t in self.event_types}
+        self._batch = fastjsonschema.compile(_load(schema_dir / "clickstream-batch.v1.json"))
         self._crm = fastjsonschema.compile(_load(schema_dir / "crm-profiles.v1.json"))
 
     @classmethod
@@ -99,17 +122,48 @@ class Validator:
             return doc
         return self.clickstream_document(doc, now)
 
+    def clickstream_items(self, raw: bytes, now: float) -> list[Item]:
+        """Validate one ``clickstream`` record, an event or a batch of events: one verdict per event.
+
+        A batch's events are each validated on their own; one whose ``anonymous_id`` differs from
+        the first valid event's is refused as ``batch_mixed_anonymous_ids`` (the record's key, and
+        so its partition and its per-visitor state, is that one visitor's).
+        """
+        doc = self._parse(raw)
+        if isinstance(doc, Rejection):
+            return [Item(None, doc)]
+        if isinstance(doc, dict) and "events" in doc and "type" not in doc:
+            return self.clickstream_batch(doc, now)
+        return [Item(None, self.clickstream_document(doc, now))]
+
+    def clickstream_batch(self, doc: dict[str, Any], now: float) -> list[Item]:
+        """Validate an already-parsed batch record (``schemas/clickstream-batch.v1.json``)."""
+        rejection = _version_rejection(doc) or _check(self._batch, doc)
+        if rejection:
+            return [Item(None, rejection)]
+        items: list[Item] = []
+        visitor: str | None = None
+        for index, event_doc in enumerate(doc["events"]):
+            result = self.clickstream_document(event_doc, now)
+            if isinstance(result, Event):
+                if visitor is None:
+                    visitor = result.anonymous_id
+                elif result.anonymous_id != visitor:
+                    result = Rejection(
+                        "batch_mixed_anonymous_ids",
+                        f"events[{index}] has another anonymous_id than the batch's first valid event",
+                        "anonymous_id",
+                    )
+            items.append(Item(index, result, event_doc))
+        return items
+
     def clickstream_document(self, doc: Any, now: float) -> Event | Rejection:
         """Validate an already-parsed clickstream document (the HTTP endpoint's entry point)."""
         if not isinstance(doc, dict):
             return Rejection("not_an_object", f"expected a JSON object, got {_json_kind(doc)}")
-        version = doc.get("schema_version")
-        if version != SUPPORTED_VERSION:
-            return Rejection(
-                "unsupported_schema_version",
-                f"schema_version {version!r} is not supported (supported: {SUPPORTED_VERSION})",
-                "schema_version",
-            )
+        version_rejection = _version_rejection(doc)
+        if version_rejection:
+            return version_rejection
         event_type = doc.get("type")
         if isinstance(event_type, str) and event_type not in self.event_types:
             return Rejection("unknown_type", f"unknown event type {event_type[:64]!r}", "type")
@@ -140,13 +194,7 @@ class Validator:
             return doc
         if not isinstance(doc, dict):
             return Rejection("not_an_object", f"expected a JSON object, got {_json_kind(doc)}")
-        if doc.get("schema_version") != SUPPORTED_VERSION:
-            return Rejection(
-                "unsupported_schema_version",
-                f"schema_version {doc.get('schema_version')!r} is not supported (supported: {SUPPORTED_VERSION})",
-                "schema_version",
-            )
-        rejection = _check(self._crm, doc)
+        rejection = _version_rejection(doc) or _check(self._crm, doc)
         if rejection:
             return rejection
         return CrmRecord(doc, doc["record_id"], doc["source"])
@@ -176,6 +224,17 @@ def parse_json(raw: bytes, max_record_bytes: int) -> Any:
         if _is_bad_utf8(raw):
             return Rejection("invalid_encoding", "record is not valid UTF-8")
         return Rejection("invalid_json", f"not valid JSON: {exc}")
+
+
+def _version_rejection(doc: dict[str, Any]) -> Rejection | None:
+    version = doc.get("schema_version")
+    if version == SUPPORTED_VERSION:
+        return None
+    return Rejection(
+        "unsupported_schema_version",
+        f"schema_version {version!r} is not supported (supported: {SUPPORTED_VERSION})",
+        "schema_version",
+    )
 
 
 def _is_bad_utf8(raw: bytes) -> bool:

@@ -116,6 +116,13 @@ MEANINGS: dict[str, dict[str, str]] = {
         "properties.purposes.analytics": "May the events be used for analytics.",
         "properties.source": "Where consent was given: `cookie_banner`, `preference_centre`, ...",
     },
+    "clickstream-batch": {
+        "schema_version": "Version of this contract the batch was written against.",
+        "batch_id": "Publisher-assigned id of the batch (an SDK's flush id); for tracing, not "
+        "de-duplication: each event's `event_id` is its idempotency key.",
+        "events": "The events, each a clickstream event as above, all of one `anonymous_id`, "
+        "in the order they happened.",
+    },
     "crm-profiles": {
         "schema_version": "Version of this contract the record was written against.",
         "record_id": "Id of the record in its system of record. Also the record key: "
@@ -204,14 +211,17 @@ MEANINGS: dict[str, dict[str, str]] = {
     },
     "dead-letters": {
         "schema_version": "Contract version.",
-        "dead_letter_id": "`<topic>:<partition>:<offset>` of the rejected record; a replay of the "
-        "same offset gives the same id. Also the record key.",
+        "dead_letter_id": "`<topic>:<partition>:<offset>` of the rejected record "
+        "(`<topic>:<partition>:<offset>:<index>` for one event of a clickstream batch record); a "
+        "replay of the same offset gives the same id. Also the record key.",
         "source": "Where the rejected record was read.",
         "source.topic": "Input topic.",
         "source.partition": "Partition of the input topic.",
         "source.offset": "Offset of the record in that partition.",
         "source.key_base64": "The record key, base64, or `null` if it had none.",
         "source.timestamp_ms": "Kafka timestamp of the record, ms since the epoch.",
+        "source.index": "For one event of a clickstream batch record: its index in the batch's "
+        "`events` (the payload is that event alone); absent otherwise.",
         "reason": "Why it was rejected.",
         "reason.code": "Machine-readable reason; see *Dead-letter reason codes*.",
         "reason.message": "Human-readable detail; do not parse it.",

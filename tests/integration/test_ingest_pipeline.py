@@ -88,6 +88,36 @@ def test_only_new_identity_information_is_forwarded_to_the_identity_stage(pipeli
     assert pipeline.metric(port, "persona_identity_forwarded_total", topic=pipeline.topics.clickstream) == 1
 
 
+def test_a_batch_record_s_events_are_each_applied_and_its_bad_event_dead_lettered_alone(pipeline: Pipeline) -> None:
+    events = [event("b1", "anon-e"), product_view("b2", "anon-e"), event("b3", "anon-other"),
+              event("b1", "anon-e"), event("b4", "anon-e", "teleport"), event("b5", "anon-e")]
+    batch = {"schema_version": 1, "batch_id": "flush-1", "events": events}
+    not_a_batch = {"schema_version": 1, "batch_id": "flush-2", "events": []}
+    single = record(event("single", "anon-e"))
+    records = [(b"anon-e", orjson_dumps(batch)), (b"anon-e", orjson_dumps(not_a_batch)), single]
+    pipeline.produce(pipeline.topics.clickstream, records)
+    _, port = pipeline.start_worker()
+
+    letters = pipeline.consume(pipeline.topics.dead_letters, expected=3)
+    by_id = {letter["dead_letter_id"]: letter for letter in letters}
+    for letter in letters:
+        jsonschema.validate(letter, DEAD_LETTER_SCHEMA)
+    mixed, unknown = by_id[f"{pipeline.topics.clickstream}:0:0:2"], by_id[f"{pipeline.topics.clickstream}:0:0:4"]
+    assert (mixed["reason"]["code"], mixed["source"]["index"]) == ("batch_mixed_anonymous_ids", 2)
+    assert json.loads(base64.b64decode(mixed["payload"]["base64"])) == events[2]  # the event alone
+    assert (unknown["reason"]["code"], unknown["source"]["index"]) == ("unknown_type", 4)
+    whole = by_id[f"{pipeline.topics.clickstream}:0:1"]  # an empty batch is refused whole
+    assert whole["reason"]["code"] == "schema_violation" and "index" not in whole["source"]
+
+    # b1, b2, b5 and the single event after the batch; the repeated b1 is a duplicate.
+    wait_for(lambda: pipeline.activity("anon-e").get("events") == "4", 30,
+             lambda: f"batch not applied: {pipeline.activity('anon-e')}")
+    assert json.loads(pipeline.activity("anon-e")["counts"]) == {"page_view": 3, "product_view": 1}
+    assert pipeline.metric(port, "persona_duplicates_total", kind="event_id") == 1
+    wait_for(lambda: pipeline.metric(port, "persona_end_to_end_seconds_count") == 4, 30,
+             lambda: "the profiles stage did not apply the batch's events")
+
+
 def test_crm_records_are_validated_and_bad_ones_dead_lettered(pipeline: Pipeline) -> None:
     good = {
         "schema_version": 1,

@@ -97,3 +97,53 @@ def test_crm_record_validation() -> None:
     assert VALIDATOR.crm_record(orjson.dumps(good)).record_id == "r1"  # type: ignore[union-attr]
     assert VALIDATOR.crm_record(orjson.dumps({**good, "traits": {}})).code == "schema_violation"  # type: ignore[union-attr]
     assert VALIDATOR.crm_record(orjson.dumps({**good, "schema_version": 3})).code == "unsupported_schema_version"  # type: ignore[union-attr]
+
+
+# --- batch records --------------------------------------------------------------------------
+
+def batch(events: list[object], **overrides: object) -> bytes:
+    return orjson.dumps({"schema_version": 1, "batch_id": "b1", "events": events, **overrides})
+
+
+def summary(result: Event | Rejection) -> tuple[str, str]:
+    return ("event", result.event_id) if isinstance(result, Event) else ("rejected", result.code)
+
+
+event_docs = st.sampled_from([
+    doc(event_id="e1"),
+    doc(event_id="e2", type="product_view", properties={"product_id": "p1"}),
+    doc(event_id="e3", type="teleport"),  # unknown type
+    doc(event_id="e4", timestamp="1970-01-01T00:00:00Z"),  # out of range
+    {"schema_version": 1, "event_id": "e5"},  # schema violation
+    doc(event_id="e6", schema_version=2),
+    [1, 2],  # not an object
+])
+
+
+@given(st.lists(event_docs, min_size=1, max_size=12))
+def test_each_event_of_a_batch_gets_the_verdict_it_gets_alone(events: list[object]) -> None:
+    items = VALIDATOR.clickstream_items(batch(events), now=NOW)
+    assert [item.batch_index for item in items] == list(range(len(events)))
+    assert [summary(item.result) for item in items] == [summary(verdict(e)) for e in events]
+    assert [item.doc for item in items] == events
+
+
+def test_an_event_of_another_visitor_in_a_batch_is_refused_alone() -> None:
+    items = VALIDATOR.clickstream_items(batch([doc(event_id="e1"), doc(event_id="e2", anonymous_id="a2"),
+                                               doc(event_id="e3")]), now=NOW)
+    assert [summary(item.result) for item in items] == [
+        ("event", "e1"), ("rejected", "batch_mixed_anonymous_ids"), ("event", "e3")]
+    assert isinstance(items[1].result, Rejection) and items[1].result.path == "anonymous_id"
+
+
+def test_a_record_that_is_not_a_valid_batch_is_refused_whole() -> None:
+    for raw in (batch([]), batch([doc()], extra=1), batch([doc()], schema_version=2),
+                orjson.dumps({"schema_version": 1, "events": [doc()]}), batch([doc()] * 1001)):
+        items = VALIDATOR.clickstream_items(raw, now=NOW) if len(raw) < 4096 else \
+            Validator().clickstream_items(raw, now=NOW)
+        assert [(item.batch_index, type(item.result)) for item in items] == [(None, Rejection)], raw[:80]
+
+
+def test_a_record_of_one_event_gets_one_verdict_without_an_index() -> None:
+    (item,) = VALIDATOR.clickstream_items(orjson.dumps(doc()), now=NOW)
+    assert item.batch_index is None and summary(item.result) == ("event", "e1")
