@@ -66,6 +66,14 @@ SCENARIO_CHOICES = ("faust_passthrough", "quix_count", "pipeline_1w", "pipeline_
 )
 @click.option("--rounds", type=click.IntRange(1), default=1, show_default=True, help="Rounds of --compare.")
 @click.option(
+    "--batch-events",
+    type=click.IntRange(0, 1000),
+    default=0,
+    show_default=True,
+    help="Feed every scenario publisher-side batch records of at most this many events of one visitor "
+    "(schemas/clickstream-batch.v1.json, flushed after 10 s of event time) instead of a record per event; 0: off.",
+)
+@click.option(
     "--results-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=REPO / "bench" / "results",
@@ -82,6 +90,7 @@ def bench(
     tuning: tuple[str, ...],
     compare: tuple[Path, ...],
     rounds: int,
+    batch_events: int,
     results_dir: Path,
 ) -> None:
     """Measure events/s, latency, CPU and memory of bare Faust, Quix Streams and the pipeline (1 and 2 workers).
@@ -115,6 +124,7 @@ def bench(
         tuning=tuning,
         compare=compare,
         rounds=rounds,
+        batch_events=batch_events,
         command="persona " + shlex.join(["bench", *sys.argv[2:]]) if len(sys.argv) > 1 else "persona bench",
     )
     if scenarios:

@@ -4,7 +4,9 @@ Run by the harness as ``python -m bench.quix_count`` with ``BENCH_BOOTSTRAP``,
 ``BENCH_TOPIC``, ``BENCH_APP_ID``, ``BENCH_STATE_DIR``, ``BENCH_STATUS``, ``BENCH_TOTAL``
 and ``BENCH_PROBE`` in the environment. Keys and values are read as bytes (the count
 needs only the key, which is the ``anonymous_id``); the count per key lives in Quix's
-RocksDB store and every update goes to its changelog topic.
+RocksDB store and every update goes to its changelog topic. With ``BENCH_BATCHED``
+(batch records, ``persona bench --batch-events``) it counts the events of each record,
+so it parses each value.
 
 The embedded broker answers DescribeConfigs with no entries, and Quix reads
 ``retention.ms`` of the source topic to derive its changelog's config, which fails
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import os
 from typing import Any
+
+import orjson
 
 from bench.progress import Progress
 
@@ -59,12 +63,24 @@ def main() -> None:
     topic = app.topic(os.environ["BENCH_TOPIC"], key_deserializer="bytes", value_deserializer="bytes")
     sdf = app.dataframe(topic)
     seen = progress.seen
+    batched = bool(os.environ.get("BENCH_BATCHED"))
 
     def count(value: bytes, key: bytes, timestamp: int, headers: Any, state: Any) -> None:
         state.set("count", state.get("count", 0) + 1)
         seen(timestamp / 1000)
 
-    sdf = sdf.update(count, stateful=True, metadata=True)
+    def count_events(value: bytes, key: bytes, timestamp: int, headers: Any, state: Any) -> None:
+        # Batch records (``persona bench --batch-events``): the per-user count is of events, so the
+        # value is parsed, the least a consumer of batch records does.
+        try:
+            doc = orjson.loads(value)
+            events = len(doc["events"]) if isinstance(doc, dict) and isinstance(doc.get("events"), list) else 1
+        except orjson.JSONDecodeError:
+            events = 1
+        state.set("count", state.get("count", 0) + events)
+        seen(timestamp / 1000)
+
+    sdf = sdf.update(count_events if batched else count, stateful=True, metadata=True)
     app.run(sdf)
 
 

@@ -60,6 +60,7 @@ from rich.table import Table
 
 from app.settings import Settings, Topics
 from app.simulator import SimConfig, SimRecord, iter_records, produce, read_jsonl, write_jsonl
+from app.simulator.batches import batch_records
 from app.stack import EmbeddedStack, ManagedProcess, free_port, wait_healthy, worker_argv
 from app.topics_admin import ensure_topics_sync
 from bench.stats import (
@@ -96,6 +97,9 @@ class BenchConfig:
     #: report its longest busy stretches (bench/loop_stalls.py).
     probe_profile: bool = False
     tuning: tuple[str, ...] = ()
+    #: Publisher-side batch records of at most this many events (app/simulator/batches.py) instead
+    #: of a record per event, for every scenario (``--batch-events``); 0: a record per event.
+    batch_events: int = 0
     # Other source trees to run the 1-worker pipeline from, alternating with this one (``--compare``).
     compare: tuple[Path, ...] = ()
     rounds: int = 1
@@ -233,6 +237,25 @@ class ProbePool:
         return taken
 
 
+_INPUT_CACHE: dict[tuple[Path, int], list[SimRecord]] = {}
+
+
+def input_records(cfg: BenchConfig, input_path: Path) -> list[SimRecord]:
+    """The records every scenario consumes: the input's events, or their batch records (``--batch-events``)."""
+    cached = _INPUT_CACHE.get((input_path, cfg.batch_events))
+    if cached is None:
+        records: Iterable[SimRecord] = read_jsonl(input_path)
+        if cfg.batch_events:
+            records = batch_records(records, cfg.batch_events)
+        cached = _INPUT_CACHE[(input_path, cfg.batch_events)] = list(records)
+    return cached
+
+
+def probe_records(cfg: BenchConfig, events: list[SimRecord]) -> list[SimRecord]:
+    """A probe's events as the scenario's input carries them (one record each, or batch records)."""
+    return list(batch_records(events, cfg.batch_events)) if cfg.batch_events else events
+
+
 def retarget(records: Iterable[SimRecord], topic: str) -> Iterator[SimRecord]:
     return (SimRecord(topic, r.key, r.value, None) for r in records)
 
@@ -332,8 +355,12 @@ def run_child_scenario(
     tag = f"bench-{cfg.stamp}-{name}"
     topic = f"{tag}.input"
     create_topic(stack.bootstrap, topic, 1)
-    produced_s = produce_all(retarget(read_jsonl(input_path), topic), stack.bootstrap, None)
-    console.print(f"{name}: produced {cfg.events:,} records in {produced_s:.1f} s")
+    records = input_records(cfg, input_path)
+    produced_s = produce_all(retarget(records, topic), stack.bootstrap, None)
+    console.print(f"{name}: produced {cfg.events:,} events in {len(records):,} records in {produced_s:.1f} s")
+    # These consumers count records; with batch records an events/s is their records/s times the
+    # input's events per record.
+    events_per_record = cfg.events / len(records)
     status_path = cfg.run_dir / f"{tag}.status.json"
     probe_path = status_path.with_suffix(".probe")
     state_dir = cfg.run_dir / tag
@@ -343,7 +370,8 @@ def run_child_scenario(
         "BENCH_APP_ID": tag,
         "BENCH_STATUS": str(status_path),
         "BENCH_PROBE_FILE": str(probe_path),
-        "BENCH_TOTAL": str(cfg.events),
+        "BENCH_TOTAL": str(len(records)),
+        "BENCH_BATCHED": "1" if cfg.batch_events else "",
         "BENCH_DATA_DIR": str(state_dir),
         "BENCH_STATE_DIR": str(state_dir),
         "PYTHONPATH": str(REPO),
@@ -361,14 +389,14 @@ def run_child_scenario(
             except (OSError, ValueError):
                 return {}
 
-        wait(lambda: (status().get("count") or 0) >= cfg.events, drain_timeout(cfg.events), f"{name} drain", [proc])
+        wait(lambda: (status().get("count") or 0) >= len(records), drain_timeout(cfg.events), f"{name} drain", [proc])
         s = status()
-        rate = (cfg.events - 1) / (s["done_at"] - s["first_at"])
+        rate = (len(records) - 1) / (s["done_at"] - s["first_at"]) * events_per_record
         console.print(f"{name}: {rate:,.0f} events/s")
         n_probe = max(1, int(rate / 2 * cfg.probe_seconds))
-        records = probe.take(n_probe)
-        probe_path.write_text(str(n_probe))
-        produce_all(retarget(records, topic), stack.bootstrap, rate / 2)
+        probe_input = probe_records(cfg, probe.take(n_probe))
+        probe_path.write_text(str(len(probe_input)))
+        produce_all(retarget(probe_input, topic), stack.bootstrap, rate / 2 * len(probe_input) / n_probe)
         wait(lambda: "latency" in status(), 60 + cfg.probe_seconds, f"{name} latency probe", [proc])
         s = status()
         latency = {
@@ -531,8 +559,9 @@ def run_pipeline_scenario(
     (cfg.run_dir / tag).mkdir(parents=True, exist_ok=True)
     ensure_topics_sync(settings)
     topic = settings.topics.clickstream
-    produced_s = produce_all(retarget(read_jsonl(input_path), topic), stack.bootstrap, None)
-    console.print(f"{name}: produced {cfg.events:,} records in {produced_s:.1f} s")
+    records = input_records(cfg, input_path)
+    produced_s = produce_all(retarget(records, topic), stack.bootstrap, None)
+    console.print(f"{name}: produced {cfg.events:,} events in {len(records):,} records in {produced_s:.1f} s")
     ports = [free_port() for _ in range(workers_n)]
     workers = [
         ManagedProcess.start(f"{tag}-worker-{i + 1}", argv(port), cfg.run_dir, {**env, "PERSONA_WEB_PORT": str(port)})
@@ -592,13 +621,13 @@ def run_pipeline_scenario(
         }
         if probe is not None:
             n_probe = max(1, int(rate / 2 * cfg.probe_seconds))
-            records = probe.take(n_probe)
+            probe_input = probe_records(cfg, probe.take(n_probe))
             _, _, before = scrape_all(ports)
             timeline = cfg.run_dir / f"{tag}-probe.speedscope.json"  # megabytes: the summary goes in the results
             probe_spy = None
             if cfg.probe_profile:
                 probe_spy = start_py_spy(pids[0], cfg.probe_seconds + 1, timeline, timeline=True)
-            produce_all(retarget(records, topic), stack.bootstrap, rate / 2)
+            produce_all(retarget(probe_input, topic), stack.bootstrap, rate / 2 * len(probe_input) / n_probe)
             wait(
                 lambda: scrape_all(ports)[0] >= cfg.events + n_probe,
                 60 + cfg.probe_seconds,
@@ -734,6 +763,8 @@ def run(cfg: BenchConfig, console: Console) -> dict[str, Any]:
             "seed": cfg.seed,
             "customers": cfg.customers,
             "probe_seconds": cfg.probe_seconds,
+            "batch_events": cfg.batch_events,
+            "records": len(input_records(cfg, input_path)),
         },
         "scenarios": {},
     }
