@@ -71,7 +71,15 @@ SCENARIO_CHOICES = ("faust_passthrough", "quix_count", "pipeline_1w", "pipeline_
     default=0,
     show_default=True,
     help="Feed every scenario publisher-side batch records of at most this many events of one visitor "
-    "(schemas/clickstream-batch.v1.json, flushed after 10 s of event time) instead of a record per event; 0: off.",
+    "(schemas/clickstream-batch.v1.json) instead of a record per event; 0: off.",
+)
+@click.option(
+    "--batch-seconds",
+    type=click.FloatRange(0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="With --batch-events: a visitor's batch is flushed once its next event happened this long (event "
+    "time) after the batch's first, as an SDK's flush interval.",
 )
 @click.option(
     "--results-dir",
@@ -91,6 +99,7 @@ def bench(
     compare: tuple[Path, ...],
     rounds: int,
     batch_events: int,
+    batch_seconds: float,
     results_dir: Path,
 ) -> None:
     """Measure events/s, latency, CPU and memory of bare Faust, Quix Streams and the pipeline (1 and 2 workers).
@@ -125,6 +134,7 @@ def bench(
         compare=compare,
         rounds=rounds,
         batch_events=batch_events,
+        batch_seconds=batch_seconds,
         command="persona " + shlex.join(["bench", *sys.argv[2:]]) if len(sys.argv) > 1 else "persona bench",
     )
     if scenarios:

@@ -100,6 +100,8 @@ class BenchConfig:
     #: Publisher-side batch records of at most this many events (app/simulator/batches.py) instead
     #: of a record per event, for every scenario (``--batch-events``); 0: a record per event.
     batch_events: int = 0
+    #: With ``batch_events``: the flush interval, in event time (``--batch-seconds``).
+    batch_seconds: float = 30.0
     # Other source trees to run the 1-worker pipeline from, alternating with this one (``--compare``).
     compare: tuple[Path, ...] = ()
     rounds: int = 1
@@ -237,23 +239,23 @@ class ProbePool:
         return taken
 
 
-_INPUT_CACHE: dict[tuple[Path, int], list[SimRecord]] = {}
+_INPUT_CACHE: dict[tuple[Path, int, float], list[SimRecord]] = {}
 
 
 def input_records(cfg: BenchConfig, input_path: Path) -> list[SimRecord]:
     """The records every scenario consumes: the input's events, or their batch records (``--batch-events``)."""
-    cached = _INPUT_CACHE.get((input_path, cfg.batch_events))
+    cached = _INPUT_CACHE.get((input_path, cfg.batch_events, cfg.batch_seconds))
     if cached is None:
         records: Iterable[SimRecord] = read_jsonl(input_path)
         if cfg.batch_events:
-            records = batch_records(records, cfg.batch_events)
-        cached = _INPUT_CACHE[(input_path, cfg.batch_events)] = list(records)
+            records = batch_records(records, cfg.batch_events, flush_seconds=cfg.batch_seconds)
+        cached = _INPUT_CACHE[(input_path, cfg.batch_events, cfg.batch_seconds)] = list(records)
     return cached
 
 
 def probe_records(cfg: BenchConfig, events: list[SimRecord]) -> list[SimRecord]:
     """A probe's events as the scenario's input carries them (one record each, or batch records)."""
-    return list(batch_records(events, cfg.batch_events)) if cfg.batch_events else events
+    return list(batch_records(events, cfg.batch_events, cfg.batch_seconds)) if cfg.batch_events else events
 
 
 def retarget(records: Iterable[SimRecord], topic: str) -> Iterator[SimRecord]:
@@ -764,6 +766,7 @@ def run(cfg: BenchConfig, console: Console) -> dict[str, Any]:
             "customers": cfg.customers,
             "probe_seconds": cfg.probe_seconds,
             "batch_events": cfg.batch_events,
+            "batch_seconds": cfg.batch_seconds if cfg.batch_events else None,
             "records": len(input_records(cfg, input_path)),
         },
         "scenarios": {},
