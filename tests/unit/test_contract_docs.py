@@ -46,6 +46,10 @@ def all_topics() -> list[str]:
     return [getattr(defaults, f.name) for f in fields(Topics)]
 
 
+#: Schemas of a second kind of record on a topic (documented in that topic's section).
+RECORD_KINDS = {"clickstream-batch": "clickstream"}
+
+
 def schema(topic: str) -> Json:
     data: Json = json.loads((SCHEMAS / f"{topic}.v1.json").read_text())
     return data
@@ -73,7 +77,18 @@ def test_every_topic_has_a_v1_schema(topic: str) -> None:
 
 def test_no_schema_without_a_topic() -> None:
     files = {p.name.removesuffix(".v1.json") for p in SCHEMAS.glob("*.v1.json")}
-    assert files == set(all_topics())
+    assert files == set(all_topics()) | set(RECORD_KINDS)
+    assert set(RECORD_KINDS.values()) <= set(all_topics())
+
+
+@pytest.mark.parametrize("kind", sorted(RECORD_KINDS))
+def test_every_record_kind_is_documented_in_its_topic_s_section(kind: str) -> None:
+    body = section(doc(), RECORD_KINDS[kind])
+    assert f"<!-- generated: summary {kind} -->" in body and f"<!-- generated: fields {kind} " in body
+    for path in sorted((EXAMPLES / kind).glob("*.json")):
+        assert f"<!-- generated: example {kind}/{path.stem} -->" in body
+    root = schema(kind)
+    assert set(_schema_paths(root, root)) == _documented_paths().get(kind, set())
 
 
 @pytest.mark.parametrize("topic", all_topics())
