@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -12,6 +13,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
+from app import batch_records
 from app.faust_app import clickstream_topic, faust_app, resolver, settings, started_at, validator
 from app.lifecycle import redis_sink
 from app.metrics import HTTP_EVENTS
@@ -59,6 +61,29 @@ def judge(events: list[Any], now: float, max_record_bytes: int) -> tuple[list[di
     return results, accepted
 
 
+def clickstream_records(accepted: list[Event], max_record_bytes: int, request_id: str) -> list[tuple[bytes, bytes]]:
+    """``(key, value)`` of the clickstream records for a request's accepted events: a visitor's
+    events as batch records (app/batch_records.py), one event alone as an event record.
+
+    The worker applies a batch's events one by one, exactly as if each had come alone, but reads
+    and writes the visitor's state once per record.
+
+    >>> e = lambda i, anon: Event({"event_id": f"e{i}", "anonymous_id": anon}, "page_view", f"e{i}", anon, 0.0)
+    >>> records = clickstream_records([e(1, "a"), e(2, "b"), e(3, "a")], 65536, "r1")
+    >>> [(key, orjson.loads(value).get("batch_id")) for key, value in records]
+    [(b'a', 'http-r1-a-0'), (b'b', None)]
+    """
+    by_visitor: dict[str, list[bytes]] = {}
+    for event in accepted:
+        by_visitor.setdefault(event.anonymous_id, []).append(orjson.dumps(event.data))
+    records: list[tuple[bytes, bytes]] = []
+    for visitor, values in by_visitor.items():
+        for number, run in enumerate(batch_records.runs(values, max_record_bytes)):
+            value = run[0] if len(run) == 1 else batch_records.encode(f"http-{request_id}-{visitor}-{number}", run)
+            records.append((visitor.encode(), value))
+    return records
+
+
 def json_response(view: View, body: dict[str, Any], status: int) -> Response:
     return view.bytes(orjson.dumps(body), content_type="application/json", status=status)
 
@@ -82,8 +107,8 @@ class EventsView(View):
             return json_response(self, {"error": f"at most {MAX_BATCH} events per request"}, 413)
         results, accepted = judge(events, time.time(), settings.max_record_bytes)
         deliveries = [
-            await clickstream_topic.send(key=event.anonymous_id.encode(), value=orjson.dumps(event.data))
-            for event in accepted
+            await clickstream_topic.send(key=key, value=value)
+            for key, value in clickstream_records(accepted, settings.max_record_bytes, uuid.uuid4().hex)
         ]
         # 202 means the broker has the accepted events, not merely that we do.
         await asyncio.gather(*deliveries)

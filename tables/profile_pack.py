@@ -44,18 +44,32 @@ def pack(records: Sequence[bytes], max_events: int = STRIDE, max_bytes: int = MA
 
     A record larger than ``max_bytes`` on its own still gets a pack (of one): nothing is dropped.
     """
+    overhead = len(_OPEN) + len(_CLOSE)
+    return [_OPEN + _SEP.join(chunk) + _CLOSE for chunk in chunks(records, max_events, max_bytes, overhead)]
+
+
+def chunks(records: Sequence[bytes], max_events: int, max_bytes: int, overhead: int) -> list[list[bytes]]:
+    """``records`` cut, in order, into runs of at most ``max_events`` whose comma-joined bytes plus
+    ``overhead`` (the wrapper around them) stay within ``max_bytes``; a record too large on its own
+    gets a run of its own.
+
+    >>> chunks([b"aa", b"bb", b"cc"], max_events=5, max_bytes=6, overhead=2)
+    [[b'aa'], [b'bb'], [b'cc']]
+    >>> chunks([b"aa", b"bb", b"cc"], max_events=2, max_bytes=99, overhead=2)
+    [[b'aa', b'bb'], [b'cc']]
+    """
     if not 1 <= max_events <= STRIDE:
         raise ValueError(f"max_events must be within 1..{STRIDE}, not {max_events}")
-    packs: list[bytes] = []
+    runs: list[list[bytes]] = []
     current: list[bytes] = []
-    size = len(_OPEN) + len(_CLOSE)
+    size = overhead
     for record in records:
         grown = size + len(record) + (len(_SEP) if current else 0)
         if current and (len(current) >= max_events or grown > max_bytes):
-            packs.append(_OPEN + _SEP.join(current) + _CLOSE)
-            current, grown = [], len(_OPEN) + len(_CLOSE) + len(record)
+            runs.append(current)
+            current, grown = [], overhead + len(record)
         current.append(record)
         size = grown
     if current:
-        packs.append(_OPEN + _SEP.join(current) + _CLOSE)
-    return packs
+        runs.append(current)
+    return runs

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from app.batch_records import encode as encode_batch
 from app.simulator.record import SimRecord
 from app.validation import parse_timestamp
 
@@ -79,8 +80,7 @@ def batch_records(
 
 
 def _flush(batch: _Open, visitor: str, number: int) -> SimRecord:
-    head = orjson.dumps({"schema_version": 1, "batch_id": f"{visitor[:100]}-{number}"})[:-1]
-    return SimRecord(batch.topic, batch.key, head + b',"events":[' + b",".join(batch.values) + b"]}", None)
+    return SimRecord(batch.topic, batch.key, encode_batch(f"{visitor[:100]}-{number}", batch.values), None)
 
 
 def _visitor_and_time(value: bytes) -> tuple[str | None, float | None]:

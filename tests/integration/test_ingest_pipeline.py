@@ -156,6 +156,15 @@ def test_http_ingestion_accepts_valid_events_and_explains_each_rejection(pipelin
     assert post(port, "/v1/events", b"{not json")[0] == 400
     assert post(port, "/v1/events", b'"a string"')[0] == 400
 
+    # A request's events of one visitor are published as one batch record, applied event by event.
+    visits = [event("h3", "anon-h"), event("h4", "anon-i"), product_view("h5", "anon-h"), event("h6", "anon-h")]
+    status, body = post(port, "/v1/events", json.dumps({"events": visits}).encode())
+    assert status == 202 and body["accepted"] == 4
+    counts = lambda: (pipeline.activity("anon-h").get("events"), pipeline.activity("anon-i").get("events"))  # noqa: E731
+    wait_for(lambda: counts() == ("4", "1"), 30, lambda: f"HTTP batch not applied: {counts()}")
+    published = pipeline.consume(pipeline.topics.clickstream, expected=3)  # h1, anon-h's batch, anon-i's event
+    assert [len(r["events"]) if "events" in r else r["event_id"] for r in published] == ["h1", 3, "h4"]
+
 
 def post(port: int, path: str, body: bytes) -> tuple[int, dict[str, object]]:
     request = urllib.request.Request(
