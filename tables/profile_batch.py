@@ -224,6 +224,8 @@ class _Folder:
         self.due_keys: dict[str, str | None] = {}
         #: profile_id -> its value as the batch read it from the table (kept, so it is read once).
         self.read: dict[str, Any] = {}
+        #: Due keys this batch wrote that were not in the table before it (moving off one deletes nothing).
+        self.created: set[str] = set()
 
     def get(self, profile_id: str) -> Any:
         pending = self.batch.pending.get(profile_id)
@@ -252,10 +254,19 @@ class _Folder:
         self.ensure_indexed(partition)
         old, new = self.due_key_now(profile_id), None if at is None else due_key(partition, at, profile_id)
         if old != new:
-            if old is not None:
-                self.batch.index_writes[old] = (None, partition)
+            writes = self.batch.index_writes
+            if old in self.created:
+                # Created by this batch and never stored: nothing to delete. Each event of an open
+                # session moves its due time, so a batch would otherwise write a delete for every
+                # key its earlier events made (10 index records per profile record in a drain).
+                del writes[old]
+                self.created.discard(old)
+            elif old is not None:
+                writes[old] = (None, partition)
             if new is not None:
-                self.batch.index_writes[new] = (at, partition)
+                if new not in writes:  # a key this batch deleted is a stored one: it stays "not created"
+                    self.created.add(new)
+                writes[new] = (at, partition)
         self.due_keys[profile_id] = new
         if self.memory.timers is not None:
             self.memory.timers.setdefault(partition, TimerQueue()).set(profile_id, at)

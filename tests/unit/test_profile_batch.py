@@ -376,3 +376,24 @@ def test_a_fold_with_an_event_limit_stops_after_the_record_that_reaches_it() -> 
     assert (first.records, first.folded, first.last_offsets) == (1, 3, {0: (60, 1)})
     rest = fold(records[first.records:], {}, StageMemory(), WALL, max_folded=2)
     assert (rest.records, rest.folded) == (1, 2)  # the second pack (2 events) reaches it: the event waits
+
+
+def test_a_batch_of_one_profile_s_events_writes_one_due_key_and_deletes_only_the_stored_one() -> None:
+    table: dict[str, Any] = {}
+    write(table, fold([event(70, "p-a", "a1", 1000.0)], table, StageMemory(), WALL))
+    (stored,) = [key for key in due_keys_of(table) if key != indexed_key(0)]
+    # Each event moves the session's close: the keys the batch made on the way are never written.
+    batch = fold([event(71 + i, "p-a", f"a{i + 2}", 1010.0 + 10 * i) for i in range(5)], table, StageMemory(), WALL)
+    writes = {key: value for key, value in batch.index_writes.items() if key != indexed_key(0)}
+    assert writes[stored][0] is None  # the stored key goes
+    assert [key for key, (at, _) in writes.items() if at is not None] == [tick_due_key(batch, "p-a")]
+    assert len(writes) == 2
+    write(table, batch)
+    assert [key for key in due_keys_of(table) if key != indexed_key(0)] == [tick_due_key(batch, "p-a")]
+
+
+def tick_due_key(batch: Batch, profile_id: str) -> str:
+    value, partition = batch.pending[profile_id]
+    at = tick_due_at(value, partition)
+    assert at is not None
+    return due_key(partition, at, profile_id)
