@@ -79,7 +79,7 @@ def clickstream_records(accepted: list[Event], max_record_bytes: int, request_id
     records: list[tuple[bytes, bytes]] = []
     for visitor, values in by_visitor.items():
         for number, run in enumerate(batch_records.runs(values, max_record_bytes)):
-            value = run[0] if len(run) == 1 else batch_records.encode(f"http-{request_id}-{visitor}-{number}", run)
+            value = run[0] if len(run) == 1 else batch_records.encode(f"http-{request_id}-{visitor[:80]}-{number}", run)
             records.append((visitor.encode(), value))
     return records
 
