@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -143,6 +144,9 @@ TUNING_VARIANTS: dict[str, dict[str, str]] = {
     "PERSONA_INGEST_BATCH_SIZE=1": {"PERSONA_INGEST_BATCH_SIZE": "1"},
     # A profile-events record per event, as before packs (tables/profile_pack.py).
     "PERSONA_PROFILES_PACK_EVENTS=1": {"PERSONA_PROFILES_PACK_EVENTS": "1"},
+    # The input as publisher-side batch records (like --batch-events, for this variant only), so the
+    # two kinds of input compare within one run. BENCH_BATCH_* are read by the harness, not the worker.
+    "batch records (50 events, 30 min flush)": {"BENCH_BATCH_EVENTS": "50", "BENCH_BATCH_SECONDS": "1800"},
     # One worker over as many partitions as pipeline_2w: what the partitions cost apart from the second worker.
     "PERSONA_TOPIC_PARTITIONS=2": {"PERSONA_TOPIC_PARTITIONS": "2"},
     "PERSONA_FETCH_MAX_WAIT_MS=10": {"PERSONA_FETCH_MAX_WAIT_MS": "10"},
@@ -553,6 +557,12 @@ def run_pipeline_scenario(
     variant_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     tag = f"bench-{cfg.stamp}-{name}"
+    if variant_env and "BENCH_BATCH_EVENTS" in variant_env:
+        cfg = dataclasses.replace(
+            cfg,
+            batch_events=int(variant_env["BENCH_BATCH_EVENTS"]),
+            batch_seconds=float(variant_env.get("BENCH_BATCH_SECONDS", cfg.batch_seconds)),
+        )
     env = {**pipeline_env(cfg, stack, tag, workers_n, redis_db), **(variant_env or {})}
     argv = worker_argv
     if variant_env and variant_env.get("BENCH_PATCHES"):
