@@ -37,7 +37,7 @@ from app.faust_app import (
     settings,
     validator,
 )
-from app.kafka_transport import key_partition
+from app.kafka_transport import key_partitioner
 from app.lifecycle import redis_sink
 from app.metrics import (
     DEAD_LETTERS,
@@ -211,13 +211,15 @@ async def forward_to_profiles(records: Sequence[tuple[str, bytes]]) -> None:
     A profile-events record per event cost a produce and a consume per event; a pack costs
     them once per partition per batch. Every pack holds the watermark until acknowledged.
     """
+    if not records:
+        return
+    partition_for = await key_partitioner(faust_app.producer, PROFILE_EVENTS)
     by_partition: dict[int, list[bytes]] = {}
     partition_of: dict[str, int] = {}
     for profile_id, record in records:
         partition = partition_of.get(profile_id)
         if partition is None:
-            partition = await key_partition(faust_app.producer, PROFILE_EVENTS, profile_id.encode())
-            partition_of[profile_id] = partition
+            partition = partition_of[profile_id] = partition_for(profile_id.encode())
         by_partition.setdefault(partition, []).append(record)
     for partition, values in by_partition.items():
         for value in profile_pack.pack(values, max_events=settings.profiles_pack_events):

@@ -88,11 +88,14 @@ async def update_profiles(stream: StreamT) -> None:
     batches = cast(Stream, stream).take_events(settings.profiles_batch_size, within=settings.profiles_batch_seconds)
     async for records in batches:
         # Packs carry many events each: fold at most a batch size of events at a time.
-        while records:
-            records = records[await apply_batch(records):]
+        folded = [profile_batch.Record(r.message.topic, r.message.partition, r.message.offset, r.value)
+                  for r in records]
+        start = 0
+        while start < len(records):
+            start += await apply_batch(records[start:], folded[start:])
 
 
-async def apply_batch(records: Sequence[EventT]) -> int:
+async def apply_batch(records: Sequence[EventT], folded: Sequence[profile_batch.Record]) -> int:
     """Fold the first records of ``records`` (tables/profile_batch.py, at most a batch size of events)
     and carry them out: handovers acknowledged, then the states written once each, the outputs sent
     (each holding the watermark), the watermark, Redis. Returns how many records it took."""
@@ -100,8 +103,7 @@ async def apply_batch(records: Sequence[EventT]) -> int:
     if memory.sorted_index is None and isinstance(profiles_table.data, RocksDBStore):
         memory.sorted_index = profiles_table.data  # ticks read its due keys in order, nothing in memory
     batch = profile_batch.fold(
-        [profile_batch.Record(r.message.topic, r.message.partition, r.message.offset, r.value) for r in records],
-        profiles_table, memory, wall=time.time(), max_folded=settings.profiles_batch_size,
+        folded, profiles_table, memory, wall=time.time(), max_folded=settings.profiles_batch_size
     )
     # A state that records a handover (a tombstone, a split) is written only once the broker
     # has the handover: a crash before this point replays the records, which send it again.

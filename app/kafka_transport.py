@@ -15,6 +15,7 @@ can be dropped when Faust grows a setting.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import aiokafka
@@ -45,13 +46,13 @@ class Transport(faust_aiokafka.Transport):
 
 
 
-async def key_partition(producer: Any, topic: str, key: bytes) -> int:
-    """The partition ``producer.send(topic, key=key)`` would pick: its own partitioner, on its metadata.
+async def key_partitioner(producer: Any, topic: str) -> Callable[[bytes], int]:
+    """The partition ``producer.send(topic, key=key)`` would pick for a key: its own partitioner, on its metadata.
 
     For records sent to an explicit partition that must land where their key's records do
     (ingest's packs of profile-events records, tables/profile_pack.py). ``producer`` is Faust's
     aiokafka ``Producer``; ``partitions_for`` loads the topic's metadata the first time, as a
-    send would.
+    send would; the function returned then needs no more waiting.
     """
     await producer._ensure_producer().partitions_for(topic)
-    return int(producer.key_partition(topic, key).partition)
+    return lambda key: int(producer.key_partition(topic, key).partition)
