@@ -26,7 +26,22 @@ SCENARIO_CHOICES = ("faust_passthrough", "quix_count", "pipeline_1w", "pipeline_
     type=float,
     default=10.0,
     show_default=True,
-    help="Length of each latency probe (records produced at 50% of the scenario's measured rate).",
+    help="Length of each latency probe (records produced at --probe-share of the scenario's measured rate).",
+)
+@click.option(
+    "--probe-share",
+    type=click.FloatRange(0.01, 1.0),
+    default=0.5,
+    show_default=True,
+    help="The latency probe's rate as a share of the scenario's measured rate (the p99 target is set at 0.5).",
+)
+@click.option(
+    "--probe-input",
+    type=click.Choice(["continuation", "new-customers"]),
+    default="continuation",
+    show_default=True,
+    help="What the latency probe carries: the input continued in time by the same customers, or a second "
+    "population over the input's period (the probe before 4 December; see bench/probe_input.py).",
 )
 @click.option(
     "--scenario",
@@ -92,6 +107,8 @@ def bench(
     quick: bool,
     seed: int,
     probe_seconds: float,
+    probe_share: float,
+    probe_input: str,
     scenarios: tuple[str, ...],
     profile_seconds: float,
     probe_profile: bool,
@@ -127,6 +144,8 @@ def bench(
         events=100_000 if quick else events,
         seed=seed,
         probe_seconds=probe_seconds,
+        probe_share=probe_share,
+        probe_input=probe_input,
         profile_seconds=profile_seconds,
         probe_profile=probe_profile,
         results_dir=results_dir,

@@ -24,7 +24,7 @@ Method, per scenario:
    their CPU over the same window is reported apart (``stack_cpu_seconds_per_1000``).
 4. Peak RSS: ``VmHWM`` of each consumer process from /proc at the end of the scenario.
 5. Latency probe: with the consumer caught up, fresh records (another seed) are produced
-   at 50 % of the rate just measured for ``--probe-seconds``. For (a)/(b) the latency of a
+   at 50 % (``--probe-share``) of the rate just measured for ``--probe-seconds``. For (a)/(b) the latency of a
    record is the wall clock when the consumer has handled it minus its Kafka timestamp
    (set by the producer when the record is appended to its batch). For (c)/(d) it is the
    worker's own ``persona_event_lag_seconds`` histogram (observed once per record after
@@ -64,6 +64,7 @@ from app.simulator import SimConfig, SimRecord, iter_records, produce, read_json
 from app.simulator.batches import batch_records
 from app.stack import EmbeddedStack, ManagedProcess, free_port, wait_healthy, worker_argv
 from app.topics_admin import ensure_topics_sync
+from bench.probe_input import continuation
 from bench.stats import (
     add_ratios,
     check_results,
@@ -92,6 +93,10 @@ class BenchConfig:
     events: int = 1_000_000
     seed: int = 42
     probe_seconds: float = 10.0
+    #: The probe's rate as a share of the rate the scenario drained at (the target is set at 0.5).
+    probe_share: float = 0.5
+    #: What the probe carries: ``continuation`` or ``new-customers`` (:class:`ProbePool`).
+    probe_input: str = "continuation"
     scenarios: tuple[str, ...] = ("faust_passthrough", "quix_count", "pipeline_1w", "pipeline_2w")
     profile_seconds: float = 0.0
     #: Record the first worker's event loop with py-spy during each pipeline latency probe and
@@ -223,21 +228,32 @@ def ensure_input(cfg: BenchConfig, console: Console) -> Path:
 
 
 class ProbePool:
-    """Fresh records for the latency probes (a different seed, so no event_id repeats the input)."""
+    """Fresh records for the latency probes, none of whose event ids repeats the input.
 
-    def __init__(self, cfg: BenchConfig) -> None:
+    ``continuation`` (the default): the input itself, replayed a simulated period later
+    by the same customers (bench/probe_input.py), so the probe carries the drain's traffic.
+    ``new-customers``: a second simulator population over the input's period (the probe of
+    the runs before 4 December; its events are older than the drain's last).
+    """
+
+    def __init__(self, cfg: BenchConfig, input_path: Path) -> None:
         self.cfg = cfg
+        self.input_path = input_path
         self.seed = cfg.seed + 1_000_003
+        self.round = 1
         self.records = self._generator()
 
     def _generator(self) -> Iterator[SimRecord]:
         sim = self.cfg.sim_config(self.seed)
+        if self.cfg.probe_input == "continuation":
+            return continuation(read_jsonl(self.input_path), dt.timedelta(days=sim.days), self.round)
         return clickstream(SimConfig(seed=sim.seed, customers=max(sim.customers, 5000), days=sim.days, end=sim.end))
 
     def take(self, n: int) -> list[SimRecord]:
         taken = list(islice(self.records, n))
-        while len(taken) < n:  # exhausted: continue with the next seed (fresh event ids)
+        while len(taken) < n:  # exhausted: the next period (or seed), with fresh event ids
             self.seed += 1
+            self.round += 1
             self.records = self._generator()
             taken.extend(islice(self.records, n - len(taken)))
         return taken
@@ -399,15 +415,15 @@ def run_child_scenario(
         s = status()
         rate = (len(records) - 1) / (s["done_at"] - s["first_at"]) * events_per_record
         console.print(f"{name}: {rate:,.0f} events/s")
-        n_probe = max(1, int(rate / 2 * cfg.probe_seconds))
+        n_probe = max(1, int(rate * cfg.probe_share * cfg.probe_seconds))
         probe_input = probe_records(cfg, probe.take(n_probe))
         probe_path.write_text(str(len(probe_input)))
-        produce_all(retarget(probe_input, topic), stack.bootstrap, rate / 2 * len(probe_input) / n_probe)
+        produce_all(retarget(probe_input, topic), stack.bootstrap, rate * cfg.probe_share * len(probe_input) / n_probe)
         wait(lambda: "latency" in status(), 60 + cfg.probe_seconds, f"{name} latency probe", [proc])
         s = status()
         latency = {
             "method": "in-process: handled-at minus Kafka record timestamp",
-            "rate": rate / 2,
+            "rate": rate * cfg.probe_share,
             "seconds": cfg.probe_seconds,
             **s["latency"],
         }
@@ -632,14 +648,16 @@ def run_pipeline_scenario(
             "max_ms": math.nan,
         }
         if probe is not None:
-            n_probe = max(1, int(rate / 2 * cfg.probe_seconds))
+            n_probe = max(1, int(rate * cfg.probe_share * cfg.probe_seconds))
             probe_input = probe_records(cfg, probe.take(n_probe))
             _, _, before = scrape_all(ports)
+            probe_started, probe_cpu = time.monotonic(), cpu_seconds(pids)
             timeline = cfg.run_dir / f"{tag}-probe.speedscope.json"  # megabytes: the summary goes in the results
             probe_spy = None
             if cfg.probe_profile:
                 probe_spy = start_py_spy(pids[0], cfg.probe_seconds + 1, timeline, timeline=True)
-            produce_all(retarget(probe_input, topic), stack.bootstrap, rate / 2 * len(probe_input) / n_probe)
+            probe_rate = rate * cfg.probe_share * len(probe_input) / n_probe  # records/s, batch records or not
+            produce_all(retarget(probe_input, topic), stack.bootstrap, probe_rate)
             wait(
                 lambda: scrape_all(ports)[0] >= cfg.events + n_probe,
                 60 + cfg.probe_seconds,
@@ -647,18 +665,22 @@ def run_pipeline_scenario(
                 workers,
             )
             _, _, after = scrape_all(ports)
+            # How busy the workers were while the probe ran: near 1 per worker means "half the
+            # maximum rate" was not half of what the workers could do on that input.
+            probe_cpu_share = (cpu_seconds(pids) - probe_cpu) / (time.monotonic() - probe_started) / len(pids)
             stalls = loop_stalls_of(probe_spy, timeline, cfg.probe_seconds)
             delta = histogram_delta(before, after)
             latency = {
                 "method": "worker histogram persona_end_to_end_seconds (clickstream record's Kafka timestamp to "
                 "its event applied by the profiles stage, outputs sent), differenced over the probe, "
                 "histogram_quantile interpolation; persona_event_lag_seconds (ingest only) for a tree without it",
-                "rate": rate / 2,
+                "rate": rate * cfg.probe_share,
                 "seconds": cfg.probe_seconds,
                 "events": int(delta[-1][1]) if delta else 0,
                 "p50_ms": histogram_quantile(delta, 0.5) * 1000,
                 "p99_ms": histogram_quantile(delta, 0.99) * 1000,
                 "max_ms": math.nan,
+                "cpu_share_per_worker": probe_cpu_share,
                 "buckets": [*delta[:-1], ("+Inf", delta[-1][1])] if delta else [],
                 **({"loop_stalls": stalls} if stalls is not None else {}),
             }
@@ -775,13 +797,15 @@ def run(cfg: BenchConfig, console: Console) -> dict[str, Any]:
             "seed": cfg.seed,
             "customers": cfg.customers,
             "probe_seconds": cfg.probe_seconds,
+            "probe_share": cfg.probe_share,
+            "probe_input": cfg.probe_input,
             "batch_events": cfg.batch_events,
             "batch_seconds": cfg.batch_seconds if cfg.batch_events else None,
             "records": len(input_records(cfg, input_path)),
         },
         "scenarios": {},
     }
-    probe = ProbePool(cfg)
+    probe = ProbePool(cfg, input_path)
     stack = EmbeddedStack(cfg.run_dir / f"stack-{cfg.stamp}")
     try:
         with console.status("starting the embedded broker and Redis…"):
