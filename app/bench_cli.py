@@ -36,6 +36,13 @@ SCENARIO_CHOICES = ("faust_passthrough", "quix_count", "pipeline_1w", "pipeline_
     help="The latency probe's rate as a share of the scenario's measured rate (the p99 target is set at 0.5).",
 )
 @click.option(
+    "--probe-warmup",
+    type=click.FloatRange(0.0),
+    default=5.0,
+    show_default=True,
+    help="Seconds a pipeline latency probe runs before it is measured (the drain's last sessions close then).",
+)
+@click.option(
     "--probe-input",
     type=click.Choice(["continuation", "new-customers"]),
     default="continuation",
@@ -108,6 +115,7 @@ def bench(
     seed: int,
     probe_seconds: float,
     probe_share: float,
+    probe_warmup: float,
     probe_input: str,
     scenarios: tuple[str, ...],
     profile_seconds: float,
@@ -145,6 +153,7 @@ def bench(
         seed=seed,
         probe_seconds=probe_seconds,
         probe_share=probe_share,
+        probe_warmup=probe_warmup,
         probe_input=probe_input,
         profile_seconds=profile_seconds,
         probe_profile=probe_profile,

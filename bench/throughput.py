@@ -46,6 +46,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
@@ -95,6 +96,8 @@ class BenchConfig:
     probe_seconds: float = 10.0
     #: The probe's rate as a share of the rate the scenario drained at (the target is set at 0.5).
     probe_share: float = 0.5
+    #: Seconds the pipeline probe runs before it is measured (``--probe-warmup``).
+    probe_warmup: float = 5.0
     #: What the probe carries: ``continuation`` or ``new-customers`` (:class:`ProbePool`).
     probe_input: str = "continuation"
     scenarios: tuple[str, ...] = ("faust_passthrough", "quix_count", "pipeline_1w", "pipeline_2w")
@@ -152,6 +155,10 @@ TUNING_VARIANTS: dict[str, dict[str, str]] = {
     # The input as publisher-side batch records (like --batch-events, for this variant only), so the
     # two kinds of input compare within one run. BENCH_BATCH_* are read by the harness, not the worker.
     "batch records (50 events, 30 min flush)": {"BENCH_BATCH_EVENTS": "50", "BENCH_BATCH_SECONDS": "1800"},
+    # The latency probe at other loads, and the probe of the runs before 4 December (bench/probe_input.py).
+    "probe at 10 % of the rate": {"BENCH_PROBE_SHARE": "0.1"},
+    "probe at 25 % of the rate": {"BENCH_PROBE_SHARE": "0.25"},
+    "probe of new customers": {"BENCH_PROBE_INPUT": "new-customers"},
     # One worker over as many partitions as pipeline_2w: what the partitions cost apart from the second worker.
     "PERSONA_TOPIC_PARTITIONS=2": {"PERSONA_TOPIC_PARTITIONS": "2"},
     "PERSONA_FETCH_MAX_WAIT_MS=10": {"PERSONA_FETCH_MAX_WAIT_MS": "10"},
@@ -560,6 +567,24 @@ def pipeline_env(cfg: BenchConfig, stack: EmbeddedStack, tag: str, partitions: i
     return env
 
 
+def variant_config(cfg: BenchConfig, variant_env: dict[str, str]) -> BenchConfig:
+    """``cfg`` with a tuning variant's harness settings (``BENCH_BATCH_*``, ``BENCH_PROBE_*``; the worker ignores them).
+
+    >>> v = variant_config(BenchConfig(), {"BENCH_PROBE_SHARE": "0.25", "BENCH_PROBE_INPUT": "new-customers"})
+    >>> v.probe_share, v.probe_input, v.batch_events
+    (0.25, 'new-customers', 0)
+    """
+    changes: dict[str, Any] = {}
+    if "BENCH_BATCH_EVENTS" in variant_env:
+        changes["batch_events"] = int(variant_env["BENCH_BATCH_EVENTS"])
+        changes["batch_seconds"] = float(variant_env.get("BENCH_BATCH_SECONDS", cfg.batch_seconds))
+    if "BENCH_PROBE_SHARE" in variant_env:
+        changes["probe_share"] = float(variant_env["BENCH_PROBE_SHARE"])
+    if "BENCH_PROBE_INPUT" in variant_env:
+        changes["probe_input"] = variant_env["BENCH_PROBE_INPUT"]
+    return dataclasses.replace(cfg, **changes) if changes else cfg
+
+
 def run_pipeline_scenario(
     name: str,
     workers_n: int,
@@ -573,12 +598,7 @@ def run_pipeline_scenario(
     variant_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     tag = f"bench-{cfg.stamp}-{name}"
-    if variant_env and "BENCH_BATCH_EVENTS" in variant_env:
-        cfg = dataclasses.replace(
-            cfg,
-            batch_events=int(variant_env["BENCH_BATCH_EVENTS"]),
-            batch_seconds=float(variant_env.get("BENCH_BATCH_SECONDS", cfg.batch_seconds)),
-        )
+    cfg = variant_config(cfg, variant_env or {})
     env = {**pipeline_env(cfg, stack, tag, workers_n, redis_db), **(variant_env or {})}
     argv = worker_argv
     if variant_env and variant_env.get("BENCH_PATCHES"):
@@ -648,16 +668,25 @@ def run_pipeline_scenario(
             "max_ms": math.nan,
         }
         if probe is not None:
-            n_probe = max(1, int(rate * cfg.probe_share * cfg.probe_seconds))
+            if cfg.probe_input != probe.cfg.probe_input:  # a tuning variant's own kind of probe
+                probe = ProbePool(cfg, probe.input_path)
+            n_probe = max(1, int(rate * cfg.probe_share * (cfg.probe_warmup + cfg.probe_seconds)))
             probe_input = probe_records(cfg, probe.take(n_probe))
+            probe_rate = rate * cfg.probe_share * len(probe_input) / n_probe  # records/s, batch records or not
+            producing = threading.Thread(
+                target=produce_all, args=(retarget(probe_input, topic), stack.bootstrap, probe_rate), daemon=True
+            )
+            producing.start()
+            # The warm-up is not measured: the drain's last sessions close and the model steps then.
+            time.sleep(cfg.probe_warmup)
             _, _, before = scrape_all(ports)
             probe_started, probe_cpu = time.monotonic(), cpu_seconds(pids)
+            probe_stack_cpu, probe_own_cpu = cpu_seconds(stack_pids), time.process_time()
             timeline = cfg.run_dir / f"{tag}-probe.speedscope.json"  # megabytes: the summary goes in the results
             probe_spy = None
             if cfg.probe_profile:
                 probe_spy = start_py_spy(pids[0], cfg.probe_seconds + 1, timeline, timeline=True)
-            probe_rate = rate * cfg.probe_share * len(probe_input) / n_probe  # records/s, batch records or not
-            produce_all(retarget(probe_input, topic), stack.bootstrap, probe_rate)
+            producing.join()
             wait(
                 lambda: scrape_all(ports)[0] >= cfg.events + n_probe,
                 60 + cfg.probe_seconds,
@@ -667,7 +696,13 @@ def run_pipeline_scenario(
             _, _, after = scrape_all(ports)
             # How busy the workers were while the probe ran: near 1 per worker means "half the
             # maximum rate" was not half of what the workers could do on that input.
-            probe_cpu_share = (cpu_seconds(pids) - probe_cpu) / (time.monotonic() - probe_started) / len(pids)
+            probe_wall = time.monotonic() - probe_started
+            probe_cpu_share = (cpu_seconds(pids) - probe_cpu) / probe_wall / len(pids)
+            # The cores are shared: the broker, Redis and this process (producing the probe) use them too.
+            probe_others = {
+                "stack_cpu_share": (cpu_seconds(stack_pids) - probe_stack_cpu) / probe_wall,
+                "harness_cpu_share": (time.process_time() - probe_own_cpu) / probe_wall,
+            }
             stalls = loop_stalls_of(probe_spy, timeline, cfg.probe_seconds)
             delta = histogram_delta(before, after)
             latency = {
@@ -676,11 +711,13 @@ def run_pipeline_scenario(
                 "histogram_quantile interpolation; persona_event_lag_seconds (ingest only) for a tree without it",
                 "rate": rate * cfg.probe_share,
                 "seconds": cfg.probe_seconds,
+                "warmup_seconds": cfg.probe_warmup,
                 "events": int(delta[-1][1]) if delta else 0,
                 "p50_ms": histogram_quantile(delta, 0.5) * 1000,
                 "p99_ms": histogram_quantile(delta, 0.99) * 1000,
                 "max_ms": math.nan,
                 "cpu_share_per_worker": probe_cpu_share,
+                **probe_others,
                 "buckets": [*delta[:-1], ("+Inf", delta[-1][1])] if delta else [],
                 **({"loop_stalls": stalls} if stalls is not None else {}),
             }
@@ -798,6 +835,7 @@ def run(cfg: BenchConfig, console: Console) -> dict[str, Any]:
             "customers": cfg.customers,
             "probe_seconds": cfg.probe_seconds,
             "probe_share": cfg.probe_share,
+            "probe_warmup": cfg.probe_warmup,
             "probe_input": cfg.probe_input,
             "batch_events": cfg.batch_events,
             "batch_seconds": cfg.batch_seconds if cfg.batch_events else None,
