@@ -28,6 +28,8 @@ MAX_EVENTS = 1000
 _WRAPPER = len(orjson.dumps({"schema_version": 1, "batch_id": "", "events": []}))
 #: Longest batch id (the schema's limit).
 MAX_ID = 128
+#: The most bytes :func:`encode` adds to its events' bytes and the commas between them.
+RECORD_OVERHEAD = _WRAPPER + MAX_ID
 
 
 def encode(batch_id: str, events: Sequence[bytes]) -> bytes:
@@ -39,4 +41,4 @@ def encode(batch_id: str, events: Sequence[bytes]) -> bytes:
 def runs(events: Sequence[bytes], max_bytes: int, max_events: int = MAX_EVENTS) -> list[list[bytes]]:
     """``events`` cut, in order, into runs whose batch records stay within ``max_bytes`` (an event
     too large on its own gets a run of its own)."""
-    return chunks(events, max_events, max_bytes, _WRAPPER + MAX_ID)
+    return chunks(events, max_events, max_bytes, RECORD_OVERHEAD)

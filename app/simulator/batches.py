@@ -3,7 +3,7 @@
 Groups a clickstream in record order into batch records (``schemas/clickstream-batch.v1.json``):
 one open batch per ``anonymous_id``, flushed when it holds ``max_events`` events, when the
 visitor's next event happened more than ``flush_seconds`` after the batch's first, or when
-its bytes would pass ``max_bytes``; whatever is open at the end is flushed then. A batch goes
+its record (wrapper included) would pass ``max_bytes``; whatever is open at the end is flushed then. A batch goes
 out when it is flushed, so each visitor's events keep their order. A record that is not a
 parseable event (the simulator's malformed records) goes out alone, where it stood.
 
@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from app.batch_records import RECORD_OVERHEAD
 from app.batch_records import encode as encode_batch
 from app.simulator.record import SimRecord
 from app.validation import parse_timestamp
 
 #: How long an SDK queues a visitor's events before it flushes them (event time).
 FLUSH_SECONDS = 10.0
-#: Within the worker's default ``PERSONA_MAX_RECORD_BYTES`` (65536), with room for the wrapper.
+#: Most bytes of a batch record, wrapper included: within the worker's default ``PERSONA_MAX_RECORD_BYTES`` (65536).
 MAX_BATCH_BYTES = 60_000
 
 
@@ -42,7 +43,8 @@ class _Open:
     topic: str
     first_ts: float
     values: list[bytes] = field(default_factory=list)
-    size: int = 0
+    #: The batch record's bytes so far, at most (the wrapper, each event and a comma after it).
+    size: int = RECORD_OVERHEAD
 
 
 def batch_records(

@@ -44,3 +44,15 @@ def test_a_simulated_batch_is_a_valid_batch_record() -> None:
     (batch,) = batch_records(stream([("a", 0), ("a", 3)]), max_events=10)
     items = Validator().clickstream_items(batch.value, now=1767225600.0)
     assert [item.batch_index for item in items] == [0, 1]
+
+
+@given(st.lists(st.integers(min_value=1, max_value=400), min_size=1, max_size=40), st.integers(400, 3000))
+def test_a_batch_record_stays_within_max_bytes_wrapper_included(pads: list[int], max_bytes: int) -> None:
+    records = []
+    for i, pad in enumerate(pads):
+        doc = {"event_id": f"e{i}", "anonymous_id": "a" * 60, "timestamp": "2026-01-01T00:00:00Z", "p": "x" * pad}
+        records.append(SimRecord("clickstream", b"a", orjson.dumps(doc), None))
+    batches = list(batch_records(records, max_events=1000, max_bytes=max_bytes))
+    assert sum(len(orjson.loads(b.value)["events"]) for b in batches) == len(pads)
+    for batch in batches:
+        assert len(batch.value) <= max_bytes or len(orjson.loads(batch.value)["events"]) == 1
