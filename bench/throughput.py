@@ -39,6 +39,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import json
 import math
 import os
@@ -266,18 +267,42 @@ class ProbePool:
         return taken
 
 
-_INPUT_CACHE: dict[tuple[Path, int, float], list[SimRecord]] = {}
+@dataclass(frozen=True)
+class InputRecords:
+    """The records every scenario consumes, read from the input file on each pass.
+
+    A record per event is read lazily (a 1M-event input is never held in memory); batch
+    records (``--batch-events``) are built once and kept, a few per visitor.
+    """
+
+    path: Path
+    batch_events: int = 0
+    batch_seconds: float = 30.0
+
+    def __iter__(self) -> Iterator[SimRecord]:
+        if self.batch_events:
+            return iter(_batched(self.path, self.batch_events, self.batch_seconds))
+        return read_jsonl(self.path)
+
+    def __len__(self) -> int:
+        if self.batch_events:
+            return len(_batched(self.path, self.batch_events, self.batch_seconds))
+        return _count(self.path)
 
 
-def input_records(cfg: BenchConfig, input_path: Path) -> list[SimRecord]:
+@functools.cache
+def _batched(path: Path, batch_events: int, batch_seconds: float) -> list[SimRecord]:
+    return list(batch_records(read_jsonl(path), batch_events, flush_seconds=batch_seconds))
+
+
+@functools.cache
+def _count(path: Path) -> int:
+    return sum(1 for _ in read_jsonl(path))
+
+
+def input_records(cfg: BenchConfig, input_path: Path) -> InputRecords:
     """The records every scenario consumes: the input's events, or their batch records (``--batch-events``)."""
-    cached = _INPUT_CACHE.get((input_path, cfg.batch_events, cfg.batch_seconds))
-    if cached is None:
-        records: Iterable[SimRecord] = read_jsonl(input_path)
-        if cfg.batch_events:
-            records = batch_records(records, cfg.batch_events, flush_seconds=cfg.batch_seconds)
-        cached = _INPUT_CACHE[(input_path, cfg.batch_events, cfg.batch_seconds)] = list(records)
-    return cached
+    return InputRecords(input_path, cfg.batch_events, cfg.batch_seconds)
 
 
 def probe_records(cfg: BenchConfig, events: list[SimRecord]) -> list[SimRecord]:
