@@ -9,11 +9,12 @@ the same event), and everything else unchanged. Records that are not JSON object
 input's malformed records) are replayed as they are, and are dead-lettered as in the drain.
 
 The probe used before 4 December (``--probe-input new-customers``) took a second simulator
-population instead: 5,000 customers never seen in the drain, whose events were two weeks
-older than the drain's last. The profiles stage's stream clock was then past every session
-such an event opened, so nearly every probe event opened a profile and a session that the
-next tick closed: a session summary, a cluster input and segment changes per event, about
-twice the drain's work per event.
+population instead, over the input's own period. Its first 6,500 events (a probe of the
+20,000-event input) came from 462 visitors, only 6 events of them from a visitor of the drain,
+dated 2025-12-18 00:00-10:05, ten days before the drain's last event: new profiles, identity
+links and merges for every visitor, and sessions already behind the stream clock, closed at
+the next tick. That traffic cost the worker more than the drain's per event, so "half the
+maximum rate" of the drain was not half of what the worker could do on it.
 
 Examples
 --------

@@ -23,14 +23,21 @@ Method, per scenario:
    (c)/(d) psutil from the harness. The broker and Redis are not counted in it; for (c)/(d)
    their CPU over the same window is reported apart (``stack_cpu_seconds_per_1000``).
 4. Peak RSS: ``VmHWM`` of each consumer process from /proc at the end of the scenario.
-5. Latency probe: with the consumer caught up, fresh records (another seed) are produced
-   at 50 % (``--probe-share``) of the rate just measured for ``--probe-seconds``. For (a)/(b) the latency of a
-   record is the wall clock when the consumer has handled it minus its Kafka timestamp
-   (set by the producer when the record is appended to its batch). For (c)/(d) it is the
-   worker's own ``persona_event_lag_seconds`` histogram (observed once per record after
-   the table update, same definition), differenced over the probe and read with
-   Prometheus' ``histogram_quantile`` interpolation — so it is bucket-resolution only and
-   does *not* include the Redis flush (the flusher runs every ``redis_flush_interval``).
+5. Latency probe: with the consumer caught up, fresh records are produced at 50 %
+   (``--probe-share``) of the rate just measured. They continue the input: the same
+   customers, a simulated period later, with fresh event ids (bench/probe_input.py;
+   ``--probe-input new-customers`` gives the probe of the runs before 4 December). For
+   (a)/(b) the latency of a record is the wall clock when the consumer has handled it minus
+   its Kafka timestamp (set by the producer when the record is appended to its batch), over
+   ``--probe-seconds``. For (c)/(d) the probe first runs ``--probe-warmup`` seconds unmeasured
+   (the drain's last sessions close and the cluster model steps then), then for
+   ``--probe-seconds``; the latency is the worker's ``persona_end_to_end_seconds`` histogram
+   (clickstream record's Kafka timestamp to its event applied by the profiles stage),
+   differenced over the measured part and read with Prometheus' ``histogram_quantile``
+   interpolation, so it is bucket-resolution only and does *not* include the Redis flush
+   (the flusher runs every ``redis_flush_interval``). The CPU shares of the workers, the
+   broker and Redis, and this process (producing the probe) over that part are reported
+   with it: a worker near 1.0 was not at half of what it could do on that traffic.
 """
 
 from __future__ import annotations
@@ -168,6 +175,9 @@ TUNING_VARIANTS: dict[str, dict[str, str]] = {
         "PERSONA_INGEST_BATCH_SECONDS": "0.002",
         "PERSONA_PROFILES_BATCH_SECONDS": "0.002",
     },
+    # Longer batch windows: at a fraction of the maximum rate, fewer and fuller batches.
+    "batch windows 25ms": {"PERSONA_INGEST_BATCH_SECONDS": "0.025", "PERSONA_PROFILES_BATCH_SECONDS": "0.025"},
+    "batch windows 50ms": {"PERSONA_INGEST_BATCH_SECONDS": "0.05", "PERSONA_PROFILES_BATCH_SECONDS": "0.05"},
     # Smaller batches: a batch holds the one event loop for its whole fold (~0.6 ms per event).
     "batch sizes 100": {"PERSONA_INGEST_BATCH_SIZE": "100", "PERSONA_PROFILES_BATCH_SIZE": "100"},
     "batch sizes 50 + fetch wait 10ms": {
