@@ -27,10 +27,14 @@ settings = Settings.from_env()
 
 
 class PersonaApp(faust.App):
-    """``faust.App`` whose consumer transport takes ``fetch_max_wait_ms`` (see :mod:`app.kafka_transport`)."""
+    """``faust.App`` whose consumer transport takes ``fetch_max_wait_ms`` and ``fetch_min_bytes``
+    (see :mod:`app.kafka_transport`)."""
 
-    def __init__(self, *args: Any, fetch_max_wait_ms: int, recovery_bulk_min_records: int, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, fetch_max_wait_ms: int, fetch_min_bytes: int, recovery_bulk_min_records: int, **kwargs: Any
+    ) -> None:
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.fetch_min_bytes = fetch_min_bytes
         self.recovery_bulk_min_records = recovery_bulk_min_records
         super().__init__(*args, **kwargs)
 
@@ -55,6 +59,7 @@ faust_app = PersonaApp(
     # Faust's default is 0. A linger batches changelog records but delays every awaited ack.
     producer_linger=settings.producer_linger_seconds,
     fetch_max_wait_ms=settings.fetch_max_wait_ms,
+    fetch_min_bytes=settings.fetch_min_bytes,
     # Faust's table manager, with a recovery that reads large changelog partitions in bulk.
     TableManager="tables.bulk_recovery:PersonaTableManager",
     recovery_bulk_min_records=settings.recovery_bulk_min_records,

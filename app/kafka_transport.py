@@ -7,8 +7,9 @@ fetch is held for that full wait, so every record waited up to 1.5 s before the
 agent saw it (measured p50 1.4-1.7 s; 27-36 ms with 50 ms, docs/benchmarks.md).
 
 This module keeps Faust's consumer exactly as Faust builds it and changes that one
-value on the new, not yet started, aiokafka consumer: ``AIOKafkaConsumer`` reads
-``_fetch_max_wait_ms`` only when ``start()`` creates its fetcher. Everything else
+value (and ``fetch_min_bytes``, which Faust leaves at aiokafka's 1) on the new, not yet
+started, aiokafka consumer: ``AIOKafkaConsumer`` reads ``_fetch_max_wait_ms`` and
+``_fetch_min_bytes`` only when ``start()`` creates its fetcher. Everything else
 (group, assignor, commits, recovery) is Faust's. The override is isolated here so it
 can be dropped when Faust grows a setting.
 """
@@ -23,7 +24,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """Faust's consumer thread; the worker consumer gets the app's ``fetch_max_wait_ms``."""
+    """Faust's consumer thread; the worker consumer gets the app's ``fetch_max_wait_ms`` and ``fetch_min_bytes``."""
 
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
@@ -31,6 +32,9 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         if wait_ms is not None:
             # Read by AIOKafkaConsumer.start() when it creates the Fetcher (aiokafka 0.14).
             consumer._fetch_max_wait_ms = int(wait_ms)
+        min_bytes = getattr(self.app, "fetch_min_bytes", None)
+        if min_bytes is not None:
+            consumer._fetch_min_bytes = int(min_bytes)
         return consumer
 
 

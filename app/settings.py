@@ -82,6 +82,7 @@ class Settings:
     cluster_k: int = 6
     cluster_warmup: int = 500
     fetch_max_wait_ms: int = 50
+    fetch_min_bytes: int = 1
     producer_linger_seconds: float = 0.0
     commit_interval_seconds: float = 1.0
     ingest_batch_size: int = 500
@@ -134,6 +135,8 @@ class Settings:
             raise ConfigError("PERSONA_CLUSTER_WARMUP must be at least 1")
         if not 0 <= self.fetch_max_wait_ms <= 60_000:
             raise ConfigError("PERSONA_FETCH_MAX_WAIT_MS must be between 0 and 60000")
+        if not 1 <= self.fetch_min_bytes <= 64 << 20:
+            raise ConfigError("PERSONA_FETCH_MIN_BYTES must be between 1 and 67108864")
         if self.producer_linger_seconds < 0:
             raise ConfigError("PERSONA_PRODUCER_LINGER_SECONDS must not be negative")
         if self.commit_interval_seconds <= 0:
@@ -262,6 +265,11 @@ SETTINGS_DOC: dict[str, str] = {
     "fetch_max_wait_ms": (
         "Longest time the broker may hold a consumer fetch waiting for data. faust-streaming 0.15.3 hard-codes "
         "1500 ms; on the embedded broker that wait showed up as end-to-end latency (p50 1.4 s), see docs/benchmarks.md."
+    ),
+    "fetch_min_bytes": (
+        "Fewest bytes the broker should gather for a consumer fetch before it answers (within the fetch wait). "
+        "1 answers with whatever is there; more means fewer, fuller fetches and batches, each record waiting "
+        "up to the fetch wait for them."
     ),
     "producer_linger_seconds": (
         "Producer linger: how long a send waits for others to share its batch. Every awaited acknowledgement "

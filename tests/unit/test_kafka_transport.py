@@ -20,6 +20,7 @@ def test_worker_consumer_waits_at_most_the_configured_fetch_wait_not_fausts_1500
     assert settings.fetch_max_wait_ms == 50
     # AIOKafkaConsumer.start() hands this value to its Fetcher.
     assert consumer._fetch_max_wait_ms == 50
+    assert settings.fetch_min_bytes == 1 and consumer._fetch_min_bytes == 1
     # Everything else stays Faust's own configuration.
     assert consumer._group_id == faust_app.conf.id
     assert consumer._enable_auto_commit is False
