@@ -36,6 +36,13 @@ SCENARIO_CHOICES = ("faust_passthrough", "quix_count", "pipeline_1w", "pipeline_
     help="The latency probe's rate as a share of the scenario's measured rate (the p99 target is set at 0.5).",
 )
 @click.option(
+    "--probe-rate",
+    type=click.FloatRange(min=1.0),
+    default=None,
+    help="Probe every scenario at this many events/s instead of --probe-share of its own drain rate "
+    "(so tuning variants meet the same load).",
+)
+@click.option(
     "--probe-warmup",
     type=click.FloatRange(0.0),
     default=5.0,
@@ -115,6 +122,7 @@ def bench(
     seed: int,
     probe_seconds: float,
     probe_share: float,
+    probe_rate: float | None,
     probe_warmup: float,
     probe_input: str,
     scenarios: tuple[str, ...],
@@ -153,6 +161,7 @@ def bench(
         seed=seed,
         probe_seconds=probe_seconds,
         probe_share=probe_share,
+        probe_rate=probe_rate,
         probe_warmup=probe_warmup,
         probe_input=probe_input,
         profile_seconds=profile_seconds,

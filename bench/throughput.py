@@ -104,6 +104,9 @@ class BenchConfig:
     probe_seconds: float = 10.0
     #: The probe's rate as a share of the rate the scenario drained at (the target is set at 0.5).
     probe_share: float = 0.5
+    #: A fixed probe rate in events/s instead of a share of each scenario's drain (``--probe-rate``):
+    #: variants whose drains differ then meet the same load.
+    probe_rate: float | None = None
     #: Seconds the pipeline probe runs before it is measured (``--probe-warmup``).
     probe_warmup: float = 5.0
     #: What the probe carries: ``continuation`` or ``new-customers`` (:class:`ProbePool`).
@@ -127,6 +130,10 @@ class BenchConfig:
     run_dir: Path = REPO / ".persona" / "bench"
     command: str = ""
     stamp: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ"))
+
+    def probe_events_per_s(self, drained: float) -> float:
+        """The probe's events/s for a scenario that drained at ``drained`` events/s."""
+        return self.probe_rate if self.probe_rate else drained * self.probe_share
 
     @property
     def customers(self) -> int:
@@ -463,15 +470,16 @@ def run_child_scenario(
         s = status()
         rate = (len(records) - 1) / (s["done_at"] - s["first_at"]) * events_per_record
         console.print(f"{name}: {rate:,.0f} events/s")
-        n_probe = max(1, int(rate * cfg.probe_share * cfg.probe_seconds))
+        n_probe = max(1, int(cfg.probe_events_per_s(rate) * cfg.probe_seconds))
         probe_input = probe_records(cfg, probe.take(n_probe))
         probe_path.write_text(str(len(probe_input)))
-        produce_all(retarget(probe_input, topic), stack.bootstrap, rate * cfg.probe_share * len(probe_input) / n_probe)
+        records_per_s = cfg.probe_events_per_s(rate) * len(probe_input) / n_probe
+        produce_all(retarget(probe_input, topic), stack.bootstrap, records_per_s)
         wait(lambda: "latency" in status(), 60 + cfg.probe_seconds, f"{name} latency probe", [proc])
         s = status()
         latency = {
             "method": "in-process: handled-at minus Kafka record timestamp",
-            "rate": rate * cfg.probe_share,
+            "rate": cfg.probe_events_per_s(rate),
             "seconds": cfg.probe_seconds,
             **s["latency"],
         }
@@ -711,9 +719,9 @@ def run_pipeline_scenario(
         if probe is not None:
             if cfg.probe_input != probe.cfg.probe_input:  # a tuning variant's own kind of probe
                 probe = ProbePool(cfg, probe.input_path)
-            n_probe = max(1, int(rate * cfg.probe_share * (cfg.probe_warmup + cfg.probe_seconds)))
+            n_probe = max(1, int(cfg.probe_events_per_s(rate) * (cfg.probe_warmup + cfg.probe_seconds)))
             probe_input = probe_records(cfg, probe.take(n_probe))
-            probe_rate = rate * cfg.probe_share * len(probe_input) / n_probe  # records/s, batch records or not
+            probe_rate = cfg.probe_events_per_s(rate) * len(probe_input) / n_probe  # records/s, batch records or not
             producing = threading.Thread(
                 target=produce_all, args=(retarget(probe_input, topic), stack.bootstrap, probe_rate), daemon=True
             )
@@ -750,7 +758,7 @@ def run_pipeline_scenario(
                 "method": "worker histogram persona_end_to_end_seconds (clickstream record's Kafka timestamp to "
                 "its event applied by the profiles stage, outputs sent), differenced over the probe, "
                 "histogram_quantile interpolation; persona_event_lag_seconds (ingest only) for a tree without it",
-                "rate": rate * cfg.probe_share,
+                "rate": cfg.probe_events_per_s(rate),
                 "seconds": cfg.probe_seconds,
                 "warmup_seconds": cfg.probe_warmup,
                 "events": int(delta[-1][1]) if delta else 0,
@@ -876,6 +884,7 @@ def run(cfg: BenchConfig, console: Console) -> dict[str, Any]:
             "customers": cfg.customers,
             "probe_seconds": cfg.probe_seconds,
             "probe_share": cfg.probe_share,
+            "probe_rate": cfg.probe_rate,
             "probe_warmup": cfg.probe_warmup,
             "probe_input": cfg.probe_input,
             "batch_events": cfg.batch_events,
