@@ -188,6 +188,12 @@ TUNING_VARIANTS: dict[str, dict[str, str]] = {
         "PERSONA_FETCH_MIN_BYTES": str(64 << 10),
         "PERSONA_FETCH_MAX_WAIT_MS": "25",
     },
+    # The same settings as the scenario, under another label: a second round within one run.
+    "baseline (again)": {},
+    "PERSONA_FETCH_MIN_BYTES=64KiB + fetch wait 25ms (again)": {
+        "PERSONA_FETCH_MIN_BYTES": str(64 << 10),
+        "PERSONA_FETCH_MAX_WAIT_MS": "25",
+    },
     # Longer batch windows: at a fraction of the maximum rate, fewer and fuller batches.
     "batch windows 25ms": {"PERSONA_INGEST_BATCH_SECONDS": "0.025", "PERSONA_PROFILES_BATCH_SECONDS": "0.025"},
     "batch windows 50ms": {"PERSONA_INGEST_BATCH_SECONDS": "0.05", "PERSONA_PROFILES_BATCH_SECONDS": "0.05"},
