@@ -70,7 +70,9 @@ OUTPUT_TOPICS = {
 }
 PROFILES_SECONDS = STAGE_SECONDS.labels("profiles")
 # Stream clocks, quality monitor and tick index of the partitions this worker owns.
-memory = profile_batch.StageMemory(tick_limit=settings.profiles_tick_limit)
+memory = profile_batch.StageMemory(
+    tick_limit=settings.profiles_tick_limit, tick_evaluations=settings.profiles_tick_evaluations
+)
 
 
 @faust_app.on_partitions_assigned.connect  # type: ignore[arg-type]  # Faust's stub wants a signal keyword

@@ -92,6 +92,7 @@ class Settings:
     profiles_batch_size: int = 500
     profiles_batch_seconds: float = 0.01
     profiles_tick_limit: int = 20
+    profiles_tick_evaluations: int = 100
     profiles_pack_events: int = PACK_STRIDE
     recovery_bulk_min_records: int = 10_000
     rocksdb_block_cache_mb: int = 64
@@ -146,6 +147,8 @@ class Settings:
                 raise ConfigError(f"{_env_name(f'{stage}_batch_size')} must be at least 1")
             if getattr(self, f"{stage}_batch_seconds") <= 0:
                 raise ConfigError(f"{_env_name(f'{stage}_batch_seconds')} must be positive")
+        if self.profiles_tick_evaluations < 1:
+            raise ConfigError("PERSONA_PROFILES_TICK_EVALUATIONS must be at least 1")
         if self.profiles_tick_limit < 1:
             raise ConfigError("PERSONA_PROFILES_TICK_LIMIT must be at least 1")
         if not 1 <= self.profiles_pack_events <= PACK_STRIDE:
@@ -289,6 +292,11 @@ SETTINGS_DOC: dict[str, str] = {
         "event of a pack counts."
     ),
     "profiles_batch_seconds": "Longest the profiles stage waits to fill a batch: the latency a quiet stream pays.",
+    "profiles_tick_evaluations": (
+        "Most timed rule evaluations one tick runs per partition, over all the profiles it visits (each can have "
+        "32 due after hours of stream time). A tick that spends it sends the next tick at once: bounds a tick's "
+        "pause by its work, where the tick limit bounds it by profiles."
+    ),
     "profiles_tick_limit": (
         "Most profiles one tick (every 5 s) closes sessions or fires timed rules for, per partition. A tick that "
         "reaches it sends the next tick at once, so a backlog (much of the table due after an outage) drains a "

@@ -92,6 +92,11 @@ class StageMemory:
     #: an outage (or on a table restored from elsewhere) most of a large table can be due at once,
     #: and one tick over all of it holds the event loop and every changed value in memory.
     tick_limit: int | None = None
+    #: Most timed rule evaluations one tick runs per partition, over all its visits. A profile can
+    #: have up to ``MAX_CATCH_UP`` due at once (hours of stream time between ticks in a backlog or
+    #: a replay): the tick limit alone let one tick hold the loop for limit x 32 evaluations. The
+    #: visits after the budget is spent stay due, and the tick is followed at once.
+    tick_evaluations: int | None = None
     #: A store that reads a partition's due keys in order (RocksDB): then a tick reads them there
     #: and nothing is kept in memory, whatever the size of the table.
     sorted_index: DueKeySource | None = None
@@ -436,7 +441,13 @@ class _Folder:
             return
         visits = self.due_now(partition, now)
         changed = 0
+        budget = self.memory.tick_evaluations
         for profile_id, key in visits:
+            if budget is not None and budget <= 0:
+                # Spent: the visit waits for the follow-up tick (its key stays; the copy in memory is put back).
+                self.due_keys[profile_id] = key
+                self.move_due(profile_id, partition, parse_due_key(key)[1])
+                continue
             value = self.get(profile_id)
             self.due_keys[profile_id] = key
             at = tick_due_at(value, partition)
@@ -451,14 +462,23 @@ class _Folder:
                     continue
             if value is None or profile_identity.is_tombstone(value):
                 continue
-            value, outputs = profile_stage.tick(value, now, profile_id)
+            value, outputs = profile_stage.tick(value, now, profile_id, max_evaluations=budget)
+            if budget is not None:
+                budget -= outputs.evaluations
             if outputs.closed_sessions or outputs.segment_changes:
                 self.put(profile_id, value, partition, now)
                 self.emit(profile_id, outputs, value)
+                changed += 1
+            elif outputs.evaluations:
+                # Evaluations that changed no membership still moved the next one later: kept, or
+                # the profile would stay due at its old time, re-run them at every tick and take a
+                # visit from the profiles due after it.
+                self.put(profile_id, value, partition, None)
                 changed += 1
             else:  # due exactly now (sessions close strictly after their time): the next tick
                 self.move_due(profile_id, partition, at)
         # Only a tick that changed something is followed at once: one whose visits are all due
         # exactly now would otherwise be followed by the same visits, in a loop.
-        if changed and self.memory.tick_limit is not None and len(visits) >= self.memory.tick_limit:
+        at_limit = self.memory.tick_limit is not None and len(visits) >= self.memory.tick_limit
+        if changed and (at_limit or (budget is not None and budget <= 0)):
             self.batch.ticks_to_follow.add(partition)

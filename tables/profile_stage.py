@@ -62,6 +62,8 @@ class Outputs:
     segment_changes: list[dict[str, Any]] = field(default_factory=list)
     #: Events too late for their sessions (counted by the profile, in no session summary).
     late_events: int = 0
+    #: Timed rule evaluations run (a tick's share of its evaluation budget).
+    evaluations: int = 0
 
 
 def apply_event(
@@ -105,12 +107,16 @@ def apply_event(
     return new, Outputs(closed, [*timer_changes, *changes], int(session_outcome == "late"))
 
 
-def tick(value: State, now: float, profile_id: str, config: StageConfig = DEFAULT) -> tuple[State, Outputs]:
-    """At stream time ``now``: close the sessions whose time is up, decide the rules that fell due."""
+def tick(
+    value: State, now: float, profile_id: str, config: StageConfig = DEFAULT, max_evaluations: int | None = None
+) -> tuple[State, Outputs]:
+    """At stream time ``now``: close the sessions whose time is up, decide the rules that fell due
+    (at most ``max_evaluations`` of them, default :data:`MAX_CATCH_UP`; the rest stay due)."""
     session_state, closed = sessions.close_expired(value["sessions"], now, config.sessions)
     new = {**value, "sessions": session_state} if closed else value
-    new, changes = catch_up(new, now, profile_id, config)
-    return new, Outputs(closed, changes)
+    steps = MAX_CATCH_UP if max_evaluations is None else min(MAX_CATCH_UP, max_evaluations)
+    new, changes, evaluations = _catch_up(new, now, profile_id, config, steps)
+    return new, Outputs(closed, changes, evaluations=evaluations)
 
 
 #: Most timed evaluations one record or tick runs for a profile (each moves the next one later).
@@ -136,8 +142,17 @@ def catch_up(
     >>> due, [(c["segment_id"], c["change"], c["at"]) for c in changes]   # dated when due, not 30 days later
     (605800.0, [('new_visitor', 'exited', '1970-01-08T00:16:40.000Z')])
     """
+    value, changes, _ = _catch_up(value, until, profile_id, config, MAX_CATCH_UP)
+    return value, changes
+
+
+def _catch_up(
+    value: State, until: float, profile_id: str, config: StageConfig, max_steps: int
+) -> tuple[State, list[dict[str, Any]], int]:
+    """:func:`catch_up` for at most ``max_steps`` evaluations; also returns how many it ran."""
     changes: list[dict[str, Any]] = []
-    for _ in range(MAX_CATCH_UP):
+    steps = 0
+    while steps < max_steps:
         due = value.get("next_eval_at")
         if due is None or due > until or "segments" not in value:
             break
@@ -145,7 +160,8 @@ def catch_up(
         at = max(float(due), float(last_event)) if isinstance(last_event, int | float) else float(due)
         value, more = evaluate(value, profile_id, at, f"timer:{at:.3f}", config)
         changes += more
-    return value, changes
+        steps += 1
+    return value, changes, steps
 
 
 def evaluate(

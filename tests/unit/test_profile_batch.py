@@ -10,7 +10,7 @@ import orjson
 from tables import profile_stage
 from tables.due_index import due_key, indexed_key, is_index_key, sorted_due_keys
 from tables.positions import position
-from tables.profile_batch import Batch, Record, StageMemory, fold, tick_due_at
+from tables.profile_batch import Batch, Record, StageMemory, due_key_of, fold, tick_due_at
 from tables.profile_pack import pack
 from tables.sessions import ev
 
@@ -397,3 +397,58 @@ def tick_due_key(batch: Batch, profile_id: str) -> str:
     at = tick_due_at(value, partition)
     assert at is not None
     return due_key(partition, at, profile_id)
+
+
+def engaged_then_quiet(memory: StageMemory) -> dict[str, Any]:
+    """p-a views products 5 times from 1000 s on: highly_engaged from the 4th view (1300 s), held
+    at least an hour (min_dwell), so it is evaluated again at 4900 s, still engaged: no change.
+    Its session closes at the first tick; p-b's events move the stream clock to 6000 s."""
+    table: dict[str, Any] = {}
+    views = [event(10 + i, "p-a", f"a{i}", 1000.0 + 100 * i, "product_view") for i in range(5)]
+    write(table, fold([*views, event(15, "p-b", "b1", 4_000.0)], table, memory, WALL))
+    write(table, fold([record(16, {"tick": WALL + 1.0})], table, memory, WALL))  # p-a's session closes
+    assert "highly_engaged" in table["p-a"]["segments"]["members"]["segments"]
+    assert table["p-a"]["next_eval_at"] == 4_900.0
+    write(table, fold([event(17, "p-b", "b2", 6_000.0)], table, memory, WALL))
+    return table
+
+
+def test_a_tick_keeps_an_evaluation_that_changed_no_membership() -> None:
+    memory = StageMemory(tick_limit=1)
+    table = engaged_then_quiet(memory)
+    batch = fold([record(18, {"tick": WALL + 1.0})], table, memory, WALL)
+    assert not batch.outputs  # still engaged at 4900 s
+    write(table, batch)
+    # The evaluation moved the next one on; before, the value was dropped and p-a stayed due at
+    # 4900 s, re-evaluated by every tick and taking the tick's one visit from every other profile.
+    assert table["p-a"]["next_eval_at"] == 90_000.0
+    assert due_key(0, 4_900.0, "p-a") not in table and due_key_of("p-a", table["p-a"]) in table
+    again = fold([record(19, {"tick": WALL + 2.0})], table, memory, WALL)
+    assert not again.pending and not again.index_writes  # nothing due at 6002 s: nothing visited
+    # p-b's first session (due 6100 s) is the next tick's one visit, not p-a again.
+    later = fold([record(20, {"tick": WALL + 1_200.0})], table, memory, WALL)
+    assert [doc["profile_id"] for kind, _, doc in later.outputs if kind == "session_summaries"] == ["p-b"]
+
+
+def test_a_tick_s_evaluation_budget_leaves_the_rest_due_for_its_follow_up() -> None:
+    def changes(budget: int | None) -> list[list[tuple[str, str]]]:
+        memory = StageMemory(tick_limit=5, tick_evaluations=budget)
+        table = engaged_then_quiet(memory)
+        out = []
+        for offset in range(18, 40):  # stream time 6000 + 605 000: p-a's three evaluations are all due
+            batch = fold([record(offset, {"tick": WALL + 605_000.0})], table, memory, WALL)
+            write(table, batch)
+            out.append([(doc["profile_id"], doc["segment_id"], doc["change"], doc["at"])
+                        for kind, _, doc in batch.outputs if kind == "segment_changes"])
+            if not batch.ticks_to_follow:
+                break
+        return out
+
+    (all_at_once,) = changes(None)  # every due evaluation in one tick
+    assert [(p, segment) for p, segment, _, _ in all_at_once if p == "p-a"] == [
+        ("p-a", "highly_engaged"), ("p-a", "new_visitor")]
+    # One evaluation per tick: a tick that spends its budget asks for the next at once, and the
+    # same changes come out, in the same order and dated the same, over the follow-ups.
+    one_each = changes(1)
+    assert len(one_each) > 3 and all(len(tick) <= 1 for tick in one_each)
+    assert [c for tick in one_each for c in tick] == all_at_once
