@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
 
+from app.simulator import SimConfig, iter_records
+from app.validation import Event, Validator
 from tables import profile_stage
 from tables.due_index import due_key, indexed_key, is_index_key, sorted_due_keys
 from tables.positions import position
@@ -452,3 +455,42 @@ def test_a_tick_s_evaluation_budget_leaves_the_rest_due_for_its_follow_up() -> N
     one_each = changes(1)
     assert len(one_each) > 3 and all(len(tick) <= 1 for tick in one_each)
     assert [c for tick in one_each for c in tick] == all_at_once
+
+
+def test_ticks_emit_every_timed_change_that_fell_due_for_profiles_gone_quiet() -> None:
+    # A simulated clickstream folded in packs with a tick after each, then only ticks for 11 days
+    # of stream time: afterwards no profile may hold a due evaluation that still changes something.
+    # Before ticks kept evaluations that changed nothing, profiles re-running the same ones at every
+    # tick took its visits, and profiles due after them never got their exits (125 of 250 customers
+    # in the bench input kept a due change that no tick emitted).
+    config = SimConfig(seed=5, customers=80, days=14, end=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), max_events=5000)
+    validator, docs = Validator(), []
+    for sim in iter_records(config):
+        if sim.topic != "clickstream":
+            continue
+        for item in validator.clickstream_items(sim.value, now=1767225600.0):
+            if isinstance(item.result, Event):
+                pid = f"p-{item.result.anonymous_id}"
+                docs.append(orjson.dumps({"profile_id": pid, "ts": item.result.ts, "event": item.result.data}))
+    table: dict[str, Any] = {}
+    memory = StageMemory(tick_limit=20, tick_evaluations=100)
+    offset, wall = 0, WALL
+    for start in range(0, len(docs), 200):
+        (value,) = pack(docs[start:start + 200])
+        write(table, fold([Record(TOPIC, 0, offset, value)], table, memory, wall))
+        wall += 5.0
+        write(table, fold([record(offset + 1, {"tick": wall})], table, memory, wall))
+        offset += 2
+    for _ in range(200):
+        wall += 5_000.0
+        write(table, fold([record(offset, {"tick": wall})], table, memory, wall))
+        offset += 1
+    now = memory.clock.now(0, wall)
+    assert now is not None
+    left = {}
+    for profile_id, value in table.items():
+        if isinstance(value, dict) and "segments" in value:
+            value, changes = profile_stage.catch_up(value, now, profile_id)
+            if changes:
+                left[profile_id] = changes
+    assert not left
