@@ -41,13 +41,7 @@ def run(docs: list[bytes], pack_events: int, final_ticks: int) -> dict[str, Any]
     memory = StageMemory(tick_limit=20)
 
     def write(batch: Batch) -> None:
-        for key, (value, _) in batch.index_writes.items():
-            if value is None:
-                table.pop(key, None)
-            else:
-                table[key] = value
-        for key, (state, _) in batch.pending.items():
-            table[key] = state
+        batch.write_to(table)
         counts["profile_records"] += len(batch.pending)
         counts["index_records"] += len(batch.index_writes)
         for kind, _, _ in batch.outputs:

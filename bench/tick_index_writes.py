@@ -48,13 +48,7 @@ def count(docs: list[bytes], batch: int) -> dict[str, int]:
         folded = fold([Record("profile-events", 0, offset, value)], table, memory, wall=NOW)
         index += len(folded.index_writes)
         profiles += len(folded.pending)
-        for key, (at, _) in folded.index_writes.items():
-            if at is None:
-                table.pop(key, None)
-            else:
-                table[key] = at
-        for key, (state, _) in folded.pending.items():
-            table[key] = state
+        folded.write_to(table)
     return {"events": len(docs), "batch": batch, "index_records": index, "profile_records": profiles}
 
 

@@ -39,7 +39,7 @@ Examples
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -149,6 +149,25 @@ class Batch:
     #: When the clickstream record of each event the batch applied was produced (epoch seconds;
     #: ``produced_at`` of the envelope), for the end-to-end latency.
     produced_at: list[float] = field(default_factory=list)
+
+    def write_to(self, table: MutableMapping[str, Any]) -> None:
+        """Write the batch's state into a plain mapping, in the agent's order: tick-index keys, then values.
+
+        For folds without Faust (tests, benchmarks); the agent writes the same through the table,
+        to each key's changelog partition.
+
+        >>> table = {"__due__/0/0000000000001.000/p-1": 1.0}
+        >>> batch = Batch(pending={"p-1": ({"v": 1}, 0)}, index_writes={"__due__/0/0000000000001.000/p-1": (None, 0)})
+        >>> batch.write_to(table); table
+        {'p-1': {'v': 1}}
+        """
+        for key, (index_value, _) in self.index_writes.items():
+            if index_value is None:
+                table.pop(key, None)
+            else:
+                table[key] = index_value
+        for key, (value, _) in self.pending.items():
+            table[key] = value
 
 
 def fold(

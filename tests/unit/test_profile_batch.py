@@ -54,13 +54,7 @@ def mixed_records(table: dict[str, Any]) -> list[Record]:
 
 def write(table: dict[str, Any], batch: Batch) -> None:
     """What the agent does with a batch's state: tick-index keys first, then the values."""
-    for key, (index_value, _) in batch.index_writes.items():
-        if index_value is None:
-            table.pop(key, None)
-        else:
-            table[key] = index_value
-    for profile_id, (value, _) in batch.pending.items():
-        table[profile_id] = value
+    batch.write_to(table)
 
 
 def one_by_one(records: list[Record], table: dict[str, Any]) -> tuple[list[Batch], dict[str, Any]]:
