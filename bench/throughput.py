@@ -728,9 +728,15 @@ def run_pipeline_scenario(
             n_probe = max(1, int(cfg.probe_events_per_s(rate) * (cfg.probe_warmup + cfg.probe_seconds)))
             probe_input = probe_records(cfg, probe.take(n_probe))
             probe_rate = cfg.probe_events_per_s(rate) * len(probe_input) / n_probe  # records/s, batch records or not
-            producing = threading.Thread(
-                target=produce_all, args=(retarget(probe_input, topic), stack.bootstrap, probe_rate), daemon=True
-            )
+            produce_error: list[BaseException] = []
+
+            def produce_probe() -> None:
+                try:
+                    produce_all(retarget(probe_input, topic), stack.bootstrap, probe_rate)
+                except BaseException as exc:  # re-raised below, in the harness's thread
+                    produce_error.append(exc)
+
+            producing = threading.Thread(target=produce_probe, daemon=True)
             producing.start()
             # The warm-up is not measured: the drain's last sessions close and the model steps then.
             time.sleep(cfg.probe_warmup)
@@ -742,6 +748,8 @@ def run_pipeline_scenario(
             if cfg.probe_profile:
                 probe_spy = start_py_spy(pids[0], cfg.probe_seconds + 1, timeline, timeline=True)
             producing.join()
+            if produce_error:
+                raise BenchError(f"{name}: producing the probe failed: {produce_error[0]}") from produce_error[0]
             wait(
                 lambda: scrape_all(ports)[0] >= cfg.events + n_probe,
                 60 + cfg.probe_seconds,

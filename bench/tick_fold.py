@@ -5,7 +5,8 @@ packs of ``--pack`` events with a tick after each, then ``--final-ticks`` ticks 
 stream time apart (the customers gone quiet). Prints the outputs by kind, the rule evaluations
 run, the changelog records, the CPU time of the folds, and ``changes_left``: the profiles
 that, at the end, still hold a due evaluation that would change a membership (a tick should
-have emitted it). Run it on another source tree with ``PYTHONPATH=<tree>``.
+have emitted it). Run it on another source tree with ``PYTHONPATH=<tree>``; ``--changes FILE``
+writes every segment change (profile, segment, change, time, id), sorted, to compare two trees.
 
 Usage::
 
@@ -28,7 +29,7 @@ from tables.profile_batch import Batch, Record, StageMemory, fold
 from tables.profile_pack import pack
 
 
-def run(docs: list[bytes], pack_events: int, final_ticks: int) -> dict[str, Any]:
+def run(docs: list[bytes], pack_events: int, final_ticks: int, changes: list[Any] | None = None) -> dict[str, Any]:
     counts: Counter[str] = Counter()
     evaluate = profile_stage.evaluate
 
@@ -41,11 +42,20 @@ def run(docs: list[bytes], pack_events: int, final_ticks: int) -> dict[str, Any]
     memory = StageMemory(tick_limit=20)
 
     def write(batch: Batch) -> None:
-        batch.write_to(table)
+        # Batch.write_to's loop, written out: this script also runs on trees older than write_to.
+        for key, (index_value, _) in batch.index_writes.items():
+            if index_value is None:
+                table.pop(key, None)
+            else:
+                table[key] = index_value
+        for key, (state, _) in batch.pending.items():
+            table[key] = state
         counts["profile_records"] += len(batch.pending)
         counts["index_records"] += len(batch.index_writes)
-        for kind, _, _ in batch.outputs:
+        for kind, _, doc in batch.outputs:
             counts[kind] += 1
+            if kind == "segment_changes" and changes is not None:
+                changes.append([doc["profile_id"], doc["segment_id"], doc["change"], doc["at"], doc["change_id"]])
 
     offset, wall, cpu = 0, NOW, time.process_time()
     try:
@@ -76,8 +86,12 @@ def main() -> None:
     parser.add_argument("--input", type=Path, required=True)
     parser.add_argument("--pack", type=int, default=200)
     parser.add_argument("--final-ticks", type=int, default=200)
+    parser.add_argument("--changes", type=Path, help="write the segment changes here (JSON, sorted)")
     args = parser.parse_args()
-    print(orjson.dumps(run(profile_records(args.input), args.pack, args.final_ticks)).decode())
+    changes: list[Any] = []
+    print(orjson.dumps(run(profile_records(args.input), args.pack, args.final_ticks, changes)).decode())
+    if args.changes:
+        args.changes.write_bytes(orjson.dumps(sorted(changes)))
 
 
 if __name__ == "__main__":
