@@ -54,9 +54,10 @@ Examples
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from tables.hooks import State
 from tables.segments import windows
@@ -69,7 +70,6 @@ from tables.segments.rules import (
     Expr,
     Feature,
     Number,
-    Operand,
     Or,
     Rule,
     RuleSet,
@@ -99,53 +99,65 @@ class Decision:
     reason: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
-class _Context:
-    """Operand values of one profile at one time, for one rule instance.
+class _Env:
+    """One evaluation of a profile at one time: its features, window state and clock.
 
-    ``shared`` memoises the raw values of feature, ``count()`` and ``age()`` operands
-    across the instances of one evaluation (they depend only on the features, the
-    window state and ``now``); ``values`` records, per instance, what its reason shows.
+    ``shared`` memoises the raw values of ``count()`` and ``age()`` operands across the
+    rule instances of the evaluation (they depend only on the window state, the features and
+    ``now``); ``values`` is the current instance's reason: operand text -> value, in the order
+    the condition reads them.
     """
 
     __slots__ = ("features", "now", "shared", "state", "values")
 
-    def __init__(
-        self, features: Mapping[str, Any], state: State | None, now: float, shared: dict[Any, Any] | None = None
-    ) -> None:
+    def __init__(self, features: Mapping[str, Any], state: State | None, now: float) -> None:
         self.features = features
         self.state = state
         self.now = now
-        self.shared = {} if shared is None else shared
+        self.shared: dict[str, Any] = {}
         self.values: dict[str, Any] = {}
 
-    def value(self, o: Operand) -> Any:
-        """The operand's value, recorded for the reason."""
-        if isinstance(o, Number | String):
-            return o.value
-        v = self.raw(o)
-        self.values[o.text] = None if isinstance(v, float) and not math.isfinite(v) else v
-        return v
 
-    def raw(self, o: Feature | Count | Age) -> Any:
-        """The value of a feature, ``count()`` or ``age()`` operand, memoised, not recorded."""
-        shared = self.shared
-        text = o.text
+Reader = Callable[[_Env], Any]
+
+
+def _reader(o: Feature | Count | Age) -> Reader:
+    """A function giving the operand's value in an evaluation (memoised for ``count()``, ``age()``)."""
+    text = o.text
+    if isinstance(o, Feature):
+        name = o.name
+
+        def feature(env: _Env) -> Any:
+            return env.features.get(name)
+
+        return feature
+    if isinstance(o, Count):
+        event, seconds = o.event, o.seconds
+
+        def count(env: _Env) -> Any:
+            shared = env.shared
+            if text in shared:
+                return shared[text]
+            v = shared[text] = windows.count(env.state, event, seconds, env.now)
+            return v
+
+        return count
+    name = o.name
+    of_event = name in EVENT_TYPES
+
+    def age(env: _Env) -> Any:
+        shared = env.shared
         if text in shared:
             return shared[text]
-        if isinstance(o, Feature):
-            v = self.features.get(o.name)
-        elif isinstance(o, Count):
-            v = windows.count(self.state, o.event, o.seconds, self.now)
+        if of_event:
+            v = windows.age(env.state, name, env.now)
         else:
-            v = self.age(o.name)
+            t = env.features.get(name)
+            v = math.inf if not isinstance(t, int | float) or isinstance(t, bool) else float(env.now - t)
         shared[text] = v
         return v
 
-    def age(self, name: str) -> float:
-        if name in EVENT_TYPES:
-            return windows.age(self.state, name, self.now)
-        t = self.features.get(name)
-        return math.inf if not isinstance(t, int | float) or isinstance(t, bool) else float(self.now - t)
+    return age
 
 
 def _is_number(v: Any) -> bool:
@@ -153,16 +165,6 @@ def _is_number(v: Any) -> bool:
     if kind is float or kind is int:  # the common case, decided without isinstance
         return True
     return isinstance(v, int | float) and not isinstance(v, bool)
-
-
-def _relaxed(c: Compare, threshold: Any, margin: float) -> Any:
-    """A member's threshold: ``>``/``>=`` lowered and ``<``/``<=`` raised by ``margin``."""
-    if margin and isinstance(c.right, Number) and not isinstance(c.left, Age):
-        if c.op in (">", ">="):
-            return threshold - margin
-        if c.op in ("<", "<="):
-            return threshold + margin
-    return threshold
 
 
 def _apply_op(op: str, left: Any, right: Any) -> bool:
@@ -182,39 +184,186 @@ def _apply_op(op: str, left: Any, right: Any) -> bool:
     return bool(left != right)
 
 
-def _compare(c: Compare, ctx: _Context, margin: float) -> bool:
-    left, right = ctx.value(c.left), ctx.value(c.right)
-    if left is None or right is None:
-        return False
-    if _is_number(left) != _is_number(right):
-        return False
-    return _apply_op(c.op, left, _relaxed(c, right, margin))
+_NUMBER_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
+}
 
 
-def _holds(e: Expr, ctx: _Context, margin: float) -> bool:
-    # Every branch is evaluated (no short-circuit) so the reason holds every value.
-    if isinstance(e, Compare):
-        return _compare(e, ctx, margin)
-    results = [_holds(i, ctx, margin) for i in e.items]
-    return all(results) if isinstance(e, And) else any(results)
+class _Node(Protocol):
+    """A compiled condition: whether it holds, and when it may next change truth with no event."""
+
+    def holds(self, env: _Env, margin: float) -> bool:
+        """Whether the condition holds (every operand read and recorded in ``env.values``)."""
+
+    def earliest(self, env: _Env, margin: float, best: float) -> float:
+        """``best``, or an earlier time after ``env.now`` at which a comparison may change truth."""
 
 
-def _instances(
-    rule: Rule, features: Mapping[str, Any], members: Mapping[str, Any]
-) -> Iterator[tuple[str, Expr]]:
-    """(segment id, condition) of a rule: one, or one per key of its family (``stay_when`` for members)."""
-    if rule.for_each is None:
-        yield rule.segment, rule.condition(rule.segment in members)
-        return
-    prefix = rule.for_each + "."
-    keys = {name[len(prefix):] for name in features if name.startswith(prefix) and len(name) > len(prefix)}
-    head, _, tail = rule.segment.partition("{key}")
-    for segment in members:  # current members are re-evaluated even when their feature vanished
-        if segment.startswith(head) and segment.endswith(tail) and len(segment) > len(head) + len(tail):
-            keys.add(segment[len(head): len(segment) - len(tail)] if tail else segment[len(head):])
-    for key in sorted(keys):
-        segment = rule.segment_for(key)
-        yield segment, rule.condition_for(key, segment in members)
+class _Compare:
+    """``left OP right``, compiled: the operand readers and the member's threshold shift are decided once.
+
+    A comparison of a feature or ``count()`` with a number is the one a member's ``exit_margin``
+    relaxes (``>``/``>=`` lowered, ``<``/``<=`` raised); ``age()`` moves with the clock in one
+    direction only and needs none.
+    """
+
+    __slots__ = ("age_crossing", "count", "left", "left_text", "number_op", "op", "relax", "right",
+                 "right_text", "right_value", "window_counts")
+
+    def __init__(self, c: Compare) -> None:
+        self.op = c.op
+        self.number_op = _NUMBER_OPS[c.op]
+        left, right = c.left, c.right
+        if isinstance(left, Number | String):
+            raise ValueError(f"the left side of a comparison must be a feature, count() or age(): {c}")
+        self.left: Reader = _reader(left)
+        self.left_text = left.text
+        self.right: Reader | None = None if isinstance(right, Number | String) else _reader(right)
+        self.right_text = "" if isinstance(right, Number | String) else right.text
+        self.right_value: Any = right.value if isinstance(right, Number | String) else None
+        self.relax = 0
+        if isinstance(right, Number) and not isinstance(left, Age):
+            self.relax = -1 if c.op in (">", ">=") else 1 if c.op in ("<", "<=") else 0
+        # For the schedule: ``count() OP number`` flips at one bucket expiry; other ``count()``
+        # operands change at their next expiry; ``age() OP number`` crosses at one time.
+        self.count = left if isinstance(left, Count) and isinstance(right, Number) else None
+        self.window_counts = () if self.count else tuple(o for o in (left, right) if isinstance(o, Count))
+        self.age_crossing = (
+            None if not (isinstance(left, Age) and isinstance(right, Number))
+            else (right.value, EPSILON if c.op in (">", "<=") else 0.0)
+        )
+
+    def _threshold(self, right: Any, margin: float) -> Any:
+        if margin and self.relax:
+            return right - margin if self.relax < 0 else right + margin
+        return right
+
+    def holds(self, env: _Env, margin: float) -> bool:
+        values = env.values
+        left = self.left(env)
+        values[self.left_text] = None if isinstance(left, float) and not math.isfinite(left) else left
+        if self.right is None:
+            right = self.right_value
+        else:
+            right = self.right(env)
+            values[self.right_text] = None if isinstance(right, float) and not math.isfinite(right) else right
+        if left is None or right is None:
+            return False
+        numbers = _is_number(left)
+        if numbers != _is_number(right):
+            return False
+        threshold = self._threshold(right, margin)
+        return self.number_op(left, threshold) if numbers else _apply_op(self.op, left, threshold)
+
+    def earliest(self, env: _Env, margin: float, best: float) -> float:
+        now = env.now
+        c = self.count
+        if c is not None:
+            threshold = self._threshold(self.right_value, margin)
+            n = self.left(env)
+            before = _apply_op(self.op, n, threshold)
+            for expiry, k in windows.expiries(env.state, c.event, c.seconds, now):
+                n -= k
+                if _apply_op(self.op, n, threshold) != before:
+                    return expiry if now < expiry < best else best
+            return best
+        for o in self.window_counts:
+            t = windows.next_change_at(env.state, o.event, o.seconds, now)
+            if t is not None and now < t < best:
+                best = t
+        if self.age_crossing is not None:
+            last_age = self.left(env)
+            if math.isfinite(last_age):
+                threshold, after = self.age_crossing
+                t = now - last_age + threshold + after
+                if now < t < best:
+                    best = t
+        return best
+
+
+class _AllOrAny:
+    """``and`` / ``or`` of compiled conditions.
+
+    Every branch is read (no short-circuit), so the reason holds every value.
+    """
+
+    __slots__ = ("every", "items")
+
+    def __init__(self, e: And | Or) -> None:
+        self.every = isinstance(e, And)
+        self.items: tuple[_Node, ...] = tuple(_compile(i) for i in e.items)
+
+    def holds(self, env: _Env, margin: float) -> bool:
+        results = [item.holds(env, margin) for item in self.items]
+        return all(results) if self.every else any(results)
+
+    def earliest(self, env: _Env, margin: float, best: float) -> float:
+        for item in self.items:
+            best = item.earliest(env, margin, best)
+        return best
+
+
+def _compile(e: Expr) -> _Node:
+    return _Compare(e) if isinstance(e, Compare) else _AllOrAny(e)
+
+
+class _CompiledRule:
+    """A rule with its conditions compiled, per key of its family for ``for_each`` rules."""
+
+    __slots__ = ("by_key", "head", "margin", "min_dwell", "name", "prefix", "rule", "stay", "tail", "when")
+
+    def __init__(self, rule: Rule) -> None:
+        self.rule = rule
+        self.name = rule.name
+        self.margin = rule.exit_margin
+        self.min_dwell = rule.min_dwell
+        self.when = _compile(rule.when)
+        self.stay = None if rule.stay is None else _compile(rule.stay)
+        self.prefix = None if rule.for_each is None else rule.for_each + "."
+        self.head, _, self.tail = rule.segment.partition("{key}")
+        #: (key, member) -> the compiled condition of a ``for_each`` rule's key.
+        self.by_key: dict[tuple[str, bool], _Node] = {}
+
+    def node(self, key: str | None, member: bool) -> _Node:
+        """The condition to evaluate: ``stay_when`` for a member when set, else ``when``; per key with ``for_each``."""
+        if key is None:
+            return self.stay if member and self.stay is not None else self.when
+        node = self.by_key.get((key, member))
+        if node is None:
+            if len(self.by_key) > 10_000:
+                self.by_key.clear()
+            node = self.by_key[key, member] = _compile(self.rule.condition_for(key, member))
+        return node
+
+    def instances(self, features: Mapping[str, Any], members: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+        """(segment id, key) of each instance: the rule itself, or one per key of its family.
+
+        A ``for_each`` rule's keys are those of its features and of its current members (a
+        member is re-evaluated even when its feature vanished), in key order.
+        """
+        prefix = self.prefix
+        if prefix is None:
+            return [(self.rule.segment, None)]
+        skip = len(prefix)
+        keys = {name[skip:] for name in features if name.startswith(prefix) and len(name) > skip}
+        head, tail = self.head, self.tail
+        for segment in members:
+            if segment.startswith(head) and segment.endswith(tail) and len(segment) > len(head) + len(tail):
+                keys.add(segment[len(head): len(segment) - len(tail)] if tail else segment[len(head):])
+        return [(self.rule.segment_for(key), key) for key in sorted(keys)]
+
+
+_COMPILED: dict[int, tuple[RuleSet, tuple[_CompiledRule, ...]]] = {}
+
+
+def _compiled(rules: RuleSet) -> tuple[_CompiledRule, ...]:
+    """The rule set compiled once (keyed by identity: a rule set is immutable, and hashing one walks every tree)."""
+    entry = _COMPILED.get(id(rules))
+    if entry is None or entry[0] is not rules:
+        if len(_COMPILED) > 64:
+            _COMPILED.clear()
+        entry = _COMPILED[id(rules)] = (rules, tuple(_CompiledRule(rule) for rule in rules.rules))
+    return entry[1]
 
 
 def evaluate(
@@ -268,75 +417,31 @@ def evaluate_and_schedule(
     members = members or {}
     out: dict[str, Decision] = {}
     best = math.inf
-    shared: dict[Any, Any] = {}
-    for rule in rules.rules:
-        for segment, expr in _instances(rule, features, members):
-            ctx = _Context(features, window_state, now, shared)
+    env = _Env(features, window_state, now)
+    for rule in _compiled(rules):
+        for segment, key in rule.instances(features, members):
             current = members.get(segment)
-            holds = _holds(expr, ctx, rule.exit_margin if current is not None else 0.0)
-            reason: dict[str, Any] = {"rule": rule.name, "features": ctx.values}
+            member = current is not None
+            node = rule.node(key, member)
+            values = env.values = {}
+            holds = node.holds(env, rule.margin if member else 0.0)
+            reason: dict[str, Any] = {"rule": rule.name, "features": values}
             since = None if current is None else float(current.get("since", now))
             if not holds and since is not None and rule.min_dwell and now < since + rule.min_dwell:
                 holds = True
                 reason["held_until"] = since + rule.min_dwell
             if holds:
                 out[segment] = Decision(segment, "rule", reason)
-            elif current is not None and exits is not None:
+            elif member and exits is not None:
                 exits[segment] = Decision(segment, "rule", reason)
             # Schedule against the membership after this evaluation (its own condition).
-            after = expr
-            if holds != (current is not None):
-                after = _condition(rule, segment, holds)
-            for t in _times(after, ctx, rule.exit_margin if holds else 0.0):
-                if now < t < best:
-                    best = t
+            after = node if holds == member else rule.node(key, holds)
+            best = after.earliest(env, rule.margin if holds else 0.0, best)
             if holds and rule.min_dwell:
                 until = (since if since is not None else now) + rule.min_dwell
                 if now < until < best:
                     best = until
     return out, (None if best == math.inf else best)
-
-
-def _condition(rule: Rule, segment: str, member: bool) -> Expr:
-    if rule.for_each is None:
-        return rule.condition(member)
-    head, _, tail = rule.segment.partition("{key}")
-    key = segment[len(head): len(segment) - len(tail)] if tail else segment[len(head):]
-    return rule.condition_for(key, member)
-
-
-def _times(e: Expr, ctx: _Context, margin: float) -> Iterator[float]:
-    """Times after ``ctx.now`` at which a comparison of ``e`` may change truth with no event.
-
-    ``count() OP number``: the first bucket expiry after which the comparison (with the
-    member's margin) flips, so a profile is not woken for every hourly bucket;
-    other ``count()`` comparisons: the next expiry; ``age() OP number``: the crossing.
-    """
-    if isinstance(e, And | Or):
-        for item in e.items:
-            yield from _times(item, ctx, margin)
-        return
-    if isinstance(e.left, Count) and isinstance(e.right, Number):
-        c = e.left
-        threshold = _relaxed(e, e.right.value, margin)
-        n = ctx.raw(c)
-        before = _apply_op(e.op, n, threshold)
-        for expiry, k in windows.expiries(ctx.state, c.event, c.seconds, ctx.now):
-            n -= k
-            if _apply_op(e.op, n, threshold) != before:
-                yield expiry
-                break
-        return
-    for o in (e.left, e.right):
-        if isinstance(o, Count):
-            t = windows.next_change_at(ctx.state, o.event, o.seconds, ctx.now)
-            if t is not None:
-                yield t
-    if isinstance(e.left, Age) and isinstance(e.right, Number):
-        last_age = ctx.raw(e.left)
-        if math.isfinite(last_age):
-            crossing = ctx.now - last_age + e.right.value
-            yield crossing + EPSILON if e.op in (">", "<=") else crossing
 
 
 def next_evaluation_at(
@@ -354,13 +459,11 @@ def next_evaluation_at(
     """
     members = members or {}
     best = math.inf
-    for rule in rules.rules:
-        for segment, expr in _instances(rule, features, members):
-            ctx = _Context(features, window_state, now)
+    env = _Env(features, window_state, now)
+    for rule in _compiled(rules):
+        for segment, key in rule.instances(features, members):
             current = members.get(segment)
-            for t in _times(expr, ctx, rule.exit_margin if current is not None else 0.0):
-                if now < t < best:
-                    best = t
+            best = rule.node(key, current is not None).earliest(env, rule.margin if current is not None else 0.0, best)
             if current is not None and rule.min_dwell:
                 until = float(current.get("since", now)) + rule.min_dwell
                 if now < until < best:
