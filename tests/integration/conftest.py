@@ -12,6 +12,7 @@ import itertools
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -87,15 +88,19 @@ class Pipeline:
     def wait_ready(self, worker: ManagedProcess, port: int, timeout: float = 90) -> None:
         wait_healthy(port, timeout, [worker])
 
-    def metric(self, port: int, name: str, **labels: str) -> float:
+    def samples(self, port: int, *names: str) -> list[Any]:
+        """The worker's metric samples: all of them, or only those named (``/metrics?name[]=...``)."""
         from prometheus_client.parser import text_string_to_metric_families
 
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+        query = "?" + urllib.parse.urlencode([("name[]", name) for name in names]) if names else ""
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics{query}", timeout=2) as response:
             text = response.read().decode()
+        return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
+
+    def metric(self, port: int, name: str, **labels: str) -> float:
         return sum(
             sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
+            for sample in self.samples(port, name)
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
         )
 

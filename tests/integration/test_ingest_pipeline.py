@@ -60,6 +60,9 @@ def test_malformed_records_go_to_dead_letters_with_reason_and_neighbours_are_pro
     counts = json.loads(pipeline.activity("anon-a")["counts"])
     assert counts == {"product_view": 1, "page_view": 1}
     assert pipeline.metric(port, "persona_dead_letters_total") == len(bad)
+    # /metrics?name[]= answers the samples asked for, and only those (the bench polls it ten times a second).
+    assert {s.name for s in pipeline.samples(port, "persona_dead_letters_total")} == {"persona_dead_letters_total"}
+    assert len({s.name for s in pipeline.samples(port)}) > 20
 
 
 def test_publisher_retry_with_same_event_id_is_processed_once(pipeline: Pipeline) -> None:
