@@ -70,8 +70,9 @@ class Outputs:
 
 def ingest_work(records: list[tuple[int, Any]], table: dict[str, State], now: float) -> Outputs:
     """``ingest_batch``'s per-event work over one batch of ``(offset, record)``; writes ``table``."""
-    validator, resolver, hasher, settings = ingest.validator, ingest.resolver, ingest.hasher, ingest.settings
+    validator, resolver, settings = ingest.validator, ingest.resolver, ingest.settings
     out = Outputs()
+    ids = resolver.hasher.memoising()
     pending: dict[str, tuple[State, int]] = {}
     served: dict[str, tuple[State, str]] = {}
     for offset, record in records:
@@ -88,7 +89,7 @@ def ingest_work(records: list[tuple[int, Any]], table: dict[str, State], now: fl
                 out.dead_letters.append(orjson.dumps(letter))
                 out.outcomes["dead_letter:" + result.code] += 1
                 continue
-            key = hasher("anonymous_id", result.anonymous_id)
+            key = ids.identifier("anonymous_id", result.anonymous_id)
             before = pending[key][0] if key in pending else table.get(key)
             state, outcome = activity.apply(
                 before, result.type, result.event_id, result.ts, position(offset, item.batch_index or 0),
@@ -96,10 +97,10 @@ def ingest_work(records: list[tuple[int, Any]], table: dict[str, State], now: fl
             )
             out.outcomes[outcome] += 1
             if outcome == "replayed":
-                profile_id = ingest.current_profile(resolver.observe_event(result.data))
+                profile_id = ingest.current_profile(resolver.observe_event(result.data, ids))
                 out.profile_events.append((profile_id, ingest.profile_record(result, profile_id, PRODUCED_AT)))
             elif outcome == "applied":
-                obs = resolver.observe_event(result.data)
+                obs = resolver.observe_event(result.data, ids)
                 seen, forward = forward_decision(state.get("identity_seen"), obs, resolver.hasher)
                 if forward:
                     # forward_event's record, without the send
