@@ -237,7 +237,11 @@ async def forward_event(obs: Observation, partition: int) -> Awaitable[Any]:
 
 
 def anonymous_hash(obs: Observation) -> str | None:
-    return next((h for t, h in obs.identifiers if t == "anonymous_id"), None)
+    # A loop, not next() over a generator: this runs once or twice per event.
+    for id_type, digest in obs.identifiers:
+        if id_type == "anonymous_id":
+            return digest
+    return None
 
 
 def current_profile(obs: Observation) -> str:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from functools import lru_cache
 
 #: Identifier types the resolver knows, strongest first (the order breaks ties).
 IDENTIFIER_TYPES: tuple[str, ...] = (
@@ -141,6 +142,9 @@ class IdentifierHasher:
         )
 
 
+# Ingest derives the profile id of every event's anonymous id (current_profile) and a visitor's
+# events come in runs; the argument is a keyed hash, so a cache of them keeps nothing in clear.
+@lru_cache(maxsize=1 << 14)
 def profile_id_for(identifier_hash: str) -> str:
     """The canonical profile id derived from the identifier hash that created the profile.
 
