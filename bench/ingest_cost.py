@@ -9,7 +9,12 @@ chained through a ``pending`` dict, the identity observation, ``forward_decision
 of the identity forwards and dead letters. The broker's and Redis's share (sends,
 acknowledgements, packs, partitioner, metrics) is left out. Tables are dicts; the alias
 table is empty (every anonymous id is on the profile its own hash gives, as before the
-identity stage has resolved anything).
+identity stage has resolved anything). ``ingest_work`` is a copy of that loop, not a call
+of it (the agent's loop awaits its sends): a change to one must be made to the other.
+
+The bench input has ~36 anonymous ids per batch of 500, far fewer than a busy partition
+has: what a per-batch memo saves shows here more than it would there (``--batch 1`` is
+the other extreme, though it adds per-batch costs of its own).
 
 The figure is ``time.process_time()`` over the per-event work only, divided by the
 events (valid and refused). The digest is a SHA-256 over everything produced, each item
