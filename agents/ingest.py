@@ -30,7 +30,6 @@ from app.faust_app import (
     crm_profiles_topic,
     dead_letters_topic,
     faust_app,
-    hasher,
     identity_input_topic,
     profile_events_topic,
     resolver,
@@ -91,6 +90,7 @@ async def ingest_batch(records: Sequence[EventT]) -> None:
     processed: Counter[str] = Counter()
     duplicates: Counter[str] = Counter()
     last_offsets: dict[int, tuple[int, int]] = {}  # partition -> (last offset, records)
+    ids = resolver.hasher.memoising()  # the batch's identifier hashes, each computed once
     for record in records:
         message = record.message
         # A record is one event or a publisher's batch of one visitor's events: each event is
@@ -100,7 +100,7 @@ async def ingest_batch(records: Sequence[EventT]) -> None:
             if isinstance(result, Rejection):
                 await send_dead_letter(record, result, index=item.batch_index, raw=item_bytes(item))
                 continue
-            key = hasher("anonymous_id", result.anonymous_id)
+            key = ids.identifier("anonymous_id", result.anonymous_id)
             before = pending[key][0] if key in pending else activity_table.get(key)
             state, outcome = activity.apply(
                 before, result.type, result.event_id, result.ts, position(message.offset, item.batch_index or 0),
@@ -109,11 +109,11 @@ async def ingest_batch(records: Sequence[EventT]) -> None:
             if outcome == "replayed":
                 # The state may be in the changelog while the forward to the profiles stage was
                 # lost in the crash: forward again; that stage drops repeated event ids.
-                profile_id = current_profile(resolver.observe_event(result.data))
+                profile_id = current_profile(resolver.observe_event(result.data, ids))
                 to_profiles.append((profile_id, profile_record(result, profile_id, message.timestamp)))
                 duplicates["offset"] += 1
             elif outcome == "applied":
-                obs = resolver.observe_event(result.data)
+                obs = resolver.observe_event(result.data, ids)
                 seen, forward = forward_decision(state.get("identity_seen"), obs, resolver.hasher)
                 if forward:
                     identity_acks.append(await forward_event(obs, message.partition))
@@ -237,7 +237,11 @@ async def forward_event(obs: Observation, partition: int) -> Awaitable[Any]:
 
 
 def anonymous_hash(obs: Observation) -> str | None:
-    return next((h for t, h in obs.identifiers if t == "anonymous_id"), None)
+    # A loop, not next() over a generator: this runs once or twice per event.
+    for id_type, digest in obs.identifiers:
+        if id_type == "anonymous_id":
+            return digest
+    return None
 
 
 def current_profile(obs: Observation) -> str:

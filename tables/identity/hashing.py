@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from functools import lru_cache
 
 #: Identifier types the resolver knows, strongest first (the order breaks ties).
 IDENTIFIER_TYPES: tuple[str, ...] = (
@@ -61,7 +62,7 @@ class IdentifierHasher:
     32
     """
 
-    __slots__ = ("_hmac", "_key")
+    __slots__ = ("_hmac", "_key", "_memo")
 
     def __init__(self, secret: str) -> None:
         if len(secret) < 16:
@@ -70,12 +71,44 @@ class IdentifierHasher:
         self._hmac = hmac.new(key, digestmod=hashlib.sha256)
         # BLAKE2b keys are at most 64 bytes: derive one from the secret.
         self._key = hashlib.sha256(b"persona-identity-blake2b" + key).digest()
+        self._memo: dict[str, str] | None = None
 
     def identifier(self, id_type: str, value: str) -> str:
         """The 128-bit HMAC-SHA256 hex digest of a normalised identifier of ``id_type``."""
+        message = f"{id_type}{_SEP}{value}"
+        memo = self._memo
+        if memo is not None:
+            digest = memo.get(message)
+            if digest is None:
+                digest = memo[message] = self._mac(message)
+            return digest
+        return self._mac(message)
+
+    def _mac(self, message: str) -> str:
         mac = self._hmac.copy()
-        mac.update(f"{id_type}{_SEP}{value}".encode())
+        mac.update(message.encode())
         return mac.hexdigest()[:32]
+
+    def memoising(self) -> IdentifierHasher:
+        """The same hasher, remembering each identifier hash it computes: for one batch of input, then dropped.
+
+        Ingest hashes an event's anonymous id twice (its table key and its observation), and a
+        visitor's events come in runs, so a batch asks for the same few hashes again and again.
+        The memo holds identifiers in clear, which is why it lives only as long as the batch
+        that holds them anyway, not in the shared hasher.
+
+        >>> h = IdentifierHasher("a-secret-of-16-chars")
+        >>> m = h.memoising()
+        >>> m.identifier("email", "ann@example.com") == h.identifier("email", "ann@example.com")
+        True
+        >>> m.identifier("email", "ann@example.com") == m.identifier("email", "ann@example.com"), len(m._memo or ())
+        (True, 1)
+        >>> h._memo is None
+        True
+        """
+        view = IdentifierHasher.__new__(IdentifierHasher)
+        view._hmac, view._key, view._memo = self._hmac, self._key, {}
+        return view
 
     def block(self, kind: str, *parts: str) -> str:
         """A keyed hash naming one blocking key (``kind`` plus its parts)."""
@@ -109,6 +142,9 @@ class IdentifierHasher:
         )
 
 
+# Ingest derives the profile id of every event's anonymous id (current_profile) and a visitor's
+# events come in runs; the argument is a keyed hash, so a cache of them keeps nothing in clear.
+@lru_cache(maxsize=1 << 14)
 def profile_id_for(identifier_hash: str) -> str:
     """The canonical profile id derived from the identifier hash that created the profile.
 

@@ -142,18 +142,32 @@ class _Builder:
         self.identifier("user_id", normalise_id(_str(raw.get("user_id"))))
 
     def build(self, key_types: tuple[str, ...], source: str, at: str | None) -> Observation:
-        key = next((h for t in key_types for h, ht in self.ids.items() if ht == t), None)
-        ordered = sorted(
-            self.ids.items(), key=lambda kv: (kv[0] != key, _TYPE_RANK.get(kv[1], 99), kv[0])
-        )
-        users = tuple(sorted(h for h, t in self.ids.items() if t == "user_id"))
+        # Runs once per clickstream event (ingest): plain loops over the two or three
+        # identifiers, no sort key closures, no sort of what has one element.
+        ids = self.ids
+        first: dict[str, str] = {}  # type -> the first hash of that type
+        for digest, id_type in ids.items():
+            first.setdefault(id_type, digest)
+        key = None
+        for id_type in key_types:
+            if id_type in first:
+                key = first[id_type]
+                break
+        # The key first, then strongest type first; hashes are unique, so the type never decides.
+        rest = sorted([(_TYPE_RANK.get(t, 99), h, t) for h, t in ids.items() if h != key])
+        identifiers = [(t, h) for _, h, t in rest]
+        if key is not None:
+            identifiers.insert(0, (ids[key], key))
+        users = [h for h, t in ids.items() if t == "user_id"]
+        if len(users) > 1:
+            users.sort()
         return Observation(
             key=key,
-            key_type=self.ids.get(key) if key else None,
-            identifiers=tuple((t, h) for h, t in ordered),
+            key_type=ids[key] if key is not None else None,
+            identifiers=tuple(identifiers),
             traits=self.traits,
-            user_hashes=users,
-            junk=tuple(sorted((t, h) for h, t in self.junk.items())),
+            user_hashes=tuple(users),
+            junk=tuple(sorted([(t, h) for h, t in self.junk.items()])) if self.junk else (),
             source=source,
             at=at,
         )

@@ -121,9 +121,10 @@ class IdentityResolver:
         """Normalise and hash a ``crm-profiles`` record."""
         return observe_crm(record, self.hasher, self.config)
 
-    def observe_event(self, event: Mapping[str, Any]) -> Observation:
-        """Normalise and hash a ``clickstream`` event."""
-        return observe_event(event, self.hasher, self.config)
+    def observe_event(self, event: Mapping[str, Any], hasher: IdentifierHasher | None = None) -> Observation:
+        """Normalise and hash a ``clickstream`` event (with ``hasher``, a memoising view of
+        :attr:`hasher`, when given: :meth:`IdentifierHasher.memoising`)."""
+        return observe_event(event, hasher or self.hasher, self.config)
 
     def resolve_crm(
         self, state: IdentityState, record: Mapping[str, Any], at: str | None = None

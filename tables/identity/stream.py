@@ -71,7 +71,8 @@ def signatures(obs: Observation, hasher: IdentifierHasher) -> list[str]:
     a keyed hash of the matching traits (clear names never leave the observation).
     """
     out = [f"{t}:{h}" for t, h in obs.identifiers]
-    out.extend(f"junk:{t}:{h}" for t, h in obs.junk)
+    if obs.junk:
+        out.extend(f"junk:{t}:{h}" for t, h in obs.junk)
     if obs.traits:
         out.append("traits:" + hasher.block("traits", orjson.dumps(obs.traits, option=orjson.OPT_SORT_KEYS).decode()))
     return out
