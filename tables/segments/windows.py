@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 from itertools import chain
 from typing import Literal
 
@@ -104,7 +105,7 @@ def apply(
     for size, kept, key in _keyed(tiers):
         by_type = old_tiers.get(key, {})
         oldest = math.floor(newest / size) - kept  # oldest bucket that a window <= size * kept can reach
-        if _reaches_below(by_type, oldest):
+        if _reaches_below(by_type, oldest, kept):
             by_type = {t: _pruned(b, oldest) for t, b in by_type.items()}
         index = math.floor(ts / size)
         if index >= oldest:
@@ -129,9 +130,21 @@ def _keyed(tiers: Sequence[tuple[int, int]]) -> Sequence[tuple[int, int, str]]:
     return [(size, kept, str(size)) for size, kept in tiers]
 
 
-def _reaches_below(by_type: dict[str, dict[str, int]], oldest: int) -> bool:
-    """Whether any bucket of any type is older than ``oldest``: one pass for the tier, not a call per type."""
+def _reaches_below(by_type: dict[str, dict[str, int]], oldest: int, kept: int) -> bool:
+    """Whether any bucket of any type is older than ``oldest``: one pass for the tier, not a call per type.
+
+    Parsing every key costs more than the rest of :func:`apply`; a tier whose keys are all among
+    the ones it can hold once pruned (set lookups of hashed strings) needs none parsed.
+    """
+    if _live_keys(oldest, kept).issuperset(chain.from_iterable(by_type.values())):
+        return False
     return min(map(int, chain.from_iterable(by_type.values())), default=oldest) < oldest
+
+
+@lru_cache(maxsize=64)
+def _live_keys(oldest: int, kept: int) -> frozenset[str]:
+    """The keys of the buckets a tier keeps: ``oldest`` up to the newest event's bucket (``oldest + kept``)."""
+    return frozenset(map(str, range(oldest, oldest + kept + 1)))
 
 
 def _pruned(buckets: dict[str, int], oldest: int) -> dict[str, int]:
