@@ -226,7 +226,7 @@ def next_change_at(
     14400.0
     """
     ends = [end for end, _ in _leaving(state, event_type, window, now, tiers)]
-    return float(min(ends)) if ends else None
+    return min(ends) if ends else None
 
 
 def expiries(
@@ -243,7 +243,7 @@ def expiries(
     >>> expiries(s, "search", 7200, now=7300.0)
     [(14400.0, 1), (18000.0, 1)]
     """
-    return sorted((float(end), n) for end, n in _leaving(state, event_type, window, now, tiers))
+    return sorted(_leaving(state, event_type, window, now, tiers))
 
 
 def _leaving(
@@ -258,7 +258,7 @@ def _leaving(
     for i, n in _buckets(state, size, event_type).items():
         index = int(i)
         if n and (index + 1) * size > start and index * size <= now:
-            found.append(((index + 1) * size + window, n))
+            found.append((float((index + 1) * size + window), n))
     return found
 
 
