@@ -98,15 +98,18 @@ def apply(
     last = current["last"]
     if event_type not in last or ts > last[event_type]:
         last = {**last, event_type: ts}
-    # Copy-on-write: the dicts this event leaves as they were are shared with ``state``
-    # (every event rebuilt every type's buckets of every tier, most of the cost of a count).
+    # Copy-on-write: the dicts this event leaves as they were are shared with ``state`` (rebuilding
+    # every type's buckets in every tier for each event was most of what counting it cost).
     old_tiers = current["tiers"]
     new_tiers: dict[str, dict[str, dict[str, int]]] = {}
     for size, kept, key in _keyed(tiers):
         by_type = old_tiers.get(key, {})
         oldest = math.floor(newest / size) - kept  # oldest bucket that a window <= size * kept can reach
-        if _reaches_below(by_type, oldest, kept):
-            by_type = {t: _pruned(b, oldest) for t, b in by_type.items()}
+        # Parsing every key costs more than the rest of this loop: a key among the ones the tier can
+        # hold once pruned (a set lookup of a hashed string) needs no parse to be kept.
+        live = _live_keys(oldest, kept)
+        if not live.issuperset(chain.from_iterable(by_type.values())):
+            by_type = {t: _pruned(b, oldest, live) for t, b in by_type.items()}
         index = math.floor(ts / size)
         if index >= oldest:
             bucket = str(index)
@@ -130,27 +133,17 @@ def _keyed(tiers: Sequence[tuple[int, int]]) -> Sequence[tuple[int, int, str]]:
     return [(size, kept, str(size)) for size, kept in tiers]
 
 
-def _reaches_below(by_type: dict[str, dict[str, int]], oldest: int, kept: int) -> bool:
-    """Whether any bucket of any type is older than ``oldest``: one pass for the tier, not a call per type.
-
-    Parsing every key costs more than the rest of :func:`apply`; a tier whose keys are all among
-    the ones it can hold once pruned (set lookups of hashed strings) needs none parsed.
-    """
-    if _live_keys(oldest, kept).issuperset(chain.from_iterable(by_type.values())):
-        return False
-    return min(map(int, chain.from_iterable(by_type.values())), default=oldest) < oldest
-
-
 @lru_cache(maxsize=64)
 def _live_keys(oldest: int, kept: int) -> frozenset[str]:
     """The keys of the buckets a tier keeps: ``oldest`` up to the newest event's bucket (``oldest + kept``)."""
     return frozenset(map(str, range(oldest, oldest + kept + 1)))
 
 
-def _pruned(buckets: dict[str, int], oldest: int) -> dict[str, int]:
-    if min(map(int, buckets), default=oldest) >= oldest:
+def _pruned(buckets: dict[str, int], oldest: int, live: frozenset[str]) -> dict[str, int]:
+    """``buckets`` without those older than ``oldest``; ``live``: keys known to be at or after it."""
+    if live.issuperset(buckets):
         return buckets
-    return {i: n for i, n in buckets.items() if int(i) >= oldest}
+    return {i: n for i, n in buckets.items() if i in live or int(i) >= oldest}
 
 
 #: window -> :func:`tier_for` over :data:`DEFAULT_TIERS`: the evaluator asks about the rules' few
