@@ -54,7 +54,10 @@ def digest(event_id: str) -> str:
 
 def seen(recent: Recent, event_id: str) -> bool:
     """Whether ``event_id`` is one of the ``recent`` ids (any stored form)."""
-    d = digest(event_id)
+    return _seen(recent, event_id, digest(event_id))
+
+
+def _seen(recent: Recent, event_id: str, d: str) -> bool:
     if isinstance(recent, str):
         # Only a match at a digest boundary counts (a match across two digests is not one).
         at = recent.find(d)
@@ -79,8 +82,12 @@ def pack(recent: Recent) -> str:
 
 def remember(recent: Recent, event_id: str, window: int) -> str:
     """``recent`` (packed) with ``event_id`` appended, the oldest dropped beyond ``window``."""
+    return _remember(recent, digest(event_id), window)
+
+
+def _remember(recent: Recent, d: str, window: int) -> str:
     kept = pack(recent)[-(window - 1) * WIDTH:] if window > 1 else ""
-    return kept + digest(event_id)
+    return kept + d
 
 
 def union(*recents: Recent) -> str:
@@ -105,11 +112,14 @@ def admit(
     (False, {'offset': 1})
     """
     if duplicate is not None:
+        if "recent_ids" not in state:  # the common case (the profiles stage's sessions part)
+            return duplicate, dict(state)
         return duplicate, {k: v for k, v in state.items() if k != "recent_ids"}
     recent: Recent = state.get("recent_ids", "")
-    if seen(recent, event_id):
+    d = digest(event_id)  # once for both the test and the update
+    if _seen(recent, event_id, d):
         return True, dict(state)
-    return False, {**state, "recent_ids": remember(recent, event_id, window)}
+    return False, {**state, "recent_ids": _remember(recent, d, window)}
 
 
 def ids(recent: Recent) -> Iterable[str]:

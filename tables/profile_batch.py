@@ -235,6 +235,14 @@ def due_key_of(profile_id: str, value: Any) -> str | None:
     return None if at is None else due_key(partition, at, profile_id)
 
 
+def _queue(timers: dict[int, TimerQueue], partition: int) -> TimerQueue:
+    """The partition's queue, made on first use (not ``setdefault``, which would make one per call)."""
+    queue = timers.get(partition)
+    if queue is None:
+        queue = timers[partition] = TimerQueue()
+    return queue
+
+
 class _Folder:
     """One batch's fold: the per-kind steps share ``get`` (pending, then table) and ``put``."""
 
@@ -275,7 +283,8 @@ class _Folder:
 
     def move_due(self, profile_id: str, partition: int, at: float | None) -> None:
         """Make ``at`` the profile's due time in the tick index (its due key, and the copy in memory)."""
-        self.ensure_indexed(partition)
+        if partition not in self.memory.indexed:
+            self.ensure_indexed(partition)
         old, new = self.due_key_now(profile_id), None if at is None else due_key(partition, at, profile_id)
         if old != new:
             writes = self.batch.index_writes
@@ -293,7 +302,7 @@ class _Folder:
                 writes[new] = (at, partition)
         self.due_keys[profile_id] = new
         if self.memory.timers is not None:
-            self.memory.timers.setdefault(partition, TimerQueue()).set(profile_id, at)
+            _queue(self.memory.timers, partition).set(profile_id, at)
 
     def ensure_indexed(self, partition: int) -> None:
         """Index the partition the first time it is touched after a start or a rebalance: copy the due
@@ -319,7 +328,7 @@ class _Folder:
             if at is not None:
                 self.batch.index_writes[due_key(partition, at, profile_id)] = (at, partition)
                 if memory.timers is not None:
-                    memory.timers.setdefault(partition, TimerQueue()).set(profile_id, at)
+                    _queue(memory.timers, partition).set(profile_id, at)
         self.batch.index_writes[marker] = (1.0, partition)
 
     def copy_due_keys(self) -> dict[int, TimerQueue]:
@@ -327,7 +336,7 @@ class _Folder:
         for key in self.table:
             if isinstance(key, str) and key.startswith(DUE_PREFIX):
                 partition, at, profile_id = parse_due_key(key)
-                timers.setdefault(partition, TimerQueue()).set(profile_id, at)
+                _queue(timers, partition).set(profile_id, at)
         return timers
 
     def due_now(self, partition: int, now: float) -> list[tuple[str, str]]:
@@ -336,7 +345,7 @@ class _Folder:
         self.ensure_indexed(partition)
         limit = self.memory.tick_limit
         if self.memory.timers is not None:
-            due = self.memory.timers.setdefault(partition, TimerQueue()).pop_due_at(now, limit)
+            due = _queue(self.memory.timers, partition).pop_due_at(now, limit)
             return sorted((pid, due_key(partition, at, pid)) for at, pid in due)
         assert self.memory.sorted_index is not None
         found: list[tuple[float, str, str]] = []

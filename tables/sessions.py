@@ -370,7 +370,10 @@ def next_close_at(state: State | None, config: SessionConfig = DEFAULT_CONFIG) -
     """
     if not state or not state["open"]:
         return None
-    return min(_expiry(s, config) + config.lateness for s in state["open"])
+    opens = state["open"]
+    if len(opens) == 1:  # the common case, asked after every event: no generator
+        return _expiry(opens[0], config) + config.lateness
+    return min(_expiry(s, config) + config.lateness for s in opens)
 
 
 # --------------------------------------------------------------------------- output

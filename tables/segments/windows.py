@@ -51,6 +51,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import lru_cache
+from itertools import chain
 from typing import Literal
 
 from tables.hooks import KeepOnSplit, State
@@ -93,28 +95,82 @@ def apply(
     if offset <= current["offset"]:
         return current, "replayed"
     newest = ts if current["newest"] is None else max(current["newest"], ts)
-    last = dict(current["last"])
+    last = current["last"]
     if event_type not in last or ts > last[event_type]:
-        last[event_type] = ts
+        last = {**last, event_type: ts}
+    # Copy-on-write: the dicts this event leaves as they were are shared with ``state`` (rebuilding
+    # every type's buckets in every tier for each event was most of what counting it cost).
+    old_tiers = current["tiers"]
     new_tiers: dict[str, dict[str, dict[str, int]]] = {}
-    for size, kept in tiers:
-        key = str(size)
-        old = current["tiers"].get(key, {})
+    for size, kept, key in _keyed(tiers):
+        by_type = old_tiers.get(key, {})
         oldest = math.floor(newest / size) - kept  # oldest bucket that a window <= size * kept can reach
-        by_type = {t: _pruned(b, oldest) for t, b in old.items()}
+        # Parsing every key costs more than the rest of this loop: a key among the ones the tier can
+        # hold once pruned (a set lookup of a hashed string) needs no parse to be kept.
+        live = _live_keys(oldest, kept)
+        if not live.issuperset(chain.from_iterable(by_type.values())):
+            by_type = {t: _pruned(b, oldest, live) for t, b in by_type.items()}
         index = math.floor(ts / size)
         if index >= oldest:
-            buckets = dict(by_type.get(event_type, {}))
-            buckets[str(index)] = buckets.get(str(index), 0) + 1
-            by_type[event_type] = buckets
-        new_tiers[key] = {t: b for t, b in by_type.items() if b}
+            bucket = str(index)
+            buckets = by_type.get(event_type)
+            # A display keeps an existing key where it was, as the assignment into a copy did.
+            by_type = {**by_type, event_type: {bucket: 1} if buckets is None
+                       else {**buckets, bucket: buckets.get(bucket, 0) + 1}}
+        if not all(by_type.values()):
+            by_type = {t: b for t, b in by_type.items() if b}
+        new_tiers[key] = by_type
     return {"offset": offset, "newest": newest, "last": last, "tiers": new_tiers}, "applied"
 
 
-def _pruned(buckets: dict[str, int], oldest: int) -> dict[str, int]:
-    if all(int(i) >= oldest for i in buckets):
+#: ``(size, kept, tier key)`` of :data:`DEFAULT_TIERS`: the keys are made once, not per event.
+_DEFAULT_KEYED: tuple[tuple[int, int, str], ...] = tuple((size, kept, str(size)) for size, kept in DEFAULT_TIERS)
+
+
+def _keyed(tiers: Sequence[tuple[int, int]]) -> Sequence[tuple[int, int, str]]:
+    if tiers is DEFAULT_TIERS:
+        return _DEFAULT_KEYED
+    return [(size, kept, str(size)) for size, kept in tiers]
+
+
+@lru_cache(maxsize=256)
+def _live_keys(oldest: int, kept: int) -> frozenset[str]:
+    """The keys of the buckets a tier keeps: ``oldest`` up to the newest event's bucket (``oldest + kept``).
+
+    A fold asks for a few (its partitions' current hour and day). Making one costs a few events'
+    worth of parsing: events interleaved over more hours than the cache holds would make
+    :func:`apply` slower than parsing every key (measured with every call a miss: 31 µs against 18).
+    """
+    return frozenset(map(str, range(oldest, oldest + kept + 1)))
+
+
+def _pruned(buckets: dict[str, int], oldest: int, live: frozenset[str]) -> dict[str, int]:
+    """``buckets`` without those older than ``oldest``; ``live``: keys known to be at or after it."""
+    if live.issuperset(buckets):
         return buckets
-    return {i: n for i, n in buckets.items() if int(i) >= oldest}
+    return {i: n for i, n in buckets.items() if i in live or int(i) >= oldest}
+
+
+#: window -> :func:`tier_for` over :data:`DEFAULT_TIERS`: the evaluator asks about the rules' few
+#: windows at every evaluation.
+_DEFAULT_TIER_FOR: dict[float, int | None] = {}
+
+
+def _tier(window: float, tiers: Sequence[tuple[int, int]]) -> int | None:
+    if tiers is not DEFAULT_TIERS:
+        return tier_for(window, tiers)
+    try:
+        return _DEFAULT_TIER_FOR[window]
+    except KeyError:
+        size = tier_for(window, tiers)
+        if len(_DEFAULT_TIER_FOR) < 1024:
+            _DEFAULT_TIER_FOR[window] = size
+        return size
+
+
+def _buckets(state: State, size: int, event_type: str) -> dict[str, int]:
+    buckets: dict[str, int] = state["tiers"].get(str(size), {}).get(event_type, {})
+    return buckets
 
 
 def count(
@@ -131,17 +187,18 @@ def count(
     ValueError
         When no tier answers ``window`` (rules are validated against this at load).
     """
-    size = tier_for(window, tiers)
+    size = _tier(window, tiers)
     if size is None:
         raise ValueError(f"no bucket tier answers a window of {window} s")
     if state is None:
         return 0
-    buckets = state["tiers"].get(str(size), {}).get(event_type, {})
-    return sum(n for i, n in buckets.items() if _in_window(int(i), size, window, now))
-
-
-def _in_window(index: int, size: int, window: float, now: float) -> bool:
-    return (index + 1) * size > now - window and index * size <= now
+    start = now - window
+    total = 0
+    for i, n in _buckets(state, size, event_type).items():
+        index = int(i)
+        if (index + 1) * size > start and index * size <= now:  # the bucket overlaps (now - window, now]
+            total += n
+    return total
 
 
 def age(state: State | None, event_type: str, now: float) -> float:
@@ -166,15 +223,8 @@ def next_change_at(
     >>> next_change_at(s, "search", 3600, now=7300.0)
     14400.0
     """
-    size = tier_for(window, tiers)
-    if state is None or size is None:
-        return None
-    ends = [
-        (int(i) + 1) * size + window
-        for i, n in state["tiers"].get(str(size), {}).get(event_type, {}).items()
-        if n and _in_window(int(i), size, window, now)
-    ]
-    return float(min(ends)) if ends else None
+    ends = [end for end, _ in _leaving(state, event_type, window, now, tiers)]
+    return min(ends) if ends else None
 
 
 def expiries(
@@ -191,14 +241,23 @@ def expiries(
     >>> expiries(s, "search", 7200, now=7300.0)
     [(14400.0, 1), (18000.0, 1)]
     """
-    size = tier_for(window, tiers)
+    return sorted(_leaving(state, event_type, window, now, tiers))
+
+
+def _leaving(
+    state: State | None, event_type: str, window: float, now: float, tiers: Sequence[tuple[int, int]]
+) -> list[tuple[float, int]]:
+    """``(time it leaves the window, count)`` of each non-empty bucket now in it, in bucket order."""
+    size = _tier(window, tiers)
     if state is None or size is None:
         return []
-    return sorted(
-        (float((int(i) + 1) * size + window), n)
-        for i, n in state["tiers"].get(str(size), {}).get(event_type, {}).items()
-        if n and _in_window(int(i), size, window, now)
-    )
+    start = now - window
+    found = []
+    for i, n in _buckets(state, size, event_type).items():
+        index = int(i)
+        if n and (index + 1) * size > start and index * size <= now:
+            found.append((float((index + 1) * size + window), n))
+    return found
 
 
 def size(state: State | None) -> int:
