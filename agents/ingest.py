@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from collections.abc import Awaitable, Sequence
 from typing import Any, cast
 
@@ -46,14 +45,12 @@ from app.metrics import (
     IDENTITY_FORWARDED,
     STAGE_SECONDS,
 )
-from app.validation import Event, Item, Rejection, parse_timestamp
-from tables import activity, profile, profile_pack, serving
+from app.validation import Rejection, parse_timestamp
+from tables import activity_batch, profile, profile_pack, serving
+from tables.activity_batch import Source
 from tables.definitions import activity_table, alias_table
-from tables.hooks import State
-from tables.identity.hashing import profile_id_for
 from tables.identity.observation import Observation
-from tables.identity.stream import forward_decision, observation_to_dict
-from tables.positions import position
+from tables.identity.stream import observation_to_dict
 
 CLICKSTREAM = settings.topics.clickstream
 CRM = settings.topics.crm_profiles
@@ -74,7 +71,7 @@ async def ingest_clickstream(stream: StreamT) -> None:
 
 
 async def ingest_batch(records: Sequence[EventT]) -> None:
-    """Apply a batch of clickstream records in offset order; write each changed key once, at the end.
+    """Apply a batch of clickstream records (tables/activity_batch.py) and carry out what it does.
 
     Exactness is the per-record path's: states chain through ``pending`` exactly as they
     would through the table, identity forwards are acknowledged before the states that
@@ -82,70 +79,31 @@ async def ingest_batch(records: Sequence[EventT]) -> None:
     the batch (``applied`` once per partition, for the batch's last offset).
     """
     started = time.perf_counter()
-    now = time.time()
-    pending: dict[str, tuple[State, int]] = {}  # key -> (newest state, its source partition)
-    served: dict[str, tuple[State, str]] = {}  # key -> (state, profile_id) to put into Redis
-    identity_acks: list[Awaitable[Any]] = []
-    to_profiles: list[tuple[str, bytes]] = []  # (profile_id, its profile-events record) in offset order
-    processed: Counter[str] = Counter()
-    duplicates: Counter[str] = Counter()
-    last_offsets: dict[int, tuple[int, int]] = {}  # partition -> (last offset, records)
-    ids = resolver.hasher.memoising()  # the batch's identifier hashes, each computed once
-    for record in records:
-        message = record.message
-        # A record is one event or a publisher's batch of one visitor's events: each event is
-        # validated, applied and dead-lettered on its own, at its own source position.
-        for item in validator.clickstream_items(record.value, now=now):
-            result = item.result
-            if isinstance(result, Rejection):
-                await send_dead_letter(record, result, index=item.batch_index, raw=item_bytes(item))
-                continue
-            key = ids.identifier("anonymous_id", result.anonymous_id)
-            before = pending[key][0] if key in pending else activity_table.get(key)
-            state, outcome = activity.apply(
-                before, result.type, result.event_id, result.ts, position(message.offset, item.batch_index or 0),
-                settings.dedup_window,
-            )
-            if outcome == "replayed":
-                # The state may be in the changelog while the forward to the profiles stage was
-                # lost in the crash: forward again; that stage drops repeated event ids.
-                profile_id = current_profile(resolver.observe_event(result.data, ids))
-                to_profiles.append((profile_id, profile_record(result, profile_id, message.timestamp)))
-                duplicates["offset"] += 1
-            elif outcome == "applied":
-                obs = resolver.observe_event(result.data, ids)
-                seen, forward = forward_decision(state.get("identity_seen"), obs, resolver.hasher)
-                if forward:
-                    identity_acks.append(await forward_event(obs, message.partition))
-                    state = {**state, "identity_seen": seen}
-                pending[key] = (state, message.partition)
-                processed[result.type] += 1
-                profile_id = current_profile(obs)
-                served[key] = (state, profile_id)
-                to_profiles.append((profile_id, profile_record(result, profile_id, message.timestamp)))
-            else:
-                pending[key] = (state, message.partition)
-                duplicates["event_id"] += 1
-        _, count = last_offsets.get(message.partition, (0, 0))
-        last_offsets[message.partition] = (message.offset, count + 1)
-    await forward_to_profiles(to_profiles)
+    sources = [Source(r.value, r.message.partition, r.message.offset, r.message.timestamp) for r in records]
+    batch = activity_batch.fold(
+        sources, activity_table, alias_table, validator, resolver, now=time.time(), dedup_window=settings.dedup_window
+    )
+    for refused in batch.rejected:
+        await send_dead_letter(records[refused.record], refused.rejection, index=refused.batch_index, raw=refused.raw)
+    await forward_to_profiles(batch.to_profiles)
+    identity_acks = [await forward_event(obs, partition) for obs, partition in batch.forwards]
     # The activity state remembers what was forwarded to identity: write it only once the
     # broker has every forward (a crash before this point forwards them again).
     await asyncio.gather(*identity_acks)
-    for key, (state, partition) in pending.items():
+    for key, (state, partition) in batch.pending.items():
         activity_table.put(key, state, partition)
-    for partition, (offset, count) in last_offsets.items():
+    for partition, (offset, count) in batch.last_offsets.items():
         await activity_table.applied(partition, offset, records=count)
-    for key, (state, profile_id) in served.items():
+    for key, (state, profile_id) in batch.served.items():
         for redis_key, fields in serving.activity_entries(key, state, profile_id):
             redis_sink.put(redis_key, fields)
-    for event_type, n in processed.items():
+    for event_type, n in batch.processed.items():
         EVENTS_PROCESSED.labels(CLICKSTREAM, event_type).inc(n)
-    for kind, n in duplicates.items():
+    for kind, n in batch.duplicates.items():
         DUPLICATES.labels(CLICKSTREAM, kind).inc(n)
     done = time.time()
-    for record in records:
-        INGEST_LAG.observe(max(0.0, done - record.message.timestamp))
+    for source in sources:
+        INGEST_LAG.observe(max(0.0, done - source.timestamp))
     INGEST_SECONDS.observe((time.perf_counter() - started) / len(records))
 
 
@@ -195,15 +153,6 @@ def crm_time(data: dict[str, Any], received: float) -> float:
     return parsed if parsed is not None else received
 
 
-def profile_record(event: Event, profile_id: str, produced_at: float) -> bytes:
-    """A valid event stamped with its profile: the profiles stage's record of it.
-
-    ``produced_at`` is the clickstream record's Kafka timestamp: the profiles stage measures
-    the end-to-end latency from it.
-    """
-    return orjson.dumps({"profile_id": profile_id, "ts": event.ts, "event": event.data, "produced_at": produced_at})
-
-
 async def forward_to_profiles(records: Sequence[tuple[str, bytes]]) -> None:
     """Send a batch's ``(profile_id, record)`` to the profiles stage: packs, one per partition
     (tables/profile_pack.py), each where its profiles' keys hash to, the records in their order.
@@ -229,31 +178,11 @@ async def forward_to_profiles(records: Sequence[tuple[str, bytes]]) -> None:
 
 async def forward_event(obs: Observation, partition: int) -> Awaitable[Any]:
     """Send a clickstream observation to the identity stage; return the broker's acknowledgement to await."""
-    anon = anonymous_hash(obs)
+    anon = activity_batch.anonymous_hash(obs)
     doc = {"obs": observation_to_dict(obs), "anon": anon, "partition": partition}
     delivery = await identity_input_topic.send(key=(anon or "").encode(), value=orjson.dumps(doc), force=True)
     IDENTITY_FORWARDED.labels(CLICKSTREAM).inc()
     return delivery
-
-
-def anonymous_hash(obs: Observation) -> str | None:
-    # A loop, not next() over a generator: this runs once or twice per event.
-    for id_type, digest in obs.identifiers:
-        if id_type == "anonymous_id":
-            return digest
-    return None
-
-
-def current_profile(obs: Observation) -> str:
-    """The event's profile now: its alias (co-partitioned table), else the id its own profile would get."""
-    anon = anonymous_hash(obs) or ""
-    alias = alias_table.get(anon)
-    return str(alias["profile_id"]) if alias else profile_id_for(anon)
-
-
-def item_bytes(item: Item) -> bytes | None:
-    """The bytes a dead letter of ``item`` holds: its own document for an event of a batch (else the record's)."""
-    return orjson.dumps(item.doc) if item.batch_index is not None else None
 
 
 async def send_dead_letter(

@@ -48,13 +48,7 @@ def run(docs: list[bytes], pack_events: int, final_ticks: int) -> dict[str, Any]
             outputs.update(orjson.dumps([kind, key, doc], option=orjson.OPT_SORT_KEYS))
         for key, (value, at) in batch.served.items():
             served.update(orjson.dumps([key, value, at], option=orjson.OPT_SORT_KEYS))
-        for key, (index_value, _) in batch.index_writes.items():
-            if index_value is None:
-                table.pop(key, None)
-            else:
-                table[key] = index_value
-        for key, (value, _) in batch.pending.items():
-            table[key] = value
+        batch.write_to(table)
 
     offset, wall = 0, NOW
     for start in range(0, len(docs), pack_events):

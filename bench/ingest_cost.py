@@ -2,15 +2,14 @@
 
 Pure (no broker, no Redis): the bench input's records, in batches of ``--batch`` as
 ``agents/ingest.py`` ``ingest_batch`` takes them (one partition, offset = line number), go
-through the calls that function makes per event, with the same objects (the worker's
-validator, resolver and hasher): validation, the anonymous id's hash, ``activity.apply``
-chained through a ``pending`` dict, the identity observation, ``forward_decision``,
-``current_profile``, ``profile_record``, ``serving.activity_entries``, and the documents
-of the identity forwards and dead letters. The broker's and Redis's share (sends,
-acknowledgements, packs, partitioner, metrics) is left out. Tables are dicts; the alias
-table is empty (every anonymous id is on the profile its own hash gives, as before the
-identity stage has resolved anything). ``ingest_work`` is a copy of that loop, not a call
-of it (the agent's loop awaits its sends): a change to one must be made to the other.
+through the agent's own fold (``tables/activity_batch.py``: validation, the anonymous id's
+hash, ``activity.apply`` chained through ``pending``, the identity observation,
+``forward_decision``, the profile id, the profile-events records), with the worker's validator,
+resolver and hasher, and then through what the agent builds to send: the Redis entries and the
+documents of the identity forwards and dead letters. The broker's and Redis's share (sends,
+acknowledgements, packs, partitioner, metrics) is left out. Tables are dicts; the alias table is
+empty (every anonymous id is on the profile its own hash gives, as before the identity stage has
+resolved anything).
 
 The bench input has ~36 anonymous ids per batch of 500, far fewer than a busy partition
 has: what a per-batch memo saves shows here more than it would there (``--batch 1`` is
@@ -48,16 +47,17 @@ import orjson
 from agents import ingest
 from app.deadletters import dead_letter
 from app.simulator import read_jsonl
-from app.validation import Rejection
-from tables import activity, serving
+from tables import activity_batch, serving
+from tables.activity_batch import Source
 from tables.hooks import State
-from tables.identity.stream import forward_decision, observation_to_dict
-from tables.positions import position
+from tables.identity.stream import observation_to_dict
 
 NOW = 1767225600.0 + 86400  # a day after the bench input's end (SIM_END): every valid event is in range
 PRODUCED_AT = NOW  # the Kafka timestamp of every record
 PARTITION = 0
 TOPIC = "clickstream"
+#: The alias table: empty, as before the identity stage has resolved anything.
+ALIASES: dict[str, Any] = {}
 
 
 @dataclass
@@ -74,56 +74,39 @@ class Outputs:
 
 
 def ingest_work(records: list[tuple[int, Any]], table: dict[str, State], now: float) -> Outputs:
-    """``ingest_batch``'s per-event work over one batch of ``(offset, record)``; writes ``table``."""
-    validator, resolver, settings = ingest.validator, ingest.resolver, ingest.settings
+    """``ingest_batch``'s per-event work over one batch of ``(offset, record)``; writes ``table``.
+
+    The fold is the agent's own (tables/activity_batch.py); what the agent sends is built here
+    as the documents it sends, without the sends.
+    """
+    sources = [Source(record.value, PARTITION, offset, PRODUCED_AT) for offset, record in records]
+    batch = activity_batch.fold(
+        sources, table, ALIASES, ingest.validator, ingest.resolver, now, ingest.settings.dedup_window
+    )
     out = Outputs()
-    ids = resolver.hasher.memoising()
-    pending: dict[str, tuple[State, int]] = {}
-    served: dict[str, tuple[State, str]] = {}
-    for offset, record in records:
-        for item in validator.clickstream_items(record.value, now=now):
-            out.events += 1
-            result = item.result
-            if isinstance(result, Rejection):
-                raw = ingest.item_bytes(item)
-                letter = dead_letter(
-                    record.value if raw is None else raw, result, topic=TOPIC, partition=PARTITION,
-                    offset=offset, key=record.key, timestamp_ms=int(PRODUCED_AT * 1000), now=now,
-                    index=item.batch_index,
-                )
-                out.dead_letters.append(orjson.dumps(letter))
-                out.outcomes["dead_letter:" + result.code] += 1
-                continue
-            key = ids.identifier("anonymous_id", result.anonymous_id)
-            before = pending[key][0] if key in pending else table.get(key)
-            state, outcome = activity.apply(
-                before, result.type, result.event_id, result.ts, position(offset, item.batch_index or 0),
-                settings.dedup_window,
-            )
-            out.outcomes[outcome] += 1
-            if outcome == "replayed":
-                profile_id = ingest.current_profile(resolver.observe_event(result.data, ids))
-                out.profile_events.append((profile_id, ingest.profile_record(result, profile_id, PRODUCED_AT)))
-            elif outcome == "applied":
-                obs = resolver.observe_event(result.data, ids)
-                seen, forward = forward_decision(state.get("identity_seen"), obs, resolver.hasher)
-                if forward:
-                    # forward_event's record, without the send
-                    anon = ingest.anonymous_hash(obs)
-                    doc = {"obs": observation_to_dict(obs), "anon": anon, "partition": PARTITION}
-                    out.forwards.append(orjson.dumps(doc))
-                    state = {**state, "identity_seen": seen}
-                pending[key] = (state, PARTITION)
-                profile_id = ingest.current_profile(obs)
-                served[key] = (state, profile_id)
-                out.profile_events.append((profile_id, ingest.profile_record(result, profile_id, PRODUCED_AT)))
-            else:
-                pending[key] = (state, PARTITION)
-    for key, (state, partition) in pending.items():
+    for refused in batch.rejected:
+        offset, record = records[refused.record]
+        letter = dead_letter(
+            record.value if refused.raw is None else refused.raw, refused.rejection, topic=TOPIC,
+            partition=PARTITION, offset=offset, key=record.key, timestamp_ms=int(PRODUCED_AT * 1000), now=now,
+            index=refused.batch_index,
+        )
+        out.dead_letters.append(orjson.dumps(letter))
+        out.outcomes["dead_letter:" + refused.rejection.code] += 1
+    out.profile_events = batch.to_profiles
+    for obs, partition in batch.forwards:  # forward_event's record, without the send
+        doc = {"obs": observation_to_dict(obs), "anon": activity_batch.anonymous_hash(obs), "partition": partition}
+        out.forwards.append(orjson.dumps(doc))
+    for key, (state, partition) in batch.pending.items():
         table[key] = state
         out.states.append((key, state, partition))
-    for key, (state, profile_id) in served.items():
+    for key, (state, profile_id) in batch.served.items():
         out.redis.extend(serving.activity_entries(key, state, profile_id))
+    for outcome, n in (("applied", sum(batch.processed.values())), ("replayed", batch.duplicates["offset"]),
+                       ("duplicate_event_id", batch.duplicates["event_id"])):
+        if n:
+            out.outcomes[outcome] += n
+    out.events = sum(out.outcomes.values())
     return out
 
 
@@ -150,8 +133,6 @@ def digest_update(digest: Any, out: Outputs) -> None:
 
 def run(records: list[tuple[int, Any]], batch: int) -> tuple[float, int, str, Counter[str]]:
     """One pass over ``records`` from empty tables: (CPU seconds, events, digest, outcome counts)."""
-    # ``current_profile`` reads the module's alias table, a Faust table: a dict stands in for it.
-    setattr(ingest, "alias_table", {})  # noqa: B010
     table: dict[str, State] = {}
     digest = hashlib.sha256()
     cpu, events, outcomes = 0.0, 0, Counter[str]()

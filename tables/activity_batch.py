@@ -1,0 +1,178 @@
+"""The ingest stage's fold of one batch of ``clickstream`` records, as a pure step.
+
+The agent (agents/ingest.py) takes records in batches and hands them here with a read-only
+view of the activity table and of the alias table; :func:`fold` returns everything the batch
+does, and the agent carries it out in this order:
+
+1. send the dead letters of :attr:`IngestBatch.rejected` (each holds the watermark until
+   acknowledged), the packs of :attr:`IngestBatch.to_profiles` and the identity forwards of
+   :attr:`IngestBatch.forwards`;
+2. wait for **every** identity forward's acknowledgement: the states of ``pending`` remember
+   what was forwarded, so they may be written only once the broker has it (a crash before that
+   forwards again, which the resolver absorbs);
+3. write :attr:`IngestBatch.pending`, each changed anonymous id **once**;
+4. move the watermark once per partition (:attr:`IngestBatch.last_offsets`);
+5. serve :attr:`IngestBatch.served` to Redis.
+
+States chain through ``pending`` exactly as they would through the table, so a batch gives the
+states and outputs of the same records applied one by one. Every event stands at its own
+source position (tables/positions.py), which its state compares: a replayed record changes
+nothing, and is forwarded to the profiles stage again (that stage drops repeated event ids), since
+the crash may have come between the state's write and the forward's.
+
+Examples
+--------
+>>> from app.validation import Validator
+>>> from tables.identity import IdentityResolver
+>>> doc = {"schema_version": 1, "event_id": "e-1", "type": "page_view", "anonymous_id": "anon-1",
+...        "timestamp": "2026-01-01T00:00:00Z", "context": {"page": {"url": "https://shop.example/"}}}
+>>> records = [Source(orjson.dumps(doc), 0, 7, 1767225600.0), Source(b"not json", 0, 8, 1767225600.0)]
+>>> batch = fold(records, {}, {}, Validator(), IdentityResolver("a-secret-of-16-chars"), now=1767225600.0)
+>>> len(batch.pending), batch.processed, [r.rejection.code for r in batch.rejected], batch.last_offsets
+(1, Counter({'page_view': 1}), ['invalid_json'], {0: (8, 2)})
+>>> [partition for _, partition in batch.forwards], len(batch.to_profiles)   # a first event is new identity information
+([0], 1)
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import orjson
+
+from app.validation import Event, Item, Rejection, Validator
+from tables import activity
+from tables.hooks import State
+from tables.identity.hashing import profile_id_for
+from tables.identity.observation import Observation
+from tables.identity.resolver import IdentityResolver
+from tables.identity.stream import forward_decision
+from tables.positions import position
+
+
+class Source(NamedTuple):
+    """One clickstream record: its bytes and where (and when) the broker has it."""
+
+    value: bytes
+    partition: int
+    offset: int
+    #: The record's Kafka timestamp (epoch seconds): the start of its end-to-end latency.
+    timestamp: float
+
+
+class Refused(NamedTuple):
+    """A refused record, or a refused event of a batch record: what its dead letter says."""
+
+    #: Index of its record in the batch.
+    record: int
+    rejection: Rejection
+    #: Index of the event in a batch record's ``events`` (``None``: the whole record).
+    batch_index: int | None
+    #: The bytes the dead letter holds when not the record's own: the refused event's document.
+    raw: bytes | None
+
+
+@dataclass
+class IngestBatch:
+    """Everything one batch does (see the module docstring for the order it is carried out in)."""
+
+    #: anonymous id hash -> (newest state, its source partition); each written once.
+    pending: dict[str, tuple[State, int]] = field(default_factory=dict)
+    #: anonymous id hash -> (state, profile id) to put into Redis.
+    served: dict[str, tuple[State, str]] = field(default_factory=dict)
+    #: (profile id, its profile-events record) of every applied or replayed event, in offset order.
+    to_profiles: list[tuple[str, bytes]] = field(default_factory=list)
+    #: (observation, source partition) of the events that carry new identity information, in order.
+    forwards: list[tuple[Observation, int]] = field(default_factory=list)
+    rejected: list[Refused] = field(default_factory=list)
+    processed: Counter[str] = field(default_factory=Counter)  # event type -> applied
+    duplicates: Counter[str] = field(default_factory=Counter)  # kind: offset (a replay) / event_id (a retry)
+    #: partition -> (last offset, records) of the batch.
+    last_offsets: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+
+def fold(
+    records: Sequence[Source],
+    table: Mapping[str, State],
+    aliases: Mapping[str, Any],
+    validator: Validator,
+    resolver: IdentityResolver,
+    now: float,
+    dedup_window: int = activity.DEFAULT_DEDUP_WINDOW,
+) -> IngestBatch:
+    """Validate and apply a batch of clickstream records in offset order (``table`` is only read).
+
+    ``aliases`` is the alias table (anonymous id hash -> ``{"profile_id": ...}``) that names an
+    event's profile once identity has resolved it; ``now`` is the wall clock the validator
+    judges event times against.
+    """
+    batch = IngestBatch()
+    pending, processed, duplicates = batch.pending, batch.processed, batch.duplicates
+    ids = resolver.hasher.memoising()  # the batch's identifier hashes, each computed once
+    for index, record in enumerate(records):
+        # A record is one event or a publisher's batch of one visitor's events: each event is
+        # validated, applied and dead-lettered on its own, at its own source position.
+        for item in validator.clickstream_items(record.value, now=now):
+            result = item.result
+            if isinstance(result, Rejection):
+                batch.rejected.append(Refused(index, result, item.batch_index, item_bytes(item)))
+                continue
+            key = ids.identifier("anonymous_id", result.anonymous_id)
+            before = pending[key][0] if key in pending else table.get(key)
+            state, outcome = activity.apply(
+                before, result.type, result.event_id, result.ts, position(record.offset, item.batch_index or 0),
+                dedup_window,
+            )
+            if outcome == "replayed":
+                profile_id = current_profile(resolver.observe_event(result.data, ids), aliases)
+                batch.to_profiles.append((profile_id, profile_record(result, profile_id, record.timestamp)))
+                duplicates["offset"] += 1
+            elif outcome == "applied":
+                obs = resolver.observe_event(result.data, ids)
+                seen, forward = forward_decision(state.get("identity_seen"), obs, resolver.hasher)
+                if forward:
+                    batch.forwards.append((obs, record.partition))
+                    state = {**state, "identity_seen": seen}
+                pending[key] = (state, record.partition)
+                processed[result.type] += 1
+                profile_id = current_profile(obs, aliases)
+                batch.served[key] = (state, profile_id)
+                batch.to_profiles.append((profile_id, profile_record(result, profile_id, record.timestamp)))
+            else:
+                pending[key] = (state, record.partition)
+                duplicates["event_id"] += 1
+        _, count = batch.last_offsets.get(record.partition, (0, 0))
+        batch.last_offsets[record.partition] = (record.offset, count + 1)
+    return batch
+
+
+def profile_record(event: Event, profile_id: str, produced_at: float) -> bytes:
+    """A valid event stamped with its profile: the profiles stage's record of it.
+
+    ``produced_at`` is the clickstream record's Kafka timestamp: the profiles stage measures
+    the end-to-end latency from it.
+    """
+    return orjson.dumps({"profile_id": profile_id, "ts": event.ts, "event": event.data, "produced_at": produced_at})
+
+
+def anonymous_hash(obs: Observation) -> str | None:
+    # A loop, not next() over a generator: this runs once or twice per event.
+    for id_type, digest in obs.identifiers:
+        if id_type == "anonymous_id":
+            return digest
+    return None
+
+
+def current_profile(obs: Observation, aliases: Mapping[str, Any]) -> str:
+    """The event's profile now: its alias (co-partitioned table), else the id its own profile would get."""
+    anon = anonymous_hash(obs) or ""
+    alias = aliases.get(anon)
+    return str(alias["profile_id"]) if alias else profile_id_for(anon)
+
+
+def item_bytes(item: Item) -> bytes | None:
+    """The bytes a dead letter of ``item`` holds: its own document for an event of a batch (else the record's)."""
+    return orjson.dumps(item.doc) if item.batch_index is not None else None
