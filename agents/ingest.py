@@ -85,8 +85,8 @@ async def ingest_batch(records: Sequence[EventT]) -> None:
     )
     for refused in batch.rejected:
         await send_dead_letter(records[refused.record], refused.rejection, index=refused.batch_index, raw=refused.raw)
-    await forward_to_profiles(batch.to_profiles)
     identity_acks = [await forward_event(obs, partition) for obs, partition in batch.forwards]
+    await forward_to_profiles(batch.to_profiles)
     # The activity state remembers what was forwarded to identity: write it only once the
     # broker has every forward (a crash before this point forwards them again).
     await asyncio.gather(*identity_acks)

@@ -5,8 +5,8 @@ view of the activity table and of the alias table; :func:`fold` returns everythi
 does, and the agent carries it out in this order:
 
 1. send the dead letters of :attr:`IngestBatch.rejected` (each holds the watermark until
-   acknowledged), the packs of :attr:`IngestBatch.to_profiles` and the identity forwards of
-   :attr:`IngestBatch.forwards`;
+   acknowledged), the identity forwards of :attr:`IngestBatch.forwards` and the packs of
+   :attr:`IngestBatch.to_profiles`;
 2. wait for **every** identity forward's acknowledgement: the states of ``pending`` remember
    what was forwarded, so they may be written only once the broker has it (a crash before that
    forwards again, which the resolver absorbs);
