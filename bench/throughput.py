@@ -219,17 +219,22 @@ def comparison_variants(checkouts: Iterable[Path], rounds: int) -> dict[str, dic
 
     The worker is ``python -m app.cli worker``; with ``PYTHONSAFEPATH`` (Python 3.11) the
     current directory is not put first on the path, so ``PYTHONPATH=<checkout>`` runs that
-    checkout's code in the same virtualenv. Alternating
-    (A, B, A, B) spreads the shared machine's load changes over both.
+    checkout's code in the same virtualenv. Alternating spreads the shared machine's load
+    changes over every tree, and each round reverses the order of the one before (A, B, B, A):
+    the first drain after the scenario was its run's slowest in two runs of 6 December
+    (docs/benchmarks.md), and a fixed order would always hand that slot to the same tree.
 
     >>> list(comparison_variants([Path("/tmp/base")], rounds=2))
-    ['round 1: /tmp/base', 'round 1: this checkout', 'round 2: /tmp/base', 'round 2: this checkout']
+    ['round 1: /tmp/base', 'round 1: this checkout', 'round 2: this checkout', 'round 2: /tmp/base']
     """
     variants: dict[str, dict[str, str]] = {}
     for r in range(1, rounds + 1):
-        for checkout in checkouts:
-            variants[f"round {r}: {checkout}"] = {"PYTHONPATH": str(checkout), "PYTHONSAFEPATH": "1"}
-        variants[f"round {r}: this checkout"] = {"PYTHONSAFEPATH": "1"}
+        trees: list[tuple[str, dict[str, str]]] = [
+            *((str(checkout), {"PYTHONPATH": str(checkout), "PYTHONSAFEPATH": "1"}) for checkout in checkouts),
+            ("this checkout", {"PYTHONSAFEPATH": "1"}),
+        ]
+        for name, env in trees if r % 2 else reversed(trees):
+            variants[f"round {r}: {name}"] = env
     return variants
 
 
