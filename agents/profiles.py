@@ -110,8 +110,7 @@ async def apply_batch(records: Sequence[EventT], folded: Sequence[profile_batch.
     # A state that records a handover (a tombstone, a split) is written only once the broker
     # has the handover: a crash before this point replays the records, which send it again.
     await asyncio.gather(*[await send_profile_record(envelope) for envelope in batch.handovers])
-    for index, reason in batch.rejected:
-        rejection = Rejection("schema_violation", reason)
+    for index, rejection in batch.rejected:
         profiles_table.hold_watermark_for(await send_dead_letter(records[index], rejection))
     # Tick-index keys before the values they describe, in the same changelog partitions: a crash
     # between the two leaves a due key ahead of its value (replayed, rewritten), never behind it.
