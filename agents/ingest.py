@@ -45,7 +45,7 @@ from app.metrics import (
     IDENTITY_FORWARDED,
     STAGE_SECONDS,
 )
-from app.validation import Rejection, parse_timestamp
+from app.validation import Rejection, parse_timestamp, processing_error
 from tables import activity_batch, profile, profile_pack, serving
 from tables.activity_batch import Source
 from tables.definitions import activity_table, alias_table
@@ -125,24 +125,37 @@ async def ingest_crm_batch(records: Sequence[EventT]) -> None:
     deliveries: list[Awaitable[Any]] = []
     forwarded = 0
     for record in records:
-        result = validator.crm_record(record.value)
-        if isinstance(result, Rejection):
-            deliveries.append(await send_dead_letter(record, result))
+        forward = crm_forward(record.value, record.message.timestamp)
+        if isinstance(forward, Rejection):
+            deliveries.append(await send_dead_letter(record, forward))
             continue
-        # Every valid CRM record goes to identity, hashed here.
-        obs = resolver.observe_crm(result.data)
-        # The traits the profile keeps, banded here so no date of birth travels on (tables/profile.py).
-        ts = crm_time(result.data, record.message.timestamp)
-        bands = profile.trait_bands(result.data.get("traits") or {}, ts)
-        doc = {"obs": observation_to_dict(obs), "traits": bands, "ts": ts}
-        deliveries.append(
-            await identity_input_topic.send(key=obs.source.encode(), value=orjson.dumps(doc), force=True)
-        )
+        key, value = forward
+        deliveries.append(await identity_input_topic.send(key=key, value=value, force=True))
         forwarded += 1
     await asyncio.gather(*deliveries)
     if forwarded:
         IDENTITY_FORWARDED.labels(CRM).inc(forwarded)
         EVENTS_PROCESSED.labels(CRM, "crm_record").inc(forwarded)
+
+
+def crm_forward(raw: bytes, received: float) -> tuple[bytes, bytes] | Rejection:
+    """The identity-input record ``(key, value)`` of a CRM record, or why it is dead-lettered.
+
+    Every valid CRM record goes to identity, hashed here, with the traits the profile keeps
+    banded here, so no date of birth travels on (tables/profile.py). A record the code fails
+    on is a ``processing_error``: dead-lettered, and the stage goes on.
+    """
+    try:
+        result = validator.crm_record(raw)
+        if isinstance(result, Rejection):
+            return result
+        obs = resolver.observe_crm(result.data)
+        ts = crm_time(result.data, received)
+        bands = profile.trait_bands(result.data.get("traits") or {}, ts)
+        doc = {"obs": observation_to_dict(obs), "traits": bands, "ts": ts}
+        return obs.source.encode(), orjson.dumps(doc)
+    except Exception as exc:
+        return processing_error("ingest", exc)
 
 
 def crm_time(data: dict[str, Any], received: float) -> float:

@@ -55,7 +55,7 @@ from app.metrics import (
     STAGE_SECONDS,
     TICK_INDEX_SCANNED,
 )
-from app.validation import Rejection
+from app.validation import processing_error
 from tables import profile_batch, profile_identity, serving
 from tables.definitions import profiles_table
 from tables.rocksdb_store import RocksDBStore
@@ -189,8 +189,8 @@ async def follow_identity_changes(stream: StreamT) -> None:
         try:
             change = orjson.loads(record.value)
             sends = profile_identity.control_records(change)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            await send_dead_letter(record, Rejection("schema_violation", f"not a valid identity change: {exc!r}"))
+        except Exception as exc:  # a change this stage cannot turn into records: dead-lettered, the stage goes on
+            await (await send_dead_letter(record, processing_error("profiles-identity", exc)))
             continue
         for _, envelope in sends:
             await (await send_profile_record(envelope))
