@@ -45,8 +45,8 @@ from app.metrics import (
     IDENTITY_FORWARDED,
     STAGE_SECONDS,
 )
-from app.validation import Rejection, parse_timestamp, processing_error
-from tables import activity_batch, profile, profile_pack, serving
+from app.validation import Rejection
+from tables import activity_batch, profile_pack, serving
 from tables.activity_batch import Source
 from tables.definitions import activity_table, alias_table
 from tables.identity.observation import Observation
@@ -125,7 +125,7 @@ async def ingest_crm_batch(records: Sequence[EventT]) -> None:
     deliveries: list[Awaitable[Any]] = []
     forwarded = 0
     for record in records:
-        forward = crm_forward(record.value, record.message.timestamp)
+        forward = activity_batch.crm_forward(record.value, record.message.timestamp, validator, resolver)
         if isinstance(forward, Rejection):
             deliveries.append(await send_dead_letter(record, forward))
             continue
@@ -136,34 +136,6 @@ async def ingest_crm_batch(records: Sequence[EventT]) -> None:
     if forwarded:
         IDENTITY_FORWARDED.labels(CRM).inc(forwarded)
         EVENTS_PROCESSED.labels(CRM, "crm_record").inc(forwarded)
-
-
-def crm_forward(raw: bytes, received: float) -> tuple[bytes, bytes] | Rejection:
-    """The identity-input record ``(key, value)`` of a CRM record, or why it is dead-lettered.
-
-    Every valid CRM record goes to identity, hashed here, with the traits the profile keeps
-    banded here, so no date of birth travels on (tables/profile.py). A record the code fails
-    on is a ``processing_error``: dead-lettered, and the stage goes on.
-    """
-    try:
-        result = validator.crm_record(raw)
-        if isinstance(result, Rejection):
-            return result
-        obs = resolver.observe_crm(result.data)
-        ts = crm_time(result.data, received)
-        bands = profile.trait_bands(result.data.get("traits") or {}, ts)
-        doc = {"obs": observation_to_dict(obs), "traits": bands, "ts": ts}
-        return obs.source.encode(), orjson.dumps(doc)
-    except Exception as exc:
-        return processing_error("ingest", exc)
-
-
-def crm_time(data: dict[str, Any], received: float) -> float:
-    """When a CRM record's traits were true: its ``updated_at``, else when the broker received it
-    (stable across replays, so the traits' last-writer-wins order is too)."""
-    updated = data.get("updated_at")
-    parsed = parse_timestamp(updated) if isinstance(updated, str) else None
-    return parsed if parsed is not None else received
 
 
 async def forward_to_profiles(records: Sequence[tuple[str, bytes]]) -> None:

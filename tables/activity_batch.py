@@ -43,13 +43,13 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from app.validation import Event, Item, Rejection, Validator, processing_error
-from tables import activity
+from app.validation import Event, Item, Rejection, Validator, parse_timestamp, processing_error
+from tables import activity, profile
 from tables.hooks import State
 from tables.identity.hashing import profile_id_for
 from tables.identity.observation import Observation
 from tables.identity.resolver import IdentityResolver
-from tables.identity.stream import forward_decision
+from tables.identity.stream import forward_decision, observation_to_dict
 from tables.positions import position
 
 
@@ -215,3 +215,39 @@ def current_profile(obs: Observation, aliases: Mapping[str, Any]) -> str:
 def item_bytes(item: Item) -> bytes | None:
     """The bytes a dead letter of ``item`` holds: its own document for an event of a batch (else the record's)."""
     return orjson.dumps(item.doc) if item.batch_index is not None else None
+
+def crm_forward(
+    raw: bytes, received: float, validator: Validator, resolver: IdentityResolver
+) -> tuple[bytes, bytes] | Rejection:
+    """The identity-input record ``(key, value)`` of a ``crm-profiles`` record, or why it is dead-lettered.
+
+    Every valid CRM record goes to identity, hashed here, with the traits the profile keeps
+    banded here, so no date of birth travels on (tables/profile.py). A record the code fails
+    on is a ``processing_error``: dead-lettered, and ingest-crm goes on.
+
+    >>> from app.validation import Validator
+    >>> from tables.identity import IdentityResolver
+    >>> doc = {"schema_version": 1, "record_id": "r1", "source": "crm", "traits": {"first_name": "Ann"}}
+    >>> key, value = crm_forward(orjson.dumps(doc), 0.0, Validator(), IdentityResolver("a-secret-of-16-chars"))
+    >>> sorted(orjson.loads(value))
+    ['obs', 'traits', 'ts']
+    """
+    try:
+        result = validator.crm_record(raw)
+        if isinstance(result, Rejection):
+            return result
+        obs = resolver.observe_crm(result.data)
+        ts = crm_time(result.data, received)
+        bands = profile.trait_bands(result.data.get("traits") or {}, ts)
+        doc = {"obs": observation_to_dict(obs), "traits": bands, "ts": ts}
+        return obs.source.encode(), orjson.dumps(doc)
+    except Exception as exc:
+        return processing_error("ingest", exc)
+
+
+def crm_time(data: dict[str, Any], received: float) -> float:
+    """When a CRM record's traits were true: its ``updated_at``, else when the broker received it
+    (stable across replays, so the traits' last-writer-wins order is too)."""
+    updated = data.get("updated_at")
+    parsed = parse_timestamp(updated) if isinstance(updated, str) else None
+    return parsed if parsed is not None else received
