@@ -47,7 +47,7 @@ from app.validation import Event, Item, Rejection, Validator, parse_timestamp, p
 from tables import activity, profile
 from tables.hooks import State
 from tables.identity.hashing import profile_id_for
-from tables.identity.observation import Observation
+from tables.identity.observation import InvalidRecordError, Observation
 from tables.identity.resolver import IdentityResolver
 from tables.identity.stream import forward_decision, observation_to_dict
 from tables.positions import position
@@ -241,6 +241,8 @@ def crm_forward(
         bands = profile.trait_bands(result.data.get("traits") or {}, ts)
         doc = {"obs": observation_to_dict(obs), "traits": bands, "ts": ts}
         return obs.source.encode(), orjson.dumps(doc)
+    except InvalidRecordError as exc:  # the schema allows what the resolver cannot use (a blank record_id)
+        return Rejection("schema_violation", str(exc))
     except Exception as exc:
         return processing_error("ingest", exc)
 
