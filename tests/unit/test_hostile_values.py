@@ -126,7 +126,7 @@ def run_pipeline(clickstream: list[bytes], crm: list[bytes]) -> None:
         orjson.dumps({"obs": observation_to_dict(obs), "anon": activity_batch.anonymous_hash(obs), "partition": 0})
         for obs, _ in ingest.forwards
     ]
-    for offset, raw in enumerate(crm):
+    for raw in crm:
         forward = activity_batch.crm_forward(raw, NOW, validator, resolver)
         if isinstance(forward, Rejection):
             no_processing_errors([forward])
