@@ -36,7 +36,7 @@ from app.metrics import (
     SEGMENT_CHANGES,
     STAGE_SECONDS,
 )
-from app.validation import Rejection
+from app.validation import Rejection, processing_error
 from tables import cluster_stage, serving
 from tables.definitions import clusters_table
 
@@ -102,22 +102,24 @@ async def clusters(stream: StreamT) -> None:
         started = time.perf_counter()
         message = record.message
         doc = cluster_stage.parse_input(record.value)
+        if not isinstance(doc, Rejection):
+            # A record the stage's code fails on comes back as its rejection; the stage goes on.
+            doc = await (absorb(doc, message.offset) if "merged_into" in doc else apply(doc, message.offset)) or doc
         if isinstance(doc, Rejection):
             clusters_table.hold_watermark_for(await send_dead_letter(record, doc))
-        elif "merged_into" in doc:
-            await absorb(doc, message.offset)
-        else:
-            await apply(doc, message.offset)
         await clusters_table.applied(message.partition, message.offset)
         STAGE_SECONDS.labels("clusters").observe(time.perf_counter() - started)
 
 
-async def apply(doc: dict[str, Any], offset: int) -> None:
+async def apply(doc: dict[str, Any], offset: int) -> Rejection | None:
     state = model_state()
     profile_id = str(doc["profile_id"])
     entry = clusters_table.get(profile_id)
     labels_before = state.model.labels()
-    new_entry, changes = cluster_stage.step(state, entry, doc, offset)
+    try:
+        new_entry, changes = cluster_stage.step(state, entry, doc, offset)
+    except Exception as exc:  # validated input the stage's code still fails on: a bug, not a halt
+        return processing_error("clusters", exc)
     CLUSTER_LEARNED.set(state.model.seen)
     if state.model.labels() != labels_before:  # replayed records move centres too
         redis_sink.put(*serving.clusters_entry(cluster_stage.catalogue(state)))
@@ -126,19 +128,23 @@ async def apply(doc: dict[str, Any], offset: int) -> None:
         CLUSTER_INPUTS.labels(outcome).inc()
         if outcome == "replayed":
             DUPLICATES.labels(INPUT, "offset").inc()
-        return
+        return None
     CLUSTER_INPUTS.labels("assigned").inc()
     await emit(changes)
     clusters_table[profile_id] = new_entry
     for redis_key, fields in serving.cluster_entries(profile_id, new_entry):
         redis_sink.put(redis_key, fields)
+    return None
 
 
-async def absorb(doc: dict[str, Any], offset: int) -> None:
+async def absorb(doc: dict[str, Any], offset: int) -> Rejection | None:
     """An identity merge: the absorbed profile's membership goes, the survivor keeps or takes a cluster."""
     absorbed_id, surviving_id = str(doc["profile_id"]), str(doc["merged_into"])
     absorbed = clusters_table.get(absorbed_id)
-    survivor, changes = cluster_stage.absorb(clusters_table.get(surviving_id), absorbed, doc, offset)
+    try:
+        survivor, changes = cluster_stage.absorb(clusters_table.get(surviving_id), absorbed, doc, offset)
+    except Exception as exc:
+        return processing_error("clusters", exc)
     await emit(changes)
     if survivor is not None:
         clusters_table[surviving_id] = survivor
@@ -148,6 +154,7 @@ async def absorb(doc: dict[str, Any], offset: int) -> None:
         # Its Redis cluster key is left to expire: the profile API redirects an absorbed id.
         del clusters_table[absorbed_id]
     CLUSTER_INPUTS.labels("merged" if absorbed is not None else "duplicate").inc()
+    return None
 
 
 async def emit(changes: list[dict[str, Any]]) -> None:

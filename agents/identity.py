@@ -41,7 +41,7 @@ from app.faust_app import (
 )
 from app.lifecycle import redis_sink
 from app.metrics import DUPLICATES, IDENTITY_ALIASES, IDENTITY_CHANGES, STAGE_SECONDS
-from app.validation import Rejection
+from app.validation import Rejection, processing_error
 from tables import profile_identity, serving
 from tables.definitions import alias_table, identity_table
 from tables.exact import watermark_key
@@ -156,9 +156,14 @@ async def send_outputs(done: Resolved) -> list[Awaitable[Any]]:
 async def identity_aliases(stream: StreamT) -> None:
     async for record in stream.events():
         message = record.message
-        anon = record.key.decode() if isinstance(record.key, bytes) else str(record.key)
-        pid = str(orjson.loads(record.value)["profile_id"])
-        entry, handover = profile_identity.follow_alias(alias_table.get(anon), anon, pid, message.offset)
+        try:
+            anon = record.key.decode() if isinstance(record.key, bytes) else str(record.key)
+            pid = str(orjson.loads(record.value)["profile_id"])
+            entry, handover = profile_identity.follow_alias(alias_table.get(anon), anon, pid, message.offset)
+        except Exception as exc:  # only this application writes the topic: a stray writer or a bug
+            await (await send_dead_letter(record, processing_error("identity-aliases", exc)))
+            await alias_table.applied(message.partition, message.offset)
+            continue
         if entry is None:
             DUPLICATES.labels(message.topic, "offset").inc()
         else:

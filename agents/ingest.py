@@ -45,8 +45,8 @@ from app.metrics import (
     IDENTITY_FORWARDED,
     STAGE_SECONDS,
 )
-from app.validation import Rejection, parse_timestamp
-from tables import activity_batch, profile, profile_pack, serving
+from app.validation import Rejection
+from tables import activity_batch, profile_pack, serving
 from tables.activity_batch import Source
 from tables.definitions import activity_table, alias_table
 from tables.identity.observation import Observation
@@ -125,32 +125,17 @@ async def ingest_crm_batch(records: Sequence[EventT]) -> None:
     deliveries: list[Awaitable[Any]] = []
     forwarded = 0
     for record in records:
-        result = validator.crm_record(record.value)
-        if isinstance(result, Rejection):
-            deliveries.append(await send_dead_letter(record, result))
+        forward = activity_batch.crm_forward(record.value, record.message.timestamp, validator, resolver)
+        if isinstance(forward, Rejection):
+            deliveries.append(await send_dead_letter(record, forward))
             continue
-        # Every valid CRM record goes to identity, hashed here.
-        obs = resolver.observe_crm(result.data)
-        # The traits the profile keeps, banded here so no date of birth travels on (tables/profile.py).
-        ts = crm_time(result.data, record.message.timestamp)
-        bands = profile.trait_bands(result.data.get("traits") or {}, ts)
-        doc = {"obs": observation_to_dict(obs), "traits": bands, "ts": ts}
-        deliveries.append(
-            await identity_input_topic.send(key=obs.source.encode(), value=orjson.dumps(doc), force=True)
-        )
+        key, value = forward
+        deliveries.append(await identity_input_topic.send(key=key, value=value, force=True))
         forwarded += 1
     await asyncio.gather(*deliveries)
     if forwarded:
         IDENTITY_FORWARDED.labels(CRM).inc(forwarded)
         EVENTS_PROCESSED.labels(CRM, "crm_record").inc(forwarded)
-
-
-def crm_time(data: dict[str, Any], received: float) -> float:
-    """When a CRM record's traits were true: its ``updated_at``, else when the broker received it
-    (stable across replays, so the traits' last-writer-wins order is too)."""
-    updated = data.get("updated_at")
-    parsed = parse_timestamp(updated) if isinstance(updated, str) else None
-    return parsed if parsed is not None else received
 
 
 async def forward_to_profiles(records: Sequence[tuple[str, bytes]]) -> None:

@@ -55,7 +55,7 @@ from app.metrics import (
     STAGE_SECONDS,
     TICK_INDEX_SCANNED,
 )
-from app.validation import Rejection
+from app.validation import processing_error
 from tables import profile_batch, profile_identity, serving
 from tables.definitions import profiles_table
 from tables.rocksdb_store import RocksDBStore
@@ -110,8 +110,7 @@ async def apply_batch(records: Sequence[EventT], folded: Sequence[profile_batch.
     # A state that records a handover (a tombstone, a split) is written only once the broker
     # has the handover: a crash before this point replays the records, which send it again.
     await asyncio.gather(*[await send_profile_record(envelope) for envelope in batch.handovers])
-    for index, reason in batch.rejected:
-        rejection = Rejection("schema_violation", reason)
+    for index, rejection in batch.rejected:
         profiles_table.hold_watermark_for(await send_dead_letter(records[index], rejection))
     # Tick-index keys before the values they describe, in the same changelog partitions: a crash
     # between the two leaves a due key ahead of its value (replayed, rewritten), never behind it.
@@ -190,8 +189,8 @@ async def follow_identity_changes(stream: StreamT) -> None:
         try:
             change = orjson.loads(record.value)
             sends = profile_identity.control_records(change)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            await send_dead_letter(record, Rejection("schema_violation", f"not a valid identity change: {exc!r}"))
+        except Exception as exc:  # a change this stage cannot turn into records: dead-lettered, the stage goes on
+            await (await send_dead_letter(record, processing_error("profiles-identity", exc)))
             continue
         for _, envelope in sends:
             await (await send_profile_record(envelope))

@@ -55,9 +55,34 @@ class Rejection:
     code: str
     message: str
     path: str | None = None
+    #: For ``processing_error``: the stage whose code failed on the record, and the exception's type.
+    stage: str | None = None
+    exception: str | None = None
 
     def as_dict(self) -> dict[str, str | None]:
-        return {"code": self.code, "message": self.message, "path": self.path}
+        reason = {"code": self.code, "message": self.message, "path": self.path}
+        if self.stage is not None:
+            reason["stage"] = self.stage
+            reason["exception"] = self.exception
+        return reason
+
+
+#: Longest exception text a ``processing_error`` dead letter quotes (the text may echo input).
+MAX_ERROR_TEXT = 300
+
+
+def processing_error(stage: str, exc: BaseException) -> Rejection:
+    """The rejection of a record a stage's code failed on: it is dead-lettered and the stage goes on.
+
+    >>> processing_error("profiles", KeyError("x")).as_dict()
+    {'code': 'processing_error', 'message': "profiles could not process this record: KeyError: 'x'", \
+'path': None, 'stage': 'profiles', 'exception': 'KeyError'}
+    """
+    text = f"{type(exc).__name__}: {exc}"
+    if len(text) > MAX_ERROR_TEXT:
+        text = text[:MAX_ERROR_TEXT] + "..."
+    return Rejection("processing_error", f"{stage} could not process this record: {text}",
+                     stage=stage, exception=type(exc).__name__)
 
 
 @dataclass(frozen=True, slots=True)

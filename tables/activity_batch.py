@@ -43,13 +43,13 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from app.validation import Event, Item, Rejection, Validator
-from tables import activity
+from app.validation import Event, Item, Rejection, Validator, parse_timestamp, processing_error
+from tables import activity, profile
 from tables.hooks import State
 from tables.identity.hashing import profile_id_for
-from tables.identity.observation import Observation
+from tables.identity.observation import InvalidRecordError, Observation
 from tables.identity.resolver import IdentityResolver
-from tables.identity.stream import forward_decision
+from tables.identity.stream import forward_decision, observation_to_dict
 from tables.positions import position
 
 
@@ -110,43 +110,82 @@ def fold(
     judges event times against.
     """
     batch = IngestBatch()
-    pending, processed, duplicates = batch.pending, batch.processed, batch.duplicates
+    pending = batch.pending
     ids = resolver.hasher.memoising()  # the batch's identifier hashes, each computed once
     for index, record in enumerate(records):
         # A record is one event or a publisher's batch of one visitor's events: each event is
         # validated, applied and dead-lettered on its own, at its own source position.
-        for item in validator.clickstream_items(record.value, now=now):
+        try:
+            items = list(validator.clickstream_items(record.value, now=now))
+        except Exception as exc:  # the validator's own failure: the record goes, the stage goes on
+            batch.rejected.append(Refused(index, processing_error("ingest", exc), None, None))
+            items = []
+        for item in items:
             result = item.result
             if isinstance(result, Rejection):
                 batch.rejected.append(Refused(index, result, item.batch_index, item_bytes(item)))
                 continue
-            key = ids.identifier("anonymous_id", result.anonymous_id)
-            before = pending[key][0] if key in pending else table.get(key)
-            state, outcome = activity.apply(
-                before, result.type, result.event_id, result.ts, position(record.offset, item.batch_index or 0),
-                dedup_window,
-            )
-            if outcome == "replayed":
-                profile_id = current_profile(resolver.observe_event(result.data, ids), aliases)
-                batch.to_profiles.append((profile_id, profile_record(result, profile_id, record.timestamp)))
-                duplicates["offset"] += 1
-            elif outcome == "applied":
-                obs = resolver.observe_event(result.data, ids)
-                seen, forward = forward_decision(state.get("identity_seen"), obs, resolver.hasher)
-                if forward:
-                    batch.forwards.append((obs, record.partition))
-                    state = {**state, "identity_seen": seen}
-                pending[key] = (state, record.partition)
-                processed[result.type] += 1
-                profile_id = current_profile(obs, aliases)
-                batch.served[key] = (state, profile_id)
-                batch.to_profiles.append((profile_id, profile_record(result, profile_id, record.timestamp)))
-            else:
-                pending[key] = (state, record.partition)
-                duplicates["event_id"] += 1
+            # Everything an event does is worked out before any of it is kept: an event whose
+            # processing raises leaves the batch as it was, and is dead-lettered alone.
+            try:
+                step = _event_step(result, record, item.batch_index or 0, pending, table, aliases, resolver, ids,
+                                   dedup_window)
+            except Exception as exc:
+                batch.rejected.append(Refused(index, processing_error("ingest", exc), item.batch_index,
+                                              item_bytes(item)))
+                continue
+            step.keep(batch, record.partition, result.type)
         _, count = batch.last_offsets.get(record.partition, (0, 0))
         batch.last_offsets[record.partition] = (record.offset, count + 1)
     return batch
+
+
+class _Step(NamedTuple):
+    """What one valid event does to a batch, worked out before any of it is kept."""
+
+    outcome: str
+    key: str
+    state: State
+    forward: Observation | None
+    profile_id: str
+    to_profiles: bytes
+
+    def keep(self, batch: IngestBatch, partition: int, event_type: str) -> None:
+        if self.outcome == "replayed":
+            batch.to_profiles.append((self.profile_id, self.to_profiles))
+            batch.duplicates["offset"] += 1
+            return
+        batch.pending[self.key] = (self.state, partition)
+        if self.outcome == "applied":
+            if self.forward is not None:
+                batch.forwards.append((self.forward, partition))
+            batch.processed[event_type] += 1
+            batch.served[self.key] = (self.state, self.profile_id)
+            batch.to_profiles.append((self.profile_id, self.to_profiles))
+        else:
+            batch.duplicates["event_id"] += 1
+
+
+def _event_step(
+    event: Event, record: Source, batch_index: int, pending: Mapping[str, tuple[State, int]],
+    table: Mapping[str, State], aliases: Mapping[str, Any], resolver: IdentityResolver, ids: Any, dedup_window: int,
+) -> _Step:
+    key = ids.identifier("anonymous_id", event.anonymous_id)
+    before = pending[key][0] if key in pending else table.get(key)
+    state, outcome = activity.apply(
+        before, event.type, event.event_id, event.ts, position(record.offset, batch_index), dedup_window,
+    )
+    if outcome not in ("replayed", "applied"):
+        return _Step(outcome, key, state, None, "", b"")
+    obs = resolver.observe_event(event.data, ids)
+    forward = None
+    if outcome == "applied":
+        seen, wanted = forward_decision(state.get("identity_seen"), obs, resolver.hasher)
+        if wanted:
+            forward = obs
+            state = {**state, "identity_seen": seen}
+    profile_id = current_profile(obs, aliases)
+    return _Step(outcome, key, state, forward, profile_id, profile_record(event, profile_id, record.timestamp))
 
 
 def profile_record(event: Event, profile_id: str, produced_at: float) -> bytes:
@@ -176,3 +215,41 @@ def current_profile(obs: Observation, aliases: Mapping[str, Any]) -> str:
 def item_bytes(item: Item) -> bytes | None:
     """The bytes a dead letter of ``item`` holds: its own document for an event of a batch (else the record's)."""
     return orjson.dumps(item.doc) if item.batch_index is not None else None
+
+def crm_forward(
+    raw: bytes, received: float, validator: Validator, resolver: IdentityResolver
+) -> tuple[bytes, bytes] | Rejection:
+    """The identity-input record ``(key, value)`` of a ``crm-profiles`` record, or why it is dead-lettered.
+
+    Every valid CRM record goes to identity, hashed here, with the traits the profile keeps
+    banded here, so no date of birth travels on (tables/profile.py). A record the code fails
+    on is a ``processing_error``: dead-lettered, and ingest-crm goes on.
+
+    >>> from app.validation import Validator
+    >>> from tables.identity import IdentityResolver
+    >>> doc = {"schema_version": 1, "record_id": "r1", "source": "crm", "traits": {"first_name": "Ann"}}
+    >>> key, value = crm_forward(orjson.dumps(doc), 0.0, Validator(), IdentityResolver("a-secret-of-16-chars"))
+    >>> sorted(orjson.loads(value))
+    ['obs', 'traits', 'ts']
+    """
+    try:
+        result = validator.crm_record(raw)
+        if isinstance(result, Rejection):
+            return result
+        obs = resolver.observe_crm(result.data)
+        ts = crm_time(result.data, received)
+        bands = profile.trait_bands(result.data.get("traits") or {}, ts)
+        doc = {"obs": observation_to_dict(obs), "traits": bands, "ts": ts}
+        return obs.source.encode(), orjson.dumps(doc)
+    except InvalidRecordError as exc:  # the schema allows what the resolver cannot use (a blank record_id)
+        return Rejection("schema_violation", str(exc))
+    except Exception as exc:
+        return processing_error("ingest", exc)
+
+
+def crm_time(data: dict[str, Any], received: float) -> float:
+    """When a CRM record's traits were true: its ``updated_at``, else when the broker received it
+    (stable across replays, so the traits' last-writer-wins order is too)."""
+    updated = data.get("updated_at")
+    parsed = parse_timestamp(updated) if isinstance(updated, str) else None
+    return parsed if parsed is not None else received

@@ -39,13 +39,13 @@ Examples
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, MutableMapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, NamedTuple
 
 import orjson
 
-from app.validation import Event
+from app.validation import Event, Rejection, processing_error
 from tables import cluster_stage, profile_identity, profile_stage, sessions
 from tables.due_index import DUE_PREFIX, DueKeySource, due_key, indexed_key, is_index_key, parse_due_key
 from tables.exact import is_watermark_key
@@ -133,8 +133,9 @@ class Batch:
     index_writes: dict[str, tuple[float | None, int]] = field(default_factory=dict)
     #: Values the batch decoded to index a partition that had no due keys yet (an older table).
     index_scanned: int = 0
-    #: (index in the batch, reason) of records that are not valid profile-events records.
-    rejected: list[tuple[int, str]] = field(default_factory=list)
+    #: (index in the batch, why) of records (or pack items) dead-lettered: not valid profile-events
+    #: records, or records whose application raised (``processing_error``; nothing of them applied).
+    rejected: list[tuple[int, Rejection]] = field(default_factory=list)
     duplicates: Counter[str] = field(default_factory=Counter)  # kind: offset / change_id
     redirects: Counter[str] = field(default_factory=Counter)  # cause: merged / provisional
     late_events: Counter[str] = field(default_factory=Counter)  # route: direct / redirected
@@ -170,8 +171,25 @@ class Batch:
             table[key] = value
 
 
+#: Records (or pack items) whose processing raised, after which a fold starts again without them.
+#: Past this many in one fold, it is cut before the record that raised (the agent folds the rest as
+#: the next batch), so a batch of failing records costs at most this many extra folds of its records.
+MAX_RESTARTS = 8
+
+#: (record index, item index or None) -> the rejection of a record or pack item the fold skips.
+Skipped = dict[tuple[int, int | None], Rejection]
+
+
+class _RecordFailed(Exception):
+    """A record (or one item of a pack) raised while it was applied: its effects are partial."""
+
+    def __init__(self, index: int, item: int | None, error: Exception) -> None:
+        super().__init__(index, item)
+        self.index, self.item, self.error = index, item, error
+
+
 def fold(
-    records: Iterable[Record], table: Mapping[str, Any], memory: StageMemory, wall: float,
+    records: Sequence[Record], table: Mapping[str, Any], memory: StageMemory, wall: float,
     max_folded: int | None = None,
 ) -> Batch:
     """Apply ``records`` in offset order on top of ``table`` (only read); return what the batch does.
@@ -182,35 +200,35 @@ def fold(
     (a pack is never cut): :attr:`Batch.records` says how many of ``records`` it took, and the
     agent folds the rest as the next batch. A backlog of packs then holds the event loop for
     ``max_folded`` events at a time, not for every event of the records Faust handed over.
+
+    A record (or an item of a pack) whose application raises is rejected with a
+    ``processing_error`` and the fold starts again without it, from the memory it began with
+    (its stream clocks; the tick index is rebuilt from the table): the batch then holds the
+    effects of the other records only, as if the failing one had never come.
     """
-    folder = _Folder(table, memory, wall)
-    for index, record in enumerate(records):
-        if max_folded is not None and folder.batch.folded >= max_folded:
-            break
-        # Only this application writes the topic, so a record that fails is a bug or a foreign
-        # producer: the agent dead-letters it (the whole record, its reason naming the item of a
-        # pack) and the partition goes on.
-        where = f"{record.topic}:{record.partition}:{record.offset}"
+    skipped: Skipped = {}
+    clock = memory.clock.copy()
+    while True:
+        folder = _Folder(table, memory, wall)
         try:
-            envelope = orjson.loads(record.value)
-            items = envelope.get("events") if isinstance(envelope, dict) else None
-            if not isinstance(items, list):  # one record, not a pack
-                items = None
-                folder.apply(envelope, At(record.partition, position(record.offset), where))
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            folder.batch.rejected.append((index, f"not a valid profile-events record: {exc!r}"))
-            items = None
-        for item_index, item in enumerate(items or ()):
-            try:
-                at = At(record.partition, position(record.offset, item_index), f"{where}:{item_index}")
-                folder.apply(item, at)
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                folder.batch.rejected.append((index, f"events[{item_index}] is not a valid record: {exc!r}"))
-        folder.batch.folded += len(items) if items else 1
-        _, count = folder.batch.last_offsets.get(record.partition, (0, 0))
-        folder.batch.last_offsets[record.partition] = (record.offset, count + 1)
-        folder.batch.records += 1
-    return folder.batch
+            folder.fold(records, max_folded, skipped)
+            return folder.batch
+        except _RecordFailed as failed:
+            # Memory the partial fold changed goes back to how the batch found it.
+            memory.clock = clock.copy()
+            memory.forget_index()
+            skipped[failed.index, failed.item] = processing_error("profiles", failed.error)
+            if len(skipped) > MAX_RESTARTS and failed.index > 0:
+                records = records[:failed.index]
+
+
+def _decode(value: bytes) -> tuple[dict[str, Any], list[Any] | None]:
+    """A profile-events record: its envelope, and its items when it is a pack."""
+    envelope = orjson.loads(value)
+    if not isinstance(envelope, dict):
+        raise TypeError(f"expected an object, got {type(envelope).__name__}")
+    items = envelope.get("events")
+    return envelope, items if isinstance(items, list) else None
 
 
 def tick_due_at(value: Any, partition: int) -> float | None:
@@ -245,6 +263,47 @@ def _queue(timers: dict[int, TimerQueue], partition: int) -> TimerQueue:
 
 class _Folder:
     """One batch's fold: the per-kind steps share ``get`` (pending, then table) and ``put``."""
+
+    def fold(self, records: Sequence[Record], max_folded: int | None, skipped: Skipped) -> None:
+        """Apply ``records`` but the ``skipped`` ones (rejected with their reason); raise
+        :class:`_RecordFailed` at the first record or item whose application raises."""
+        batch = self.batch
+        for index, record in enumerate(records):
+            if max_folded is not None and batch.folded >= max_folded:
+                break
+            where = f"{record.topic}:{record.partition}:{record.offset}"
+            try:
+                envelope, items = _decode(record.value)
+            except (ValueError, TypeError) as exc:
+                # Only this application writes the topic: a record that does not decode is a bug or
+                # a foreign producer. Dead-lettered whole; nothing of it was applied.
+                batch.rejected.append((index, Rejection("schema_violation",
+                                                        f"not a valid profile-events record: {exc!r}")))
+                items, envelope = [], None
+            if items is None:  # one record, not a pack
+                self.apply_one(index, None, envelope, At(record.partition, position(record.offset), where),
+                               skipped)
+            for item_index, item in enumerate(items or ()):
+                at = At(record.partition, position(record.offset, item_index), f"{where}:{item_index}")
+                self.apply_one(index, item_index, item, at, skipped)
+            batch.folded += len(items) if items else 1
+            _, count = batch.last_offsets.get(record.partition, (0, 0))
+            batch.last_offsets[record.partition] = (record.offset, count + 1)
+            batch.records += 1
+
+    def apply_one(self, index: int, item: int | None, envelope: Any, at: At, skipped: Skipped) -> None:
+        rejection = skipped.get((index, item))
+        if rejection is not None:
+            if item is not None:
+                rejection = replace(rejection, message=f"events[{item}]: {rejection.message}")
+            self.batch.rejected.append((index, rejection))
+            return
+        try:
+            if not isinstance(envelope, dict):
+                raise TypeError(f"expected an object, got {type(envelope).__name__}")
+            self.apply(envelope, at)
+        except Exception as exc:
+            raise _RecordFailed(index, item, exc) from exc
 
     def __init__(self, table: Mapping[str, Any], memory: StageMemory, wall: float) -> None:
         self.table = table

@@ -275,6 +275,10 @@ class StreamClock:
         if latest is None or event_ts >= latest[0]:
             self._latest[partition] = (event_ts, wall)
 
+    def copy(self) -> StreamClock:
+        """A clock that goes on from this one's times independently (a fold restarted from it)."""
+        return StreamClock(dict(self._latest))
+
     def now(self, partition: int, wall: float) -> float | None:
         latest = self._latest.get(partition)
         if latest is None:

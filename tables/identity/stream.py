@@ -47,7 +47,7 @@ from typing import Any
 
 import orjson
 
-from app.validation import Rejection, parse_json
+from app.validation import Rejection, parse_json, processing_error
 from tables.identity.hashing import IdentifierHasher
 from tables.identity.observation import Observation
 from tables.identity.resolver import IdentityResolver, Resolution
@@ -350,18 +350,18 @@ def resolve_record(
     >>> table == {}, len(staged.commit()) > 0
     (True, True)
     """
-    parsed = parse_identity_input(raw)
-    if isinstance(parsed, Rejection):
-        return parsed
     view = StagedStore(staged)
     try:
+        parsed = parse_identity_input(raw)
+        if isinstance(parsed, Rejection):
+            return parsed
         resolution, touched = apply_identity_input(resolver, view, parsed)
         aliases = alias_updates(view, touched)
     except Exception as exc:
         # A poison record must not stop the one identity partition (every later record waits
         # behind it); its writes stay in the dropped view.
-        logger.exception("identity input %s refused by the resolver", where)
-        return Rejection("invalid_identity_input", f"the resolver could not apply it: {exc!r}"[:500])
+        logger.warning("identity input %s: the resolver raised %s; dead-lettered", where, type(exc).__name__)
+        return processing_error("identity", exc)
     view.commit()
     return Resolved(parsed, resolution, touched, aliases)
 

@@ -396,25 +396,53 @@ class Rule:
         return self.stay if member and self.stay is not None else self.when
 
     def condition_for(self, key: str, member: bool = False) -> Expr:
-        """The condition of a ``for_each`` rule for one key of the family."""
-        text = self.stay_text if member and self.stay_text is not None else self.when_text
-        return _parse_cached(text.replace("{key}", key))
+        """The condition of a ``for_each`` rule for one key of the family.
+
+        The key is data (a category a publisher sent): it fills the parsed condition's slot
+        and is never parsed, so no key can break or change the condition.
+
+        >>> spec = {"for_each": "affinity.*", "segment": "i:{key}", "when": "affinity.{key} >= 0.3"}
+        >>> rule = load_rules({"rules": {"i": spec}}).rules[0]
+        >>> render(rule.condition_for("Home & Garden"))
+        'affinity.Home & Garden >= 0.3'
+        >>> rule.condition_for("x) or (monetary > 0")
+        Compare(left=Feature(name='affinity.x) or (monetary > 0'), op='>=', right=Number(value=0.3, duration=False))
+        """
+        return with_key(self.condition(member), key)
 
     def segment_for(self, key: str) -> str:
         """The segment id of a ``for_each`` rule for one key of the family."""
         return self.segment.replace("{key}", key)
 
 
-_CACHE: dict[str, Expr] = {}
+#: What ``{key}`` becomes in a ``for_each`` rule's parsed conditions: a name no feature or event
+#: has, filled with each key by :func:`with_key` (never by editing the text and parsing it).
+KEY_SLOT = "__for_each_key__"
 
 
-def _parse_cached(text: str) -> Expr:
-    e = _CACHE.get(text)
-    if e is None:
-        if len(_CACHE) > 10_000:
-            _CACHE.clear()
-        e = _CACHE[text] = parse(text)
-    return e
+def with_key(e: Expr, key: str) -> Expr:
+    """``e`` with every :data:`KEY_SLOT` in its names and strings replaced by ``key``.
+
+    >>> with_key(parse(f"count({KEY_SLOT}, 1h) > 1 and age({KEY_SLOT}) < 1d"), "it's <b>")
+    And(items=(Compare(left=Count(event="it's <b>", seconds=3600.0), op='>', right=Number(value=1.0, duration=False)), \
+Compare(left=Age(name="it's <b>"), op='<', right=Number(value=86400.0, duration=True))))
+    """
+    if isinstance(e, Compare):
+        return Compare(_fill(e.left, key), e.op, _fill(e.right, key))
+    items = tuple(with_key(item, key) for item in e.items)
+    return And(items) if isinstance(e, And) else Or(items)
+
+
+def _fill(o: Operand, key: str) -> Operand:
+    if isinstance(o, Feature):
+        return Feature(o.name.replace(KEY_SLOT, key))
+    if isinstance(o, Count):
+        return Count(o.event.replace(KEY_SLOT, key), o.seconds)
+    if isinstance(o, Age):
+        return Age(o.name.replace(KEY_SLOT, key))
+    if isinstance(o, String):
+        return String(o.value.replace(KEY_SLOT, key))
+    return o
 
 
 @dataclass(frozen=True)
@@ -598,8 +626,9 @@ def _rule(name: str, spec: Any, defaults: Mapping[str, Any], registry: FeatureRe
             raise ConfigError(f"unknown feature family {for_each!r}")
         if "{key}" not in segment or "{key}" not in when:
             raise ConfigError("a for_each rule needs {key} in both 'segment' and 'when'")
-        expr = _checked(when.replace("{key}", "key"), "when", registry, tiers)
-        stay = None if stay_text is None else _checked(stay_text.replace("{key}", "key"), "stay_when", registry, tiers)
+        expr = _checked(when.replace("{key}", KEY_SLOT), "when", registry, tiers)
+        stay = (None if stay_text is None
+                else _checked(stay_text.replace("{key}", KEY_SLOT), "stay_when", registry, tiers))
         return Rule(name, segment, expr, when, description, float(margin), dwell, prefix, stay, stay_text)
     if "{key}" in when or "{key}" in segment or "{key}" in (stay_text or ""):
         raise ConfigError("{key} is only allowed with for_each")
@@ -613,5 +642,5 @@ def _checked(text: str, key: str, registry: FeatureRegistry, tiers: Any) -> Expr
         expr = parse(text)
         validate(expr, registry, tiers)
     except ConfigError as exc:
-        raise ConfigError(f"{key}: {exc}") from None
+        raise ConfigError(f"{key}: {exc}".replace(KEY_SLOT, "{key}")) from None
     return expr

@@ -271,7 +271,8 @@ def test_a_bad_item_of_a_pack_is_rejected_and_the_pack_s_other_events_applied() 
     bad = Record(TOPIC, 0, 0, orjson.dumps({"no_profile_id": 1}))
     batch = fold([packed(50, [event(0, "p-a", "a1", 1000.0), bad, event(0, "p-a", "a2", 1001.0)])],
                  {}, StageMemory(), WALL)
-    assert [(index, reason.split(" ")[0]) for index, reason in batch.rejected] == [(0, "events[1]")]
+    assert [(index, reason.code, reason.message.split(":")[0]) for index, reason in batch.rejected] == [
+        (0, "processing_error", "events[1]")]
     assert batch.pending["p-a"][0]["profile"]["events"] == 2
 
 

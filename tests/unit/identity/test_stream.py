@@ -306,7 +306,7 @@ def test_a_bad_record_in_the_middle_of_a_batch_is_refused_and_the_others_apply(t
     clean, expected = _resolve_in_batches(resolver, good, len(good))
     refusals = [r for r in results if isinstance(r, Rejection)]
     assert [(r.code, "poison" in r.message) for r in refusals] == [
-        ("invalid_identity_input", True),
+        ("processing_error", True),
         ("invalid_json", False),
     ]
     assert dict(table.raw_items()) == dict(clean.raw_items())  # the poison record's writes did not leak
