@@ -130,17 +130,12 @@ def topic_specs(settings: Settings) -> tuple[TopicSpec, ...]:
     n, rf, topics = settings.topic_partitions, settings.replication_factor, settings.topics
     delete = {"cleanup.policy": "delete", "retention.ms": str(RETENTION_MS)}
     sources = {t.source(settings): t for t in TABLES}
-
-    def fed(name: str) -> str:
-        table = sources.get(name)
-        return f"the {table.table} table is partitioned like it" if table else ""
-
     single = {
         settings.identity_input_topic: "one ordered identity stream",
         settings.cluster_input_topic: "one cluster model",
     }
     must_match = {
-        **{name: fed(name) for name in sources},
+        **{name: f"the {t.table} table is partitioned like it" for name, t in sources.items()},
         settings.identity_aliases_topic: f"co-partitioned with {topics.clickstream}: ingest reads the alias table",
         **single,
     }
