@@ -35,13 +35,17 @@ def worker(web_port: int | None, loglevel: str | None) -> None:
         from app.faust_app import faust_app, load_components, settings
     except PersonaError as exc:
         raise click.ClickException(str(exc)) from exc
+    from app.topic_specs import undescribed_tables
     from app.topics_admin import ensure_topics_sync
 
+    load_components()
+    if unknown := undescribed_tables(faust_app.tables.keys()):
+        raise click.ClickException(f"tables without a topic description in app/topic_specs.py TABLES: {unknown}")
     try:
+        # Creates missing topics and refuses existing ones that would lose data (docs/operations.md, Topics).
         ensure_topics_sync(settings)
     except PersonaError as exc:
         raise click.ClickException(str(exc)) from exc
-    load_components()
     build_worker(faust_app, loglevel or settings.log_level).execute_from_commandline()
 
 

@@ -48,6 +48,8 @@ faust_app = PersonaApp(
     store=settings.table_store,
     datadir=settings.data_dir,
     topic_partitions=settings.topic_partitions,
+    # Topics Faust declares itself (changelogs it finds missing) get the same replicas as ensure_topics'.
+    topic_replication_factor=settings.replication_factor,
     topic_allow_declare=True,
     web_enabled=True,
     web_host=settings.web_host,

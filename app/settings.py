@@ -63,6 +63,7 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     app_id: str = "persona-stream"
     topic_partitions: int = 1
+    replication_factor: int = 1
     table_store: str = "memory://"
     data_dir: str = ".persona/data"
     web_host: str = "127.0.0.1"
@@ -122,6 +123,8 @@ class Settings:
     def check(self) -> None:
         if self.topic_partitions < 1:
             raise ConfigError("PERSONA_TOPIC_PARTITIONS must be at least 1")
+        if self.replication_factor < 1:
+            raise ConfigError("PERSONA_REPLICATION_FACTOR must be at least 1")
         if not self.table_store.startswith(("memory://", "compact://", "rocksdb://", "aerospike://")):
             raise ConfigError(
                 f"PERSONA_TABLE_STORE must be memory://, compact:// or rocksdb://, got {self.table_store!r}"
@@ -182,14 +185,12 @@ class Settings:
         return f"{self.app_id}-cluster-input"
 
     def internal_topics(self) -> dict[str, int]:
-        """Internal topics and their partition counts (created up front by ``ensure_topics``)."""
+        """Internal topics between the stages and their partition counts (changelogs: ``app.topic_specs``)."""
         return {
             self.identity_input_topic: 1,
-            f"{self.app_id}-identity-changelog": 1,
             self.identity_aliases_topic: self.topic_partitions,
             self.profile_events_topic: self.topic_partitions,
             self.cluster_input_topic: 1,
-            f"{self.app_id}-clusters-changelog": 1,
         }
 
     @property
@@ -237,6 +238,10 @@ SETTINGS_DOC: dict[str, str] = {
     "redis_url": "Redis URL for the serving layer. `persona up` sets it to the embedded redis-server.",
     "app_id": "Faust application id: the consumer group and the prefix of changelog topics.",
     "topic_partitions": "Partitions of every topic the worker creates (inputs, outputs, changelogs).",
+    "replication_factor": (
+        "Replicas of every topic the worker (and Faust) creates; at most the number of brokers. "
+        "The embedded broker: 1. See docs/operations.md, Topics."
+    ),
     "table_store": "Faust table store: `memory://` (default), `compact://` (memory, cold values zstd-packed: "
     "4x less RSS per profile in `bench.state_scale`; `compact://?hot=N` keeps N values unpacked, default 5000) "
     "or `rocksdb://` for large state.",
