@@ -67,9 +67,9 @@ def track(
 ) -> dict[K, PartitionProgress]:
     """The progress of each observed partition: ``observed`` maps it to ``(committed, highwater)``.
 
-    ``since`` restarts at ``now`` when the committed offset moved, when the partition is seen for
-    the first time, or when it has no lag; otherwise it is kept. Partitions no longer observed
-    (revoked) are dropped.
+    ``since`` is kept while the committed offset stands still with lag (at this observation and
+    the one before); otherwise (the offset moved, the partition is new, it has no lag now or had
+    none before) it restarts at ``now``. Partitions no longer observed (revoked) are dropped.
 
     >>> p = track({}, {"a": (5, 9)}, now=10.0)
     >>> p["a"].since, p["a"].lag
@@ -80,6 +80,9 @@ def track(
     40.0
     >>> track(p, {"a": (9, 9)}, now=40.0)["a"].since    # caught up
     40.0
+    >>> idle = track({}, {"a": (9, 9)}, now=0.0)
+    >>> track(idle, {"a": (9, 12)}, now=40.0)["a"].since  # lag appeared: the clock starts now
+    40.0
     >>> track(p, {}, now=40.0)
     {}
     """
@@ -87,7 +90,7 @@ def track(
     for key, (committed, highwater) in observed.items():
         prior = previous.get(key)
         fresh = PartitionProgress(committed, highwater, now)
-        kept = prior is not None and prior.committed == committed and fresh.lag > 0
+        kept = prior is not None and prior.committed == committed and prior.lag > 0 and fresh.lag > 0
         out[key] = PartitionProgress(committed, highwater, prior.since) if kept and prior else fresh
     return out
 
