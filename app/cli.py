@@ -46,19 +46,34 @@ def worker(web_port: int | None, loglevel: str | None) -> None:
         ensure_topics_sync(settings)
     except PersonaError as exc:
         raise click.ClickException(str(exc)) from exc
-    build_worker(faust_app, loglevel or settings.log_level).execute_from_commandline()
+    from app.health_probe import stop_pending
+    from app.shutdown import ShutdownDeadline
+
+    deadline = ShutdownDeadline(settings.shutdown_grace_seconds, stop_pending)
+    build_worker(faust_app, loglevel or settings.log_level, deadline).execute_from_commandline()
 
 
-def build_worker(app: Any, loglevel: str) -> Any:
-    """Faust's ``Worker`` for ``app``, without its start-up spinner.
+def build_worker(app: Any, loglevel: str, deadline: Any = None) -> Any:
+    """Faust's ``Worker`` for ``app``, without its start-up spinner, and with a stop ``deadline``.
 
     The spinner sets the root logger to DEBUG (to spin on every record) whatever the log
     level: every debug call of aiokafka and Faust then builds a LogRecord, per message
     (about 20 % of the worker's CPU per event, docs/benchmarks.md).
+
+    ``deadline`` (an :class:`app.shutdown.ShutdownDeadline`) is armed by SIGTERM and SIGINT, on
+    top of Faust's own handlers: the process exits within its grace period however the stop goes.
     """
     from faust import Worker
 
-    stream_worker = Worker(app, loglevel=loglevel)
+    from app.shutdown import chain_signal_handlers
+
+    class DeadlineWorker(Worker):
+        def install_signal_handlers(self) -> None:
+            super().install_signal_handlers()
+            if deadline is not None:
+                chain_signal_handlers(deadline)
+
+    stream_worker = DeadlineWorker(app, loglevel=loglevel)
     stream_worker.spinner = None
     return stream_worker
 

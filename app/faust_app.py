@@ -75,6 +75,8 @@ faust_app = PersonaApp(
     broker_session_timeout=settings.session_timeout_seconds,
     broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
     consumer_group_instance_id=settings.worker_instance_id or None,
+    # Faust's default supervisor, remembering each agent crash for /health/ready (app/supervision.py).
+    agent_supervisor="app.supervision:CrashRecordingSupervisor",
 )
 
 validator = Validator(
@@ -122,6 +124,7 @@ COMPONENT_MODULES = (
     "agents.clusters",
     "app.web",
     "app.lifecycle",
+    "app.health_probe",
 )
 
 

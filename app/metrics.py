@@ -145,3 +145,25 @@ CLUSTER_DRIFT = Gauge(
     "How far the cluster centres moved since the previous quality check (standardised units), mean and max.",
     ["stat"],
 )
+AGENT_UP = Gauge(
+    "persona_agent_up",
+    "1 while a stage's agent runs and its code has not raised since the worker started; 0 once it crashed "
+    "(until the worker restarts) or has no running actor.",
+    ["agent"],
+)
+AGENT_CRASHES = Counter(
+    "persona_agent_crashes_total",
+    "Times a stage's agent code raised (Faust restarts the actor; the records it held stay unacknowledged).",
+    ["agent"],
+)
+STAGE_STALLED = Gauge(
+    "persona_stage_stalled",
+    "1 while a stage has lag on an input partition it holds and that partition's committed offset has not "
+    "moved for PERSONA_STALL_SECONDS; 0 otherwise.",
+    ["stage"],
+)
+STAGE_LAG = Gauge(
+    "persona_stage_lag_records",
+    "Records between the committed offset and the end of the input partitions a stage holds on this worker.",
+    ["stage"],
+)

@@ -98,6 +98,8 @@ class Settings:
     recovery_bulk_min_records: int = 10_000
     rocksdb_block_cache_mb: int = 64
     rocksdb_write_buffer_mb: int = 16
+    stall_seconds: float = 60.0
+    shutdown_grace_seconds: float = 20.0
     topics: Topics = field(default_factory=Topics)
 
     @classmethod
@@ -161,6 +163,10 @@ class Settings:
         for name in ("rocksdb_block_cache_mb", "rocksdb_write_buffer_mb"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{_env_name(name)} must be at least 1")
+        if self.stall_seconds <= 0:
+            raise ConfigError("PERSONA_STALL_SECONDS must be positive")
+        if self.shutdown_grace_seconds <= 0:
+            raise ConfigError("PERSONA_SHUTDOWN_GRACE_SECONDS must be positive")
         if len(self.hmac_secret) < 16:
             raise ConfigError("PERSONA_HMAC_SECRET must be at least 16 characters")
 
@@ -323,6 +329,14 @@ SETTINGS_DOC: dict[str, str] = {
     ),
     "rocksdb_write_buffer_mb": (
         "rocksdb:// only: size of each of a database's two memtables (Faust's default: three of 64 MB)."
+    ),
+    "stall_seconds": (
+        "A stage whose input has lag on this worker and whose committed offset has not moved for this long is "
+        "stalled: `/health/ready` answers 503 naming it and `persona_stage_stalled` is 1."
+    ),
+    "shutdown_grace_seconds": (
+        "Longest a worker takes to stop after SIGTERM (or Ctrl-C): past it, it logs what was still pending and "
+        "exits with code 1, whatever state its agents are in. Keep it below the orchestrator's kill timeout."
     ),
 }
 

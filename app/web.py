@@ -1,4 +1,5 @@
-"""HTTP views of every worker: ``/health``, ``/metrics``, event ingestion ``POST /v1/events``, profiles, segments."""
+"""HTTP views of every worker: ``/health/ready`` (and ``/health``), ``/health/live``, ``/metrics``,
+event ingestion ``POST /v1/events``, profiles, segments."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from multidict import MultiMapping
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from redis.exceptions import RedisError
 
-from app import batch_records
+from app import batch_records, health
 from app.faust_app import clickstream_topic, faust_app, resolver, settings, started_at, validator
 from app.lifecycle import redis_sink
 from app.metrics import HTTP_EVENTS
@@ -256,22 +257,49 @@ class ClusterModelView(View):
         return json_response(self, cluster_stage.describe(state), 200)
 
 
+async def readiness_body() -> tuple[dict[str, Any], int]:
+    """The body and status of ``/health/ready``: 503 with each problem's stage and reason while a table
+    recovers, an agent has crashed or stopped, or a stage is stalled with lag (app/health.py)."""
+    from app import health_probe  # registered after the views (app.faust_app.COMPONENT_MODULES)
+
+    verdict, facts = health_probe.check()
+    redis_up = await redis_sink.ping()
+    body = {
+        "status": verdict.status,
+        "ready": verdict.ready,
+        "problems": [problem.as_dict() for problem in verdict.problems],
+        "stages": {stage.stage: health.stage_state(stage, settings.stall_seconds) for stage in facts},
+        "redis": "up" if redis_up else "down",
+        "redis_pending": redis_sink.pending,
+        "uptime_seconds": round(time.time() - started_at, 1),
+    }
+    return body, 200 if verdict.ready else 503
+
+
+@faust_app.page("/health/ready")
+class ReadyView(View):
+    """``GET /health/ready``: 200 when the worker can do its work, 503 with the stage and the reason otherwise."""
+
+    async def get(self, request: Request) -> Response:
+        body, status = await readiness_body()
+        return json_response(self, body, status)
+
+
 @faust_app.page("/health")
 class HealthView(View):
+    """``GET /health``: the same answer as ``/health/ready`` (kept for existing probes)."""
+
     async def get(self, request: Request) -> Response:
-        recovery = cast(Any, faust_app.tables).recovery
-        # ``completed`` stays set after the first recovery; ``in_recovery`` is also true while a
-        # later rebalance restores tables this worker has just been given.
-        ready = bool(recovery.completed.is_set()) and not recovery.in_recovery
-        redis_up = await redis_sink.ping()
-        body = {
-            "status": "ok" if ready else "recovering",
-            "ready": ready,
-            "redis": "up" if redis_up else "down",
-            "redis_pending": redis_sink.pending,
-            "uptime_seconds": round(time.time() - started_at, 1),
-        }
-        return json_response(self, body, 200 if ready else 503)
+        body, status = await readiness_body()
+        return json_response(self, body, status)
+
+
+@faust_app.page("/health/live")
+class LiveView(View):
+    """``GET /health/live``: 200 while the worker's event loop answers (process liveness)."""
+
+    async def get(self, request: Request) -> Response:
+        return json_response(self, {"status": "alive", "uptime_seconds": round(time.time() - started_at, 1)}, 200)
 
 
 @faust_app.page("/metrics")

@@ -288,6 +288,50 @@ def overview() -> dash.Dashboard:
         )
     )
 
+    # --- stage health ----------------------------------------------------------------------
+    d = d.with_row(dash.Row("Stage health").id(ids()))
+    d = d.with_panel(
+        graph(
+            ids,
+            "Stage agents up",
+            "1 while a stage's agent runs and its code has not raised since its worker started; 0 once "
+            "it crashed (until that worker restarts) or has no running actor. Alert PersonaAgentDown.",
+            [Query(f"min by (agent) (persona_agent_up{{{SEL}}})", "{{agent}}")],
+            "short",
+            w=8,
+            thresholds=_thresholds((None, RED), (1, GREEN)),
+        )
+    )
+    d = d.with_panel(
+        graph(
+            ids,
+            "Stage input lag",
+            "Records between the committed offset and the end of each stage's input partitions, "
+            "summed over the selected workers. Lag that grows while a stage is up is a backlog.",
+            [Query(f"sum by (stage) (persona_stage_lag_records{{{SEL}}})", "{{stage}}")],
+            "short",
+            w=8,
+        )
+    )
+    d = d.with_panel(
+        graph(
+            ids,
+            "Stalled stages / agent crashes",
+            "Stages with lag whose committed offset has not moved for PERSONA_STALL_SECONDS (alert "
+            "PersonaStageStalled), and crashes of a stage's agent code in the interval.",
+            [
+                Query(f"sum by (stage) (persona_stage_stalled{{{SEL}}})", "stalled {{stage}}"),
+                Query(
+                    f"sum by (agent) (increase(persona_agent_crashes_total{{{SEL}}}[{RATE}]))",
+                    "crashes {{agent}}",
+                ),
+            ],
+            "short",
+            w=8,
+            bars=True,
+        )
+    )
+
     # --- throughput and data quality ---------------------------------------------------------
     d = d.with_row(dash.Row("Throughput and data quality").id(ids()))
     d = d.with_panel(

@@ -203,6 +203,61 @@ def test_every_panel_is_explained_in_operations_md() -> None:
                 assert f"**{panel['title']}**" in text, f"docs/operations.md: {panel['title']}"
 
 
+# --- alert rules ------------------------------------------------------------------------------
+
+
+ALERTS = GRAFANA / "alerts.yml"
+
+
+def alert_rules() -> list[Json]:
+    rules: list[Json] = [rule for group in load_yaml(ALERTS)["groups"] for rule in group["rules"]]
+    return rules
+
+
+def metric_labels() -> dict[str, set[str]]:
+    """Series name -> label names, for the collectors of app/metrics.py (plus the scrape's own)."""
+    out: dict[str, set[str]] = {}
+    for collector in vars(app.metrics).values():
+        if isinstance(collector, MetricWrapperBase):
+            for name in _series_names(iter(collector.describe())):
+                out[name] = set(collector._labelnames) | {"instance", "job"}
+    return out
+
+
+@pytest.mark.parametrize("rule", alert_rules(), ids=lambda r: r["alert"])
+def test_every_alert_names_exported_metrics_and_their_labels(rule: Json) -> None:
+    assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}
+    assert rule["labels"]["severity"] in {"critical", "warning"}
+    assert rule["annotations"]["summary"] and rule["annotations"]["description"]
+    names = METRIC.findall(rule["expr"])
+    assert names, f"{rule['alert']}: no metric found in {rule['expr']!r} (write name{{...}})"
+    labels = metric_labels()
+    for name in names:
+        if name.startswith("persona_"):
+            assert name in labels, f"{rule['alert']}: {name} is not a series of app/metrics.py"
+            used = set(re.findall(r"\$labels\.(\w+)", json.dumps(rule["annotations"])))
+            assert used <= labels[name], f"{rule['alert']}: {used - labels[name]} not labels of {name}"
+        else:
+            assert name in default_series(), f"{rule['alert']}: {name} is not exported"
+    assert f'job="{builder().WORKER_JOB}"' in rule["expr"]
+
+
+def test_alerts_cover_a_dead_agent_and_a_stalled_stage() -> None:
+    exprs = {rule["alert"]: rule["expr"] for rule in alert_rules()}
+    assert "persona_agent_up" in exprs["PersonaAgentDown"] and "== 0" in exprs["PersonaAgentDown"]
+    assert "persona_stage_stalled" in exprs["PersonaStageStalled"]
+    assert "persona_stage_lag_records" in exprs["PersonaStageStalled"]
+    text = OPERATIONS_MD.read_text(encoding="utf-8")
+    for name in exprs:
+        assert f"**{name}**" in text, f"docs/operations.md does not explain {name}"
+
+
+def test_prometheus_loads_the_alert_rules_compose_mounts() -> None:
+    rule_files = load_yaml(GRAFANA / "prometheus.yml")["rule_files"]
+    mounts = _mounts(services()["prometheus"])
+    assert {mounts[path] for path in rule_files} == {"./grafana/alerts.yml"}
+
+
 # --- Prometheus and Grafana provisioning -------------------------------------------------------
 
 
