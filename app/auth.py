@@ -211,13 +211,23 @@ class KeyRing:
         seen = self.cached(token)
         if seen is not None:
             return seen or None
-        name = token.split(".", 1)[0]
-        key = self.keys.get(name)
-        valid = key is not None and "." in token and hmac.compare_digest(derive(token, key.salt), key.digest)
-        self._known[hashlib.sha256(token.encode()).digest()] = key if valid and key is not None else False
+        candidate = self.candidate(token)
+        return self.settle(token, candidate, derive(token, candidate.salt) if candidate is not None else None)
+
+    def candidate(self, token: str) -> ApiKey | None:
+        """The one key a token can belong to: the entry its name part names."""
+        return self.keys.get(token.split(".", 1)[0]) if "." in token else None
+
+    def settle(self, token: str, candidate: ApiKey | None, derived: bytes | None) -> ApiKey | None:
+        """Compare a token's derived hash with its candidate's (constant time) and remember the outcome.
+
+        Split from :meth:`verify` so the caller can derive off its event loop and remember on it.
+        """
+        valid = candidate is not None and derived is not None and hmac.compare_digest(derived, candidate.digest)
+        self._known[hashlib.sha256(token.encode()).digest()] = candidate if valid and candidate is not None else False
         while len(self._known) > self.remember:
             self._known.popitem(last=False)
-        return key if valid else None
+        return candidate if valid else None
 
 
 def bearer_token(header: str | None) -> str | None:

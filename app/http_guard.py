@@ -21,6 +21,7 @@ from aiohttp.web_urldispatcher import SystemRoute
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
 from app import auth
+from app.metrics import HTTP_REFUSED
 from app.settings import Settings
 
 #: Where the middleware leaves the request's key for the views (``request[KEY]``; ``None`` without keys).
@@ -40,7 +41,8 @@ class PersonaWeb(AiohttpWeb):
 
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    """A JSON error response ``{"error": message}``."""
+    """A JSON error response ``{"error": message}`` of a refused request (counted by status)."""
+    HTTP_REFUSED.labels(str(status)).inc()
     return web.Response(
         body=orjson.dumps({"error": message}), status=status, content_type="application/json", headers=headers
     )
@@ -116,8 +118,13 @@ class HttpGuard:
         key = None
         if token is not None:
             seen = self.ring.cached(token)
-            # A new token pays scrypt once, off the event loop; later requests hit the cache.
-            key = (seen or None) if seen is not None else await asyncio.to_thread(self.ring.verify, token)
+            if seen is None:
+                # A new token pays scrypt once, in a thread (the event loop goes on); the outcome
+                # is remembered here, on the loop, so the memory is never touched by two threads.
+                candidate = self.ring.candidate(token)
+                derived = await asyncio.to_thread(auth.derive, token, candidate.salt) if candidate else None
+                seen = self.ring.settle(token, candidate, derived) or False
+            key = seen or None
         if key is None:
             message = "a valid API key is required: Authorization: Bearer <token>"
             return error(401, message, {"WWW-Authenticate": 'Bearer realm="persona"'})

@@ -130,3 +130,8 @@ def test_only_keys_with_the_right_scope_get_in_and_the_http_surface_is_hardened(
     log = worker.tail(400)
     assert "malformed HTTP request from" in log
     assert "Error handling request" not in log and "Traceback" not in log, log[-3000:]
+
+    # Every refusal above is counted by status.
+    refused = {status: pipeline.metric(port, "persona_http_refused_total", status=status)
+               for status in ("401", "403", "404", "408", "413", "415", "429")}
+    assert refused == {"401": 15, "403": 2, "404": 6, "408": 1, "413": 1, "415": 1, "429": 1}
