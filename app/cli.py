@@ -31,6 +31,7 @@ def worker(web_port: int | None, loglevel: str | None) -> None:
     """
     if web_port is not None:
         os.environ["PERSONA_WEB_PORT"] = str(web_port)
+    refuse_unsafe_start()
     try:
         from app.faust_app import faust_app, load_components, settings
     except PersonaError as exc:
@@ -51,6 +52,20 @@ def worker(web_port: int | None, loglevel: str | None) -> None:
 
     deadline = ShutdownDeadline(settings.shutdown_grace_seconds, stop_pending)
     build_worker(faust_app, loglevel or settings.log_level, deadline).execute_from_commandline()
+
+
+def refuse_unsafe_start() -> None:
+    """Stop with a one-line message when the worker's configuration is unsafe to serve
+    (a non-loopback address without API keys, the development HMAC secret outside the
+    embedded stack), or invalid."""
+    from app.settings import Settings
+
+    try:
+        refusal = Settings.from_env().startup_refusal()
+    except PersonaError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if refusal is not None:
+        raise click.ClickException(refusal)
 
 
 def build_worker(app: Any, loglevel: str, deadline: Any = None) -> Any:
@@ -83,10 +98,11 @@ def _register_commands() -> None:
     from app.bench_cli import bench
     from app.console import up
     from app.identity_cli import identity, link
+    from app.keys_cli import keys
     from app.rebuild import rebuild_redis
     from app.simulator.command import simulate
 
-    for command in (up, simulate, link, identity, rebuild_redis, bench):
+    for command in (up, simulate, link, identity, rebuild_redis, bench, keys):
         cli.add_command(command)
 
 

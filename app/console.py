@@ -23,7 +23,7 @@ from rich.live import Live
 from rich.table import Table
 
 from app.errors import StackError
-from app.stack import EmbeddedStack, ManagedProcess, free_port, wait_healthy, worker_argv
+from app.stack import EmbeddedStack, ManagedProcess, api_request, free_port, wait_healthy, worker_argv
 
 
 @dataclass
@@ -49,7 +49,7 @@ class Snapshot:
         return sum(self.dead_letters.values())
 
 
-def scrape(ports: list[int]) -> Snapshot:
+def scrape(ports: list[int], token: str | None = None) -> Snapshot:
     snap = Snapshot(at=time.monotonic())
     by_type: dict[str, float] = defaultdict(float)
     dead: dict[str, float] = defaultdict(float)
@@ -59,7 +59,8 @@ def scrape(ports: list[int]) -> Snapshot:
     identity: dict[str, float] = defaultdict(float)
     for port in ports:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1.0) as response:
+            request = api_request(f"http://127.0.0.1:{port}/metrics", token)
+            with urllib.request.urlopen(request, timeout=1.0) as response:
                 text = response.read().decode()
         except OSError:
             continue
@@ -202,6 +203,12 @@ def up(
                 )
             )
             console.print(f"worker-{i + 1}: http://127.0.0.1:{port}/health  /metrics  POST /v1/events")
+        # The workers ask for it on the API (/v1/*); it lives as long as this run.
+        console.print(f"API key (admin scope, this run only): [bold]{stack.api_key.token}[/]", soft_wrap=True)
+        console.print(
+            f"  e.g. curl -H 'Authorization: Bearer {stack.api_key.token}' http://127.0.0.1:{ports[0]}/v1/segments",
+            soft_wrap=True, highlight=False,
+        )
         write_pids(run_dir, [*stack.processes, *processes])
         wait_healthy(ports, 90, processes, cancelled=lambda: stopper.stopping)
         if not no_simulator:
@@ -219,14 +226,14 @@ def up(
                 dead = [p.name for p in processes if not p.running and p.name != "simulator"]
                 if dead:
                     raise StackError(f"{', '.join(dead)} exited; see {run_dir}/{dead[0]}.log")
-                snap = scrape(ports)
+                snap = scrape(ports, stack.api_key.token)
                 simulator = next((p for p in processes if p.name == "simulator"), None)
                 done = simulator is not None and not simulator.running
                 finished = " · simulator finished: all simulated traffic sent" if done else ""
                 live.update(render(snap, previous, elapsed, workers, note + finished))
                 previous = snap
                 time.sleep(1.0)
-            final = settle(ports, processes)
+            final = settle(ports, processes, stack.api_key.token)
     except StackError as exc:
         console.print(f"[red]error:[/] {exc}")
         for p in [*processes, *stack.processes]:
@@ -250,17 +257,20 @@ def write_pids(run_dir: Path, processes: list[ManagedProcess]) -> None:
     (run_dir / "pids").write_text("".join(f"{p.name} {p.proc.pid}\n" for p in processes))
 
 
-def settle(ports: list[int], processes: list[ManagedProcess], quiet_for: float = 3.0, limit: float = 30.0) -> Snapshot:
+def settle(
+    ports: list[int], processes: list[ManagedProcess], token: str | None = None, quiet_for: float = 3.0,
+    limit: float = 30.0,
+) -> Snapshot:
     """Stop the simulator, then wait until the workers have processed what was produced."""
     for p in processes:
         if p.name == "simulator":
             p.stop()
     deadline = time.monotonic() + limit
-    last = scrape(ports)
+    last = scrape(ports, token)
     quiet_since = time.monotonic()
     while time.monotonic() < deadline:
         time.sleep(0.5)
-        snap = scrape(ports)
+        snap = scrape(ports, token)
         total, last_total = snap.processed + snap.dead_letter_total, last.processed + last.dead_letter_total
         if total != last_total:
             quiet_since = time.monotonic()

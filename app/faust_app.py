@@ -14,6 +14,7 @@ from typing import Any
 import faust
 from faust.types import TransportT
 
+from app.http_guard import HttpGuard, PersonaWeb
 from app.kafka_transport import Transport
 from app.settings import Settings
 from app.validation import Limits, Validator
@@ -24,6 +25,8 @@ from tables import (
 from tables.identity import IdentityResolver
 
 settings = Settings.from_env()
+#: API keys, scopes and rate limits of the HTTP API (app/http_guard.py).
+http_guard = HttpGuard(settings)
 
 
 class PersonaApp(faust.App):
@@ -41,6 +44,10 @@ class PersonaApp(faust.App):
     def _new_transport(self) -> TransportT:
         return Transport(self.conf.broker_consumer, self)
 
+    def _new_web(self) -> Any:
+        # Only the product's views: none of Faust's own (/table/, /router/, /, ...).
+        return PersonaWeb(self)
+
 
 faust_app = PersonaApp(
     settings.app_id,
@@ -53,7 +60,10 @@ faust_app = PersonaApp(
     topic_allow_declare=True,
     web_enabled=True,
     web_host=settings.web_host,
+    # web_host only builds URLs; web_bind is the address the server listens on.
+    web_bind=settings.web_host,
     web_port=settings.web_port,
+    web_application_options=http_guard.application_options(),
     # Records are validated by our own code, so they arrive as bytes.
     key_serializer="raw",
     value_serializer="raw",

@@ -28,6 +28,12 @@ HTTP_EVENTS = Counter(
     "Events received on POST /v1/events, by outcome (accepted or rejected).",
     ["outcome"],
 )
+HTTP_REFUSED = Counter(
+    "persona_http_refused_total",
+    "HTTP requests refused before reaching an endpoint's work, by status (401 no valid key, 403 scope, "
+    "404 no such endpoint, 408 body too slow, 413 too large, 415 not JSON, 429 rate limit).",
+    ["status"],
+)
 STAGE_SECONDS = Histogram(
     "persona_stage_seconds",
     "Time spent in one pipeline stage per record, by stage.",

@@ -26,6 +26,8 @@ from app.errors import ConfigError
 from tables.positions import STRIDE as PACK_STRIDE
 
 DEV_HMAC_SECRET = "persona-dev-secret-change-me"
+#: Most events one ``POST /v1/events`` may carry.
+MAX_EVENTS_PER_REQUEST = 1000
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,15 @@ class Settings:
     rocksdb_write_buffer_mb: int = 16
     stall_seconds: float = 60.0
     shutdown_grace_seconds: float = 20.0
+    api_keys: str = ""
+    open_endpoints: str = "health,metrics"
+    read_rate: float = 100.0
+    read_burst: int = 200
+    ingest_rate: float = 2000.0
+    ingest_burst: int = 4000
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 10.0
+    embedded_stack: bool = False
     topics: Topics = field(default_factory=Topics)
 
     @classmethod
@@ -169,6 +180,32 @@ class Settings:
             raise ConfigError("PERSONA_SHUTDOWN_GRACE_SECONDS must be positive")
         if len(self.hmac_secret) < 16:
             raise ConfigError("PERSONA_HMAC_SECRET must be at least 16 characters")
+        self.check_http()
+
+    def check_http(self) -> None:
+        """The HTTP API's settings: keys, open endpoints, rate limits, timeouts."""
+        from app import auth
+
+        auth.parse_keys(self.api_keys)
+        auth.parse_open_groups(self.open_endpoints)
+        for name in ("read_rate", "ingest_rate"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{_env_name(name)} must be 0 (no limit) or positive")
+        if self.read_burst < 1:
+            raise ConfigError("PERSONA_READ_BURST must be at least 1")
+        if self.ingest_burst < MAX_EVENTS_PER_REQUEST:
+            raise ConfigError(f"PERSONA_INGEST_BURST must be at least {MAX_EVENTS_PER_REQUEST} (one full request)")
+        for name in ("header_timeout_seconds", "body_timeout_seconds"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{_env_name(name)} must be positive")
+
+    def startup_refusal(self) -> str | None:
+        """Why ``persona worker`` must not start with these settings (one line), or ``None``."""
+        from app import auth
+
+        return auth.startup_refusal(
+            self.web_host, bool(self.api_keys.strip()), self.hmac_secret, DEV_HMAC_SECRET, self.embedded_stack
+        )
 
     @property
     def identity_input_topic(self) -> str:
@@ -231,13 +268,25 @@ def _parse_float(name: str, raw: str) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _parse_bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("1", "0", "true", "false", "yes", "no"):
+        raise ConfigError(f"{name} must be 1 or 0 (true or false), got {raw!r}")
+    return value in ("1", "true", "yes")
+
+
 def _parse_str(name: str, raw: str) -> str:
     if not raw.strip():
         raise ConfigError(f"{name} must not be empty")
     return raw.strip()
 
 
-_PARSERS: dict[str, Callable[[str, str], Any]] = {"int": _parse_int, "float": _parse_float, "str": _parse_str}
+_PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "int": _parse_int,
+    "float": _parse_float,
+    "str": _parse_str,
+    "bool": _parse_bool,
+}
 
 SETTINGS_DOC: dict[str, str] = {
     "kafka_bootstrap_servers": "Kafka bootstrap servers, `host:port[,host:port]`; `persona up` sets the embedded one.",
@@ -338,6 +387,27 @@ SETTINGS_DOC: dict[str, str] = {
         "Longest a worker takes to stop after SIGTERM (or Ctrl-C): past it, it logs what was still pending and "
         "exits with code 1, whatever state its agents are in. Keep it below the orchestrator's kill timeout."
     ),
+    "api_keys": (
+        "API keys of the HTTP API, `;`-separated `NAME:SCOPES:SOURCES:SALT:HASH` entries made by "
+        "`persona keys create` (scopes `ingest`, `read`, `admin`; sources: event channels or `*`). Empty: no key "
+        "is asked for, and the worker refuses a non-loopback `PERSONA_WEB_HOST`. `persona up` sets its own."
+    ),
+    "open_endpoints": (
+        "Endpoints served without a key: `health` (`/health*`), `metrics` (`/metrics`), both comma-separated, "
+        "or `none` (then any valid key may read them)."
+    ),
+    "read_rate": "Requests a second each key may make to the read endpoints (profiles, lookup, segments, "
+    "cluster model), refilled into a token bucket; 0: no limit. Over it: 429 with `Retry-After`.",
+    "read_burst": "Most read requests a key may make at once (its token bucket's size).",
+    "ingest_rate": "Events a second each key may post to `POST /v1/events` (a request costs its event count); "
+    "0: no limit.",
+    "ingest_burst": "Most events a key may post at once (at least one full request, 1000 events).",
+    "header_timeout_seconds": "How long a connection may take to send a request's headers (and stay idle "
+    "between requests) before the worker closes it.",
+    "body_timeout_seconds": "How long `POST /v1/events` waits for the announced body before it answers 408 "
+    "and closes the connection.",
+    "embedded_stack": "Set (1) by `persona up` and the test stack: the worker runs on the embedded stack, where "
+    "the development HMAC secret is allowed. Elsewhere `persona worker` refuses that secret.",
 }
 
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.auth import NewKey, new_key
 from app.errors import StackError
 
 PR_SET_PDEATHSIG = 1
@@ -109,6 +110,16 @@ class ManagedProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def api_request(url: str, token: str | None, **kwargs: object) -> urllib.request.Request:
+    """An HTTP request to a worker carrying ``Authorization: Bearer <token>`` (none if ``token`` is None).
+
+    >>> api_request("http://127.0.0.1:1/metrics", "embedded.s3cret").get_header("Authorization")
+    'Bearer embedded.s3cret'
+    """
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return urllib.request.Request(url, headers=headers, **kwargs)  # type: ignore[arg-type]
 
 
 def health_status(port: int, timeout: float = 1.0) -> str:
@@ -243,12 +254,14 @@ def start_redis(log_dir: Path, port: int | None = None) -> tuple[ManagedProcess,
 
 @dataclass
 class EmbeddedStack:
-    """Broker and Redis for one run; ``env`` points workers at them."""
+    """Broker and Redis for one run; ``env`` points workers at them and gives them the stack's
+    admin API key (``api_key.token`` is what clients of those workers send)."""
 
     log_dir: Path
     processes: list[ManagedProcess] = field(default_factory=list)
     bootstrap: str = ""
     redis_url: str = ""
+    api_key: NewKey = field(default_factory=lambda: new_key("embedded", ["admin"]))
 
     def start(self) -> EmbeddedStack:
         broker, self.bootstrap = start_broker(self.log_dir)
@@ -266,6 +279,9 @@ class EmbeddedStack:
             # RocksDB store restarted on its own data holds offsets past that "end" and Faust's
             # check refuses to start (ConsistencyError). Apache Kafka keeps the check.
             "RECOVERY_CONSISTENCY_CHECK": "false",
+            # The stack's own admin key, and the flag that allows the development HMAC secret here.
+            "PERSONA_API_KEYS": self.api_key.entry,
+            "PERSONA_EMBEDDED_STACK": "1",
         }
 
     def stop(self) -> None:

@@ -10,22 +10,26 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import orjson
+from aiohttp import web
 from faust.web import Request, Response, View
 from multidict import MultiMapping
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from redis.exceptions import RedisError
 
 from app import batch_records, health
-from app.faust_app import clickstream_topic, faust_app, resolver, settings, started_at, validator
+from app.auth import ApiKey
+from app.faust_app import clickstream_topic, faust_app, http_guard, resolver, settings, started_at, validator
+from app.http_guard import KEY
 from app.lifecycle import redis_sink
 from app.metrics import HTTP_EVENTS
+from app.settings import MAX_EVENTS_PER_REQUEST
 from app.validation import Event, Rejection
 from tables import cluster_stage, serving
 from tables.identity.normalise import normalise_email, normalise_id, normalise_loyalty_id, normalise_phone
 from tables.profile_stage import default_rules
 from tables.segments.listing import listing
 
-MAX_BATCH = 1000
+MAX_BATCH = MAX_EVENTS_PER_REQUEST
 
 
 def split_batch(body: Any) -> list[Any] | None:
@@ -46,14 +50,23 @@ def split_batch(body: Any) -> list[Any] | None:
     return None
 
 
-def judge(events: list[Any], now: float, max_record_bytes: int) -> tuple[list[dict[str, Any]], list[Event]]:
-    """Validate each event of a batch; return the per-event results and the accepted events."""
+def judge(
+    events: list[Any], now: float, max_record_bytes: int, key: ApiKey | None = None
+) -> tuple[list[dict[str, Any]], list[Event]]:
+    """Validate each event of a batch; return the per-event results and the accepted events.
+
+    A key bound to event sources (``context.channel``) has the events of other channels
+    rejected as ``source_not_allowed``.
+    """
     results: list[dict[str, Any]] = []
     accepted: list[Event] = []
     for index, doc in enumerate(events):
         verdict = validator.clickstream_document(doc, now)
         if isinstance(verdict, Event) and len(orjson.dumps(doc)) > max_record_bytes:
             verdict = Rejection("record_too_large", f"event is larger than {max_record_bytes} bytes")
+        refusal = key.source_refusal(doc) if key is not None and isinstance(verdict, Event) else None
+        if refusal is not None:
+            verdict = Rejection("source_not_allowed", refusal, "context.channel")
         event_id = doc.get("event_id") if isinstance(doc, dict) else None
         if isinstance(verdict, Rejection):
             results.append({"index": index, "event_id": event_id, "status": "rejected", "reason": verdict.as_dict()})
@@ -95,9 +108,9 @@ class EventsView(View):
     """Publish events over HTTP; the worker validates and produces them to ``clickstream``."""
 
     async def post(self, request: Request) -> Response:
-        raw = await request.read()
-        if len(raw) > settings.max_record_bytes * 64:
-            return json_response(self, {"error": f"body larger than {settings.max_record_bytes * 64} bytes"}, 413)
+        raw = await http_guard.read_body(cast(web.Request, request))  # Faust's aiohttp driver
+        if not isinstance(raw, bytes):
+            return cast(Response, raw)
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -107,7 +120,11 @@ class EventsView(View):
             return json_response(self, {"error": 'body must be an event object, an array, or {"events": [...]}'}, 400)
         if len(events) > MAX_BATCH:
             return json_response(self, {"error": f"at most {MAX_BATCH} events per request"}, 413)
-        results, accepted = judge(events, time.time(), settings.max_record_bytes)
+        key: ApiKey | None = cast(web.Request, request).get(KEY)
+        refused = http_guard.charge(key, "ingest", len(events))
+        if refused is not None:
+            return cast(Response, refused)
+        results, accepted = judge(events, time.time(), settings.max_record_bytes, key)
         deliveries = [
             await clickstream_topic.send(key=key, value=value)
             for key, value in clickstream_records(accepted, settings.max_record_bytes, uuid.uuid4().hex)
@@ -116,8 +133,11 @@ class EventsView(View):
         await asyncio.gather(*deliveries)
         HTTP_EVENTS.labels("accepted").inc(len(accepted))
         HTTP_EVENTS.labels("rejected").inc(len(results) - len(accepted))
+        # 400 when nothing of the request was valid: the results still say why, event by event.
         return json_response(
-            self, {"accepted": len(accepted), "rejected": len(results) - len(accepted), "results": results}, 202
+            self,
+            {"accepted": len(accepted), "rejected": len(results) - len(accepted), "results": results},
+            202 if accepted else 400,
         )
 
 

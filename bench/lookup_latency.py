@@ -80,14 +80,15 @@ def wait_settled(port: int, client: redis.Redis, timeout: float) -> None:
     raise SystemExit(f"the worker did not settle within {timeout:.0f} s (last: {last})")
 
 
-def measure(port: int, paths: list[str], n: int) -> tuple[list[float], float, dict[int, int]]:
+def measure(port: int, paths: list[str], n: int, token: str) -> tuple[list[float], float, dict[int, int]]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    headers = {"Authorization": f"Bearer {token}"}
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     started = time.perf_counter()
     for i in range(n):
         t0 = time.perf_counter()
-        conn.request("GET", paths[i % len(paths)])
+        conn.request("GET", paths[i % len(paths)], headers=headers)
         response = conn.getresponse()
         response.read()
         latencies.append(time.perf_counter() - t0)
@@ -113,7 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp, embedded_stack(Path(tmp)) as stack:
         port = free_port()
         env = {**stack.env, "PERSONA_APP_ID": APP_ID, "PERSONA_WEB_PORT": str(port),
-               "PERSONA_DATA_DIR": str(Path(tmp) / "data")}
+               "PERSONA_DATA_DIR": str(Path(tmp) / "data"),
+               "PERSONA_READ_RATE": "0"}  # latency unthrottled: no per-key rate limit
         os.environ.update(env)
         from app.settings import Settings
         from app.topics_admin import ensure_topics_sync
@@ -144,8 +146,8 @@ def main(argv: list[str] | None = None) -> None:
             by_email = [f"/v1/profiles/lookup?{urllib.parse.urlencode({'type': 'email', 'value': e})}" for e in emails]
             print(f"{len(profile_ids)} profiles served, {len(emails)} e-mail addresses in the traffic")
             for name, paths in (("GET /v1/profiles/{id}", by_id), ("GET /v1/profiles/lookup (email)", by_email)):
-                measure(port, paths, 200)  # warm-up
-                report(name, *measure(port, paths, args.requests))
+                measure(port, paths, 200, stack.api_key.token)  # warm-up
+                report(name, *measure(port, paths, args.requests, stack.api_key.token))
             print(json.dumps({"worker_alive": worker.running}))
         finally:
             worker.stop()

@@ -22,12 +22,16 @@ from typing import Any, cast
 import pytest
 import redis
 
+from app.auth import new_key
 from app.pii import keyed_hash
 from app.settings import DEV_HMAC_SECRET, Settings, Topics
-from app.stack import EmbeddedStack, ManagedProcess, free_port, wait_healthy, worker_argv
+from app.stack import EmbeddedStack, ManagedProcess, api_request, free_port, wait_healthy, worker_argv
 from app.topics_admin import ensure_topics_sync
 
 _redis_db = itertools.count(1)
+
+#: The admin API key every Pipeline's workers are configured with; get() and post() send it.
+API_KEY = new_key("tests", ["admin"])
 
 
 @pytest.fixture(scope="session")
@@ -68,6 +72,7 @@ class Pipeline:
             "PERSONA_DATA_DIR": str(self.run_dir / "data"),
             "PERSONA_REDIS_FLUSH_INTERVAL": "0.1",
             "PERSONA_LOG_LEVEL": "info",
+            "PERSONA_API_KEYS": API_KEY.entry,
         }
         env.update({f"PERSONA_TOPIC_{f.upper()}": getattr(self.topics, f) for f in Topics.__dataclass_fields__})
         env.update(self.env_overrides)
@@ -195,10 +200,24 @@ async def commit_group_offset(bootstrap: str, group: str, topic: str, partition:
         await consumer.stop()
 
 
-def get(port: int, path: str) -> tuple[int, Any]:
-    """GET a worker's HTTP path: (status, decoded JSON body); (0, {"error"}) when nothing answers."""
+def get(port: int, path: str, token: str | None = API_KEY.token) -> tuple[int, Any]:
+    """GET a worker's HTTP path with the test key (``token``: another, or ``None`` for no key):
+    (status, decoded JSON body); (0, {"error"}) when nothing answers."""
+    return request_json(api_request(f"http://127.0.0.1:{port}{path}", token))
+
+
+def post(
+    port: int, path: str, body: bytes, token: str | None = API_KEY.token, content_type: str = "application/json"
+) -> tuple[int, Any]:
+    """POST ``body`` to a worker's HTTP path, as :func:`get` does."""
+    request = api_request(f"http://127.0.0.1:{port}{path}", token, data=body, method="POST")
+    request.add_header("Content-Type", content_type)
+    return request_json(request)
+
+
+def request_json(request: urllib.request.Request) -> tuple[int, Any]:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())

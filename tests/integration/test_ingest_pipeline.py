@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import jsonschema
 import pytest
 
-from tests.integration.conftest import Pipeline, wait_for
+from tests.integration.conftest import Pipeline, post, wait_for
 from tests.integration.events import event, iso, product_view, record
 
 pytestmark = pytest.mark.integration
@@ -167,17 +165,6 @@ def test_http_ingestion_accepts_valid_events_and_explains_each_rejection(pipelin
     wait_for(lambda: counts() == ("4", "1"), 30, lambda: f"HTTP batch not applied: {counts()}")
     published = pipeline.consume(pipeline.topics.clickstream, expected=3)  # h1, anon-h's batch, anon-i's event
     assert [len(r["events"]) if "events" in r else r["event_id"] for r in published] == ["h1", 3, "h4"]
-
-
-def post(port: int, path: str, body: bytes) -> tuple[int, dict[str, object]]:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}", data=body, method="POST", headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 def orjson_dumps(doc: object) -> bytes:

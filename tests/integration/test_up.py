@@ -55,6 +55,7 @@ def test_up_with_a_duration_processes_traffic_prints_a_summary_and_leaves_no_pro
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     assert "summary after" in out and "all processes stopped." in out
+    assert "API key (admin scope, this run only): embedded." in out, "persona up must print its API key"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["processed"] > 1000
     assert sum(summary["dead_letters"].values()) > 0, "the simulator's malformed share must show up as dead letters"

@@ -24,12 +24,15 @@ from prometheus_client import REGISTRY
 from prometheus_client.metrics import MetricWrapperBase
 
 import app.metrics
+from app.auth import new_key
 from app.settings import Settings, Topics
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "grafana"
 DASHBOARDS = GRAFANA / "dashboards"
 OPERATIONS_MD = ROOT / "docs" / "operations.md"
+#: What an operator puts in .env as PERSONA_API_KEYS (`persona keys create`).
+API_KEY_ENTRY = new_key("ops", ["admin"]).entry
 
 Json = dict[str, Any]
 
@@ -394,7 +397,7 @@ def test_redis_is_a_bounded_lru_cache() -> None:
 
 def _worker_env(service: Json) -> dict[str, str]:
     env = {
-        k: interpolate(str(v), {"PERSONA_HMAC_SECRET": "x" * 32})
+        k: interpolate(str(v), {"PERSONA_HMAC_SECRET": "x" * 32, "PERSONA_API_KEYS": API_KEY_ENTRY})
         for k, v in service["environment"].items()
     }
     return env
@@ -423,11 +426,20 @@ def test_worker_service(name: str) -> None:
     assert service["restart"] == "unless-stopped"
 
 
-def test_the_hmac_secret_must_be_supplied() -> None:
+@pytest.mark.parametrize("variable", ["PERSONA_HMAC_SECRET", "PERSONA_API_KEYS"])
+def test_the_hmac_secret_and_the_api_keys_must_be_supplied(variable: str) -> None:
     for service in worker_services().values():
-        raw = service["environment"]["PERSONA_HMAC_SECRET"]
-        with pytest.raises(KeyError, match="PERSONA_HMAC_SECRET"):
+        raw = service["environment"][variable]
+        with pytest.raises(KeyError, match=variable):
             interpolate(raw, {})
+
+
+def test_a_worker_service_starts_only_with_keys_and_its_own_secret() -> None:
+    for service in worker_services().values():
+        env = _worker_env(service)
+        assert Settings.from_env(env).startup_refusal() is None
+        without_keys = {k: v for k, v in env.items() if k != "PERSONA_API_KEYS"}
+        assert "PERSONA_API_KEYS" in str(Settings.from_env(without_keys).startup_refusal())
 
 
 def test_workers_publish_distinct_ports_on_localhost_only() -> None:
