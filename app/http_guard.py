@@ -117,14 +117,7 @@ class HttpGuard:
         token = auth.bearer_token(request.headers.get("Authorization"))
         key = None
         if token is not None:
-            seen = self.ring.cached(token)
-            if seen is None:
-                # A new token pays scrypt once, in a thread (the event loop goes on); the outcome
-                # is remembered here, on the loop, so the memory is never touched by two threads.
-                candidate = self.ring.candidate(token)
-                derived = await asyncio.to_thread(auth.derive, token, candidate.salt) if candidate else None
-                seen = self.ring.settle(token, candidate, derived) or False
-            key = seen or None
+            key = self.ring.verify(token)
         if key is None:
             message = "a valid API key is required: Authorization: Bearer <token>"
             return error(401, message, {"WWW-Authenticate": 'Bearer realm="persona"'})

@@ -24,7 +24,7 @@ def keys() -> None:
 def create(name: str, scopes: str, sources: str) -> None:
     """Make a key: print its token (shown once, give it to the client) and the PERSONA_API_KEYS entry.
 
-    Only the entry (a salted scrypt hash) goes into the workers' configuration; join
+    Only the entry (a salted HMAC-SHA256 of the token) goes into the workers' configuration; join
     several entries with ';'.
     """
     try:

@@ -44,7 +44,7 @@ def tolerate_missing_topic_configs() -> None:
         return configs
 
     inspect_topics._bench_wrapped = True  # type: ignore[attr-defined]
-    TopicAdmin.inspect_topics = inspect_topics  # type: ignore[method-assign]
+    TopicAdmin.inspect_topics = inspect_topics  # type: ignore[method-assign,unused-ignore]
 
 
 def main() -> None:
