@@ -252,8 +252,13 @@ def parse_json(raw: bytes, max_record_bytes: int) -> Any:
 
 
 def _version_rejection(doc: dict[str, Any]) -> Rejection | None:
+    """Why ``schema_version`` is not the supported one: an integer, not ``1.0`` nor ``true`` (both ``== 1``).
+
+    >>> [_version_rejection({"schema_version": v}) is None for v in (1, 1.0, True, "1", None)]
+    [True, False, False, False, False]
+    """
     version = doc.get("schema_version")
-    if version == SUPPORTED_VERSION:
+    if type(version) is int and version == SUPPORTED_VERSION:
         return None
     return Rejection(
         "unsupported_schema_version",
