@@ -219,7 +219,7 @@ def test_malformed_identity_input_is_dead_lettered_and_identity_keeps_resolving(
         # Well-formed, but its key is none of its identifiers: the resolver raises on it.
         (
             orjson.dumps({"obs": {"key": "k", "key_type": "anonymous_id", "identifiers": []}}),
-            "invalid_identity_input",
+            "processing_error",
         ),
     ]
     pipeline.produce(identity_input, [(b"stray", value) for value, _ in bad])
@@ -274,7 +274,7 @@ def test_a_batch_with_a_bad_record_in_the_middle_dead_letters_it_and_applies_the
     assert profile_of(pipeline, "anon-b1") == profile_of(pipeline, "anon-b2")
     letters = pipeline.consume(pipeline.topics.dead_letters, expected=2)
     assert sorted((d["source"]["offset"], d["reason"]["code"]) for d in letters) == [
-        (1, "invalid_identity_input"),
+        (1, "processing_error"),
         (2, "invalid_json"),
     ]
     assert pipeline.metric(port, "persona_duplicates_total", topic=identity_input, kind="offset") == 0
