@@ -1,0 +1,57 @@
+"""The worker heals Redis by itself: Redis emptied under traffic gets every serving key back, no operator."""
+
+from __future__ import annotations
+
+import pytest
+
+from tables import serving
+from tests.integration.conftest import Pipeline, get, wait_for
+from tests.integration.test_serving import implied_state, serving_snapshot, settled, traffic
+
+pytestmark = pytest.mark.integration
+
+
+def test_worker_restores_every_serving_key_after_redis_lost_its_data(pipeline: Pipeline) -> None:
+    worker, port = pipeline.start_worker()
+    counts = {"anon-s1": 3, "anon-s2": 2, "anon-s3": 1}
+    pipeline.produce(pipeline.topics.clickstream, [r for a, n in counts.items() for r in traffic(a, n, 0)])
+
+    def counts_served() -> dict[str, int]:
+        return {anon: int(pipeline.activity(anon).get("events", 0)) for anon in counts}
+
+    wait_for(lambda: counts_served() == counts, 60, lambda: f"activity never served: {counts_served()}")
+    settled(pipeline, port, [pipeline.activity(anon)["profile_id"] for anon in counts])
+    assert pipeline.metric(port, "persona_redis_data_lost_total") == 0
+
+    # Redis loses every key of this deployment (its db), and traffic goes on.
+    pipeline.redis.flushdb()
+    more = {"anon-s1": 2, "anon-s4": 2}
+    pipeline.produce(pipeline.topics.clickstream, [r for a, n in more.items() for r in traffic(a, n, 10)])
+    for anon, n in more.items():
+        counts[anon] = counts.get(anon, 0) + n
+
+    def difference() -> list[str]:
+        """Serving keys whose Redis value differs from what `persona rebuild-redis` would write now."""
+        hashes, sets = implied_state(pipeline)
+        redis_now = serving_snapshot(pipeline.redis)
+        wrong = [key for key, members in sets.items() if redis_now.get(key) != members]
+        for key, fields in hashes.items():
+            served = redis_now.get(key)
+            if serving.family(key) == "profile" and served is not None:
+                # Features are computed at the stream time of the write (rebuilds: the profile's last event).
+                served, fields = ({k: v for k, v in d.items() if k != "features"} for d in (served, fields))
+            if served != {k: str(v) for k, v in fields.items()}:
+                wrong.append(key)
+        return wrong
+
+    wait_for(lambda: counts_served() == counts and not difference(), 60,
+             lambda: f"Redis not healed: {counts_served()}, wrong keys {difference()}")
+    assert set(serving_snapshot(pipeline.redis)) == set.union(*map(set, implied_state(pipeline)))
+    assert pipeline.metric(port, "persona_redis_data_lost_total") == 1
+    assert pipeline.metric(port, "persona_redis_rebuilds_total", reason="data_lost") == 1
+    assert pipeline.metric(port, "persona_redis_rebuild_keys_total") >= len(implied_state(pipeline)[0])
+    wait_for(lambda: pipeline.metric(port, "persona_redis_rebuild_partitions_queued") == 0, 10,
+             lambda: "the self-heal never finished")
+    status, health = get(port, "/health")
+    assert status == 200 and health["redis"] == "up" and health["redis_rebuild_partitions_queued"] == 0
+    assert worker.running
