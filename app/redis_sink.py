@@ -80,19 +80,34 @@ async def write_hashes(
 ) -> None:
     """Replace each hash of ``batch`` (delete, HSET, EXPIRE), then SADD/SREM ``members``, in one pipeline.
 
-    SADD and SREM are idempotent, so a replayed membership change writes the same sets.
+    SADD and SREM are idempotent, so a replayed membership change writes the same sets; the
+    members of one set go in one command each way (:func:`set_commands`).
     """
     pipe = client.pipeline(transaction=False)
     for key, fields in batch.items():
         pipe.delete(key)
         pipe.hset(key, mapping=cast("Mapping[Any, Any]", fields))
         pipe.expire(key, ttl_seconds)
-    for (key, member), present in (members or {}).items():
+    for (key, present), names in set_commands(members or {}).items():
         if present:
-            pipe.sadd(key, member)
+            pipe.sadd(key, *names)
         else:
-            pipe.srem(key, member)
+            pipe.srem(key, *names)
     await pipe.execute()
+
+
+def set_commands(members: SetMembers) -> dict[tuple[str, bool], list[str]]:
+    """One SADD (True) or SREM (False) per set with all its members: a rebuild's chunk adds hundreds.
+
+    Each (set, member) pair has one outcome, so grouping changes no result.
+
+    >>> set_commands({("s:vip", "p-1"): True, ("s:new", "p-1"): False, ("s:vip", "p-2"): True})
+    {('s:vip', True): ['p-1', 'p-2'], ('s:new', False): ['p-1']}
+    """
+    out: dict[tuple[str, bool], list[str]] = {}
+    for (key, member), present in members.items():
+        out.setdefault((key, present), []).append(member)
+    return out
 
 
 class RedisSink:

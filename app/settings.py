@@ -79,7 +79,7 @@ class Settings:
     redis_flush_interval: float = 0.2
     redis_max_pending: int = 100_000
     redis_check_seconds: float = 2.0
-    redis_rebuild_chunk: int = 200
+    redis_rebuild_chunk: int = 100
     log_level: str = "warning"
     rebalance_timeout_seconds: float = 10.0
     session_timeout_seconds: float = 10.0
