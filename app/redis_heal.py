@@ -209,6 +209,8 @@ class RedisHealer:
                 found = fresh
         except (RedisError, OSError):
             return None  # Redis is down: the sink counts it; checked again when it answers
+        if verdict in ("claim", "adopt"):
+            log.info("Redis generation marker %s: %s", "written" if verdict == "claim" else "read", found)
         self.known = found
         if verdict == "lost":
             REDIS_DATA_LOST.inc()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.redis_heal import generation_key
 from tables import serving
 from tests.integration.conftest import Pipeline, expire_killed_worker, get, wait_for
 from tests.integration.test_serving import implied_state, serving_snapshot, settled, traffic
@@ -36,6 +37,10 @@ def test_worker_restores_every_serving_key_after_redis_lost_its_data(pipeline: P
 
     wait_for(lambda: counts_served() == counts, 60, lambda: f"activity never served: {counts_served()}")
     settled(pipeline, port, [pipeline.activity(anon)["profile_id"] for anon in counts])
+    # The worker has read (here: written) the generation marker and finished its start re-serve.
+    wait_for(lambda: bool(pipeline.redis.exists(generation_key(pipeline.app_id)))
+             and get(port, "/health")[1].get("redis_rebuild_partitions_queued") == 0, 30,
+             lambda: "the worker never wrote its generation marker")
     assert pipeline.metric(port, "persona_redis_data_lost_total") == 0
 
     # Redis loses every key of this deployment (its db), and traffic goes on.
