@@ -1,4 +1,4 @@
-"""Worker lifecycle: output-topic creation at start, the Redis flusher, table gauges."""
+"""Worker lifecycle: output-topic creation at start, the Redis flusher and self-heal, table gauges."""
 
 from __future__ import annotations
 
@@ -6,12 +6,17 @@ import logging
 import time
 
 from app.faust_app import faust_app, output_topics, settings
-from app.metrics import TABLE_KEYS
+from app.metrics import REDIS_LAG, TABLE_KEYS
+from app.redis_heal import RedisHealer
 from app.redis_sink import RedisSink
 
 log = logging.getLogger(__name__)
 
 redis_sink = RedisSink(settings.redis_url, settings.redis_ttl_seconds, settings.redis_max_pending)
+REDIS_LAG.set_function(redis_sink.lag_seconds)
+redis_healer = RedisHealer(
+    faust_app, redis_sink, settings.app_id, settings.redis_check_seconds, settings.redis_rebuild_chunk
+)
 
 
 @faust_app.task
@@ -24,6 +29,27 @@ async def declare_output_topics() -> None:
 @faust_app.timer(settings.redis_flush_interval)
 async def flush_redis() -> None:
     await redis_sink.flush()
+
+
+def watch_table_recoveries() -> None:
+    """Every table tells the self-heal which partitions it holds after each recovery."""
+    from tables.exact import ExactTable
+
+    for table in faust_app.tables.values():
+        if isinstance(table, ExactTable):
+            table.on_recovered = redis_healer.on_recovered
+
+
+watch_table_recoveries()
+
+
+#: How often the self-heal looks at Redis and its queue (the marker itself every PERSONA_REDIS_CHECK_SECONDS).
+HEAL_TICK_SECONDS = 0.5
+
+
+@faust_app.timer(HEAL_TICK_SECONDS)
+async def heal_redis() -> None:
+    await redis_healer.tick()
 
 
 #: A table whose count took ``t`` seconds is counted again no sooner than ``COUNT_BACKOFF * t``

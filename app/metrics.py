@@ -67,6 +67,28 @@ REDIS_PENDING = Gauge(
     "persona_redis_pending_keys",
     "Changed keys waiting to be written to Redis.",
 )
+REDIS_LAG = Gauge(
+    "persona_redis_lag_seconds",
+    "Table-to-Redis lag: how long the oldest change not yet written to Redis has waited (0 when none waits).",
+)
+REDIS_DATA_LOST = Counter(
+    "persona_redis_data_lost_total",
+    "Times this worker found that Redis had lost its data (its generation marker missing or changed).",
+)
+REDIS_REBUILDS = Counter(
+    "persona_redis_rebuilds_total",
+    "Self-heal re-serves of table partitions to Redis started, by reason: data_lost (generation marker), "
+    "assigned (partitions taken at start or a rebalance), skipped (changes dropped while Redis was down).",
+    ["reason"],
+)
+REDIS_REBUILD_KEYS = Counter(
+    "persona_redis_rebuild_keys_total",
+    "Serving keys and segment memberships re-served to Redis from this worker's tables by the self-heal.",
+)
+REDIS_REBUILD_QUEUED = Gauge(
+    "persona_redis_rebuild_partitions_queued",
+    "Table partitions waiting to be re-served to Redis (the self-heal's progress); 0 when Redis is whole.",
+)
 SESSIONS_CLOSED = Counter(
     "persona_sessions_closed_total",
     "Sessions closed and emitted to session-summaries, by close reason.",

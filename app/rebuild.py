@@ -25,9 +25,8 @@ import orjson
 
 from app.errors import PersonaError, StackError
 from app.settings import Settings
+from tables.serving import TABLES
 
-#: The tables whose changelogs hold serving state, in the order they are applied.
-TABLES = ("identity", "identity_alias", "activity", "profiles", "clusters")
 #: A changelog is read to its end once a poll of this long returns nothing past the end offsets.
 IDLE_MS = 1000
 
@@ -100,28 +99,14 @@ def stale_keys(deleted: dict[str, set[str]], written: Collection[str]) -> list[s
 
 
 def serving_keys(tables: dict[str, dict[str, Any]], now: float) -> dict[str, dict[str, str | int | float]]:
-    """Every serving key the tables imply (identity summaries and lookups, activity, profiles)."""
-    from tables import cluster_stage, serving
-    from tables.identity.hashing import profile_id_for
+    """Every serving key the tables imply (identity summaries and lookups, activity, profiles, clusters)."""
+    from tables import serving
 
     out: dict[str, dict[str, str | int | float]] = {}
     aliases = tables.get("identity_alias", {})
-    for key, value in tables.get("identity", {}).items():
-        out.update(serving.identity_entries(key, value))
-    for anon, value in aliases.items():
-        out.update(serving.alias_entries(anon, value))
-    for anon, value in tables.get("activity", {}).items():
-        alias = aliases.get(anon)
-        profile_id = str(alias["profile_id"]) if alias else profile_id_for(anon)
-        out.update(serving.activity_entries(anon, value, profile_id))
-    for pid, value in tables.get("profiles", {}).items():
-        out.update(serving.profile_entries(pid, value, serving.profile_now(value, now)))
-    for pid, value in tables.get("clusters", {}).items():
-        if pid == cluster_stage.MODEL_KEY:
-            model = cluster_stage.restore(value, cluster_stage.ClusterConfig())
-            out.update([serving.clusters_entry(cluster_stage.catalogue(model))])
-        else:
-            out.update(serving.cluster_entries(pid, value))
+    for table in TABLES:
+        for key, value in tables.get(table, {}).items():
+            out.update(serving.table_entries(table, key, value, now, aliases))
     return out
 
 
@@ -134,13 +119,11 @@ def segment_sets(tables: dict[str, dict[str, Any]]) -> dict[str, set[str]]:
     >>> segment_sets(tables)
     {'persona:segment:vip': {'p-1'}, 'persona:segment:cluster-0': {'p-1'}}
     """
-    from tables import cluster_stage, serving
+    from tables import serving
 
     out: dict[str, set[str]] = {}
     for table in ("profiles", "clusters"):
         for pid, value in tables.get(table, {}).items():
-            if pid == cluster_stage.MODEL_KEY:
-                continue
             for key in serving.segment_memberships(table, pid, value):
                 out.setdefault(key, set()).add(pid)
     return out

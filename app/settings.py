@@ -78,6 +78,8 @@ class Settings:
     redis_ttl_seconds: int = 30 * 24 * 3600
     redis_flush_interval: float = 0.2
     redis_max_pending: int = 100_000
+    redis_check_seconds: float = 2.0
+    redis_rebuild_chunk: int = 100
     log_level: str = "warning"
     rebalance_timeout_seconds: float = 10.0
     session_timeout_seconds: float = 10.0
@@ -142,6 +144,10 @@ class Settings:
             raise ConfigError(
                 f"PERSONA_TABLE_STORE must be memory://, compact:// or rocksdb://, got {self.table_store!r}"
             )
+        if self.redis_check_seconds < 0:
+            raise ConfigError("PERSONA_REDIS_CHECK_SECONDS must be 0 (off) or positive")
+        if self.redis_rebuild_chunk < 1:
+            raise ConfigError("PERSONA_REDIS_REBUILD_CHUNK must be at least 1")
         if self.max_record_bytes < 1024:
             raise ConfigError("PERSONA_MAX_RECORD_BYTES must be at least 1024")
         if self.dedup_window < 1:
@@ -312,6 +318,16 @@ SETTINGS_DOC: dict[str, str] = {
     "redis_flush_interval": "Seconds between pipelined flushes of changed state to Redis.",
     "redis_max_pending": (
         "Most changed keys held for Redis while it is unreachable; beyond that writes are skipped and counted."
+    ),
+    "redis_check_seconds": (
+        "Seconds between reads of the Redis generation marker (`persona-meta:generation:<app id>`), and one "
+        "read as soon as Redis answers after an outage: missing or changed means Redis lost its data, and the "
+        "worker re-serves the table partitions it owns from its tables. 0: no reads (a worker still re-serves "
+        "the partitions it takes at start or a rebalance)."
+    ),
+    "redis_rebuild_chunk": (
+        "Table values a Redis self-heal re-serves per step: one pipelined flush each, the event loop free between "
+        "steps."
     ),
     "log_level": "Worker log level.",
     "rebalance_timeout_seconds": "Kafka consumer-group rebalance timeout: how long a join waits for members.",

@@ -20,7 +20,7 @@ from app import batch_records, health
 from app.auth import ApiKey
 from app.faust_app import clickstream_topic, faust_app, http_guard, resolver, settings, started_at, validator
 from app.http_guard import KEY
-from app.lifecycle import redis_sink
+from app.lifecycle import redis_healer, redis_sink
 from app.metrics import HTTP_EVENTS
 from app.settings import MAX_EVENTS_PER_REQUEST
 from app.validation import Event, Rejection
@@ -291,6 +291,8 @@ async def readiness_body() -> tuple[dict[str, Any], int]:
         "stages": {stage.stage: health.stage_state(stage, settings.stall_seconds) for stage in facts},
         "redis": "up" if redis_up else "down",
         "redis_pending": redis_sink.pending,
+        "redis_lag_seconds": round(redis_sink.lag_seconds(), 3),
+        "redis_rebuild_partitions_queued": len(redis_healer.queue),
         "uptime_seconds": round(time.time() - started_at, 1),
     }
     return body, 200 if verdict.ready else 503

@@ -532,9 +532,11 @@ def overview() -> dash.Dashboard:
                 Query(_rate("persona_redis_writes_total"), "written keys"),
                 Query(_rate("persona_redis_errors_total"), "failed flushes"),
                 Query(_rate("persona_redis_skipped_total"), "skipped keys"),
+                Query(_rate("persona_redis_rebuild_keys_total"), "re-served keys"),
             ],
             "cps",
-            colors=[("written keys", GREEN), ("failed flushes", RED), ("skipped keys", ORANGE)],
+            colors=[("written keys", GREEN), ("failed flushes", RED), ("skipped keys", ORANGE),
+                    ("re-served keys", BLUE)],
         )
     )
     d = d.with_panel(
@@ -545,6 +547,35 @@ def overview() -> dash.Dashboard:
             [Query(f"sum by (instance) (persona_redis_pending_keys{{{SEL}}})", "{{instance}}")],
             "short",
             thresholds=_thresholds((None, GREEN), (10000, ORANGE), (50000, RED)),
+        )
+    )
+    d = d.with_panel(
+        graph(
+            ids,
+            "Redis lag",
+            "Table-to-Redis lag per worker: how long the oldest change not yet written to Redis has "
+            "waited. Under a second when healthy; grows while Redis is down or the flusher is stuck "
+            "(alert PersonaRedisLagging at 30 s for 2 min).",
+            [Query(f"max by (instance) (persona_redis_lag_seconds{{{SEL}}})", "{{instance}}")],
+            "s",
+            thresholds=_thresholds((None, GREEN), (5, ORANGE), (30, RED)),
+        )
+    )
+    d = d.with_panel(
+        graph(
+            ids,
+            "Redis self-heal",
+            "Table partitions each worker still has to re-serve to Redis from its tables (0 when "
+            "Redis is whole), and the re-serves started, by reason: data_lost (Redis lost its data), "
+            "assigned (partitions taken at start or a rebalance), skipped (changes dropped while "
+            "Redis was down).",
+            [
+                Query(f"sum by (instance) (persona_redis_rebuild_partitions_queued{{{SEL}}})",
+                      "queued {{instance}}"),
+                Query(f"sum by (reason) (increase(persona_redis_rebuilds_total{{{SEL}}}[{RATE}]))",
+                      "started {{reason}}"),
+            ],
+            "short",
         )
     )
     d = d.with_panel(

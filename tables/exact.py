@@ -28,9 +28,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, cast
 
 import faust
+import orjson
 from aiokafka.structs import TopicPartition
 from faust.stores.rocksdb import Store as FaustRocksDBStore
 from faust.types import TP
+from faust.types.tuples import FutureMessage
 
 from app.metrics import RECOVERY_REWINDS
 from tables.due_index import RAW_INDEX_KEY_PREFIX, is_index_key
@@ -94,6 +96,9 @@ class ExactTable(faust.Table):
         #: too large to write per record (the cluster model checkpoint): the watermark then
         #: never claims more than that state reflects.
         self.before_watermark: Callable[[int], None] | None = None
+        #: Called with the table and its active changelog partitions after each recovery (every
+        #: rebalance): the Redis self-heal re-serves the partitions this worker has just taken.
+        self.on_recovered: Callable[[ExactTable, set[int]], None] | None = None
         self._partition: int | None = None
 
     def put(self, key: Any, value: Any, partition: int) -> None:
@@ -133,6 +138,50 @@ class ExactTable(faust.Table):
         if self._partition is not None:
             return self._partition
         return cast(int | None, super().partition_for_key(key))
+
+    def send_changelog(self, partition: int | None, key: Any, value: Any, *args: Any, **kwargs: Any) -> FutureMessage:
+        """Faust's changelog write, and a memory store learns the key's partition.
+
+        Faust's memory store knows the partition of the keys it recovered, not of those
+        written since; it needs it to drop the keys of partitions that moved to another worker,
+        and :meth:`state_chunks` to walk one partition.
+        """
+        future = super().send_changelog(partition, key, value, *args, **kwargs)
+        key_partition = getattr(self.data, "_key_partition", None)
+        if key_partition is not None and not isinstance(self.data, FaustRocksDBStore):
+            if value is None:
+                key_partition.pop(key, None)
+            else:
+                key_partition[key] = future.message.partition
+        return future
+
+    def state_chunks(self, partition: int, size: int) -> Iterator[list[tuple[Any, Any]]]:
+        """This worker's state (key, value) pairs of changelog ``partition``, about ``size`` keys at a time.
+
+        A chunk is read when it is asked for, with the values the table holds then (never
+        those of an earlier moment), so a caller that yields to the event loop between chunks
+        hands on no value older than the table's. Watermarks and tick-index keys are left out.
+        """
+        store = self.data
+        if isinstance(store, FaustRocksDBStore):
+            raw_chunks = getattr(store, "raw_chunks", None)
+            if raw_chunks is None:
+                raise TypeError("walking a RocksDB partition needs tables.rocksdb_store (rocksdb://)")
+            for raw in raw_chunks(partition, size):
+                yield [(orjson.loads(k), orjson.loads(v)) for k, v in raw if not k.startswith(_RAW_META_PREFIXES)]
+            return
+        data = cast(Any, store).data
+        key_partition = cast(Any, store)._key_partition
+        keys = list(key_partition)  # a copy: the mapping changes while the caller waits
+        for start in range(0, len(keys), size):
+            chunk = []
+            for key in keys[start : start + size]:
+                if key_partition.get(key) != partition or is_watermark_key(key) or is_index_key(key):
+                    continue
+                value = data.get(key)
+                if value is not None:
+                    chunk.append((key, value))
+            yield chunk
 
     def hold_watermark_for(self, delivery: Awaitable[Any]) -> None:
         """Do not move the watermark past the current record until ``delivery`` is acknowledged.
@@ -208,6 +257,8 @@ class ExactTable(faust.Table):
         if rewinds:
             # Faust seeks every partition to its committed offset right after this hook.
             await cast(Any, self.app.consumer)._commit(rewinds)
+        if self.on_recovered is not None:
+            self.on_recovered(self, {tp.partition for tp in active_tps})
 
     async def _committed(self, tp: TP) -> int | None:
         thread = self.app.consumer._thread  # type: ignore[attr-defined]

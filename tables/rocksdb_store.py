@@ -15,6 +15,7 @@ everything else (options, recovery, persisted offsets, rebalances) is Faust's.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,6 +47,25 @@ class RocksDBStore(FaustRocksDBStore):
         """Every (key, value) of one partition's database, decoded (the table is JSON both ways)."""
         for key, value in self._db_for_partition(partition).items():
             yield orjson.loads(key), orjson.loads(value)
+
+    def raw_chunks(self, partition: int, size: int) -> Iterator[list[tuple[bytes, bytes]]]:
+        """One partition's raw (key, value) pairs, ``size`` at a time, in key order (Faust's offset key left out).
+
+        Each chunk comes from an iterator opened when the chunk is asked for, just past the last
+        key of the chunk before: its values are the database's at that moment, not those of a
+        snapshot taken when the walk began, and no iterator stays open while the caller waits.
+        """
+        db = self._db_for_partition(partition)
+        after: bytes | None = None
+        while True:
+            items = db.items() if after is None else db.items(from_key=after)
+            window = list(itertools.islice(items, size + 1))
+            skip = 1 if after is not None and window and window[0][0] == after else 0  # the last key read
+            window = window[skip : skip + size]
+            if not window:
+                return
+            after = window[-1][0]
+            yield [(key, value) for key, value in window if key != self.offset_key]
 
 
 STORES.aliases["rocksdb"] = f"{__name__}:RocksDBStore"

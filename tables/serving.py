@@ -45,6 +45,7 @@ import orjson
 
 from app.redis_sink import flatten
 from tables import activity, cluster_stage, profile_identity, profile_stage
+from tables.identity.hashing import profile_id_for
 from tables.identity.stream import PREFIXES, profile_summary
 from tables.segments import membership
 
@@ -56,6 +57,10 @@ IDENTITY = "persona:identity:"
 PROFILE = "persona:profile:"
 CLUSTERS = "persona:clusters"
 SEGMENT = "persona:segment:"
+
+#: The tables whose values hold serving state, in the order a rebuild applies them: an anonymous
+#: id's lookup key from ``identity_alias`` after the one its profile's ``identity`` entry writes.
+TABLES = ("identity", "identity_alias", "activity", "profiles", "clusters")
 
 #: The key families, as ``persona rebuild-redis`` counts them.
 FAMILIES = ("activity", "identity", "profile_identity", "profile_cluster", "profile", "clusters", "segment")
@@ -197,10 +202,50 @@ def membership_update(change: Mapping[str, Any]) -> tuple[str, str, bool]:
 
 
 def segment_memberships(table: str, profile_id: str, value: Mapping[str, Any]) -> list[str]:
-    """The segment set keys a table value puts ``profile_id`` in (``profiles``: rules; ``clusters``)."""
+    """The segment set keys a table value puts ``profile_id`` in (``profiles``: rules; ``clusters``).
+
+    >>> segment_memberships("clusters", cluster_stage.MODEL_KEY, {}), segment_memberships("activity", "h1", {})
+    ([], [])
+    """
+    if table == "clusters" and profile_id == cluster_stage.MODEL_KEY:
+        return []
     if table == "profiles":
         segs = membership.segments(value.get("segments", {}).get("members"))
         return [segment_key(s) for s, m in sorted(segs.items()) if m["kind"] == "rule"]
     if table == "clusters":
         return [segment_key(s) for s in cluster_stage.segment_ids(value)]
+    return []
+
+
+def table_entries(table: str, key: str, value: Any, now: float, aliases: Mapping[str, Any]) -> list[Entry]:
+    """The serving keys of one entry of ``table`` (one of :data:`TABLES`), as its agent puts them.
+
+    The one function ``persona rebuild-redis`` (values from the changelogs) and the worker's
+    self-heal (values from its own tables, :mod:`app.redis_heal`) both serve entries with.
+    ``aliases``: the identity_alias table (an activity key carries its anonymous id's current
+    profile, else the id the anonymous id's own profile gets); ``now``: the stream time a
+    profile without events is served at. Keys that are not state (watermarks) give nothing.
+
+    >>> table_entries("identity_alias", "h1", {"profile_id": "p-1"}, 0.0, {})
+    [('persona:identity:h1', {'profile_id': 'p-1'})]
+    >>> value = {"events": 1, "first_seen": 1.0, "last_seen": 1.0, "counts": {}, "offset": 3}
+    >>> table_entries("activity", "h1", value, 0.0, {"h1": {"profile_id": "p-9"}})[0][1]["profile_id"]
+    'p-9'
+    >>> table_entries("identity", "m/h1", {"x": 1}, 0.0, {}), table_entries("dedupe", "k", {}, 0.0, {})
+    ([], [])
+    """
+    if table == "identity":
+        return identity_entries(key, value)
+    if table == "identity_alias":
+        return alias_entries(key, value)
+    if table == "activity":
+        alias = aliases.get(key)
+        return activity_entries(key, value, str(alias["profile_id"]) if alias else profile_id_for(key))
+    if table == "profiles":
+        return profile_entries(key, value, profile_now(value, now))
+    if table == "clusters" and key == cluster_stage.MODEL_KEY:
+        model = cluster_stage.restore(value, cluster_stage.ClusterConfig())
+        return [clusters_entry(cluster_stage.catalogue(model))]
+    if table == "clusters":
+        return cluster_entries(key, value)
     return []

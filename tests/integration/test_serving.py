@@ -82,18 +82,24 @@ def settled(pipeline: Pipeline, port: int, profile_ids: Iterable[str]) -> None:
              and get(port, "/health")[1].get("redis_pending") == 0, 60, lambda: f"profiles not all served: {wanted}")
 
 
-def implied_keys(pipeline: Pipeline) -> set[str]:
-    """The serving keys the four changelogs imply now (what ``rebuild-redis`` would write)."""
+def implied_state(pipeline: Pipeline) -> tuple[dict[str, dict[str, Any]], dict[str, set[str]]]:
+    """The serving hashes and segment sets the changelogs imply now (what ``rebuild-redis`` would write)."""
 
-    async def read() -> set[str]:
+    async def read() -> dict[str, dict[str, Any]]:
         settings = Settings.from_env(pipeline.env)
-        tables = {
+        return {
             table: last_values(iter(await read_changelog(settings, changelog_topic(settings, table), 30)))
             for table in TABLES
         }
-        return set(serving_keys(tables, time.time())) | set(segment_sets(tables))
 
-    return asyncio.run(read())
+    tables = asyncio.run(read())
+    return serving_keys(tables, time.time()), segment_sets(tables)
+
+
+def implied_keys(pipeline: Pipeline) -> set[str]:
+    """The serving keys the changelogs imply now (what ``rebuild-redis`` would write)."""
+    hashes, sets = implied_state(pipeline)
+    return set(hashes) | set(sets)
 
 
 def serving_snapshot(client: redis.Redis) -> dict[str, Any]:
@@ -106,6 +112,9 @@ def test_worker_survives_redis_outage_and_rebuild_redis_restores_every_key(
     dedicated: tuple[Pipeline, DedicatedRedis],
 ) -> None:
     pipeline, server = dedicated
+    # This test is about `persona rebuild-redis` alone: the worker's own self-heal (its marker
+    # checks) is off; tests/integration/test_redis_heal.py covers it.
+    pipeline.env_overrides["PERSONA_REDIS_CHECK_SECONDS"] = "0"
     expected = {"anon-s1": 3, "anon-s2": 2, "anon-s3": 1}
     pipeline.produce(pipeline.topics.clickstream, [r for a, n in expected.items() for r in traffic(a, n, 0)])
     worker, port = pipeline.start_worker()
