@@ -213,8 +213,23 @@ def current_profile(obs: Observation, aliases: Mapping[str, Any]) -> str:
 
 
 def item_bytes(item: Item) -> bytes | None:
-    """The bytes a dead letter of ``item`` holds: its own document for an event of a batch (else the record's)."""
-    return orjson.dumps(item.doc) if item.batch_index is not None else None
+    """The bytes a dead letter of ``item`` holds: its own document for an event of a batch (else the record's).
+
+    A document orjson reads but cannot write back (nested deeper than its writer's limit) is
+    dead-lettered with its whole record's bytes instead: a dead letter must never fail.
+
+    >>> deep = orjson.loads(b"[" * 300 + b"]" * 300)
+    >>> refused = Rejection("schema_violation", "x")
+    >>> item_bytes(Item(0, refused, {"a": 1})), item_bytes(Item(0, refused, deep))
+    (b'{"a":1}', None)
+    """
+    if item.batch_index is None:
+        return None
+    try:
+        return orjson.dumps(item.doc)
+    except orjson.JSONEncodeError:
+        return None
+
 
 def crm_forward(
     raw: bytes, received: float, validator: Validator, resolver: IdentityResolver
