@@ -23,7 +23,7 @@ from app.http_guard import KEY
 from app.lifecycle import redis_healer, redis_sink
 from app.metrics import HTTP_EVENTS
 from app.settings import MAX_EVENTS_PER_REQUEST
-from app.validation import Event, Rejection
+from app.validation import Event, Rejection, processing_error
 from tables import cluster_stage, serving
 from tables.identity.normalise import normalise_email, normalise_id, normalise_loyalty_id, normalise_phone
 from tables.profile_stage import default_rules
@@ -61,13 +61,20 @@ def judge(
     results: list[dict[str, Any]] = []
     accepted: list[Event] = []
     for index, doc in enumerate(events):
-        verdict = validator.clickstream_document(doc, now)
-        if isinstance(verdict, Event) and len(orjson.dumps(doc)) > max_record_bytes:
-            verdict = Rejection("record_too_large", f"event is larger than {max_record_bytes} bytes")
+        try:
+            verdict = validator.clickstream_document(doc, now)
+            if isinstance(verdict, Event) and len(orjson.dumps(doc)) > max_record_bytes:
+                verdict = Rejection("record_too_large", f"event is larger than {max_record_bytes} bytes")
+        except orjson.JSONEncodeError:  # read, but nested deeper than orjson writes
+            verdict = Rejection("schema_violation", "the event is nested too deeply")
+        except Exception as exc:  # the validator's own failure: this event is refused, the request goes on
+            verdict = processing_error("http", exc)
         refusal = key.source_refusal(doc) if key is not None and isinstance(verdict, Event) else None
         if refusal is not None:
             verdict = Rejection("source_not_allowed", refusal, "context.channel")
+        # Echoed back only as the string it must be: any other value could be anything (a 300-deep array).
         event_id = doc.get("event_id") if isinstance(doc, dict) else None
+        event_id = event_id[:256] if isinstance(event_id, str) else None
         if isinstance(verdict, Rejection):
             results.append({"index": index, "event_id": event_id, "status": "rejected", "reason": verdict.as_dict()})
         else:
