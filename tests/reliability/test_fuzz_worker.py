@@ -3,10 +3,11 @@
 Inputs go in chunks (``RELIABILITY_FUZZ_CHUNK``, default 5,000). After each chunk a canary
 proves every stage still makes progress: a valid product view through clickstream must reach
 the activity table (ingest) and the profile (profiles stage) in Redis, and for CRM chunks a
-valid CRM record must become findable by its e-mail (ingest-crm and identity). The worker log is
-scanned for tracebacks. A halted stage is reported (entry point, chunk, stage from the traceback,
-the chunk's inputs saved for replay) and the fuzz goes on with a fresh deployment; the test fails
-at the end if anything halted, answered 5xx or logged a traceback.
+valid CRM record must become findable by its e-mail (ingest-crm and identity); then
+``/health/ready`` must answer 200 (it names a crashed or stalled stage). The worker log is
+scanned for tracebacks. A halted stage is reported (entry point, chunk, stage from the
+traceback, the chunk's inputs saved for replay) and the fuzz goes on with a fresh deployment;
+the test fails at the end if anything halted, answered 5xx or logged a traceback.
 """
 
 from __future__ import annotations
@@ -109,13 +110,23 @@ class Deployment:
             return f"worker exited with {self.worker.proc.returncode}"
         if self.log.crashed():
             return "an agent crashed"
-        return f"no progress in {CANARY_SECONDS} s: {', '.join(checks)}" if checks else None
+        if checks:
+            return f"no progress in {CANARY_SECONDS} s: {', '.join(checks)}"
+        status, body = get(self.port, "/health/ready")  # a crashed or stalled stage makes it 503
+        return None if status == 200 else f"/health/ready answered {status}: {body}"
 
     def send(self, entry: str, topic: str, inputs: list[bytes]) -> Counter[int]:
         if topic == "http":
             return asyncio.run(post_all(self.port, inputs, http_headers(self.pipeline)))
         self.pipeline.produce(getattr(self.pipeline.topics, topic), [(None, value) for value in inputs])
         return Counter()
+
+    def processing_errors(self) -> float:
+        """Records the stages' code failed on and dead-lettered (reason ``processing_error``) so far."""
+        try:
+            return self.pipeline.metric(self.port, "persona_dead_letters_total", reason="processing_error")
+        except OSError:
+            return 0.0
 
     def stop(self) -> int:
         rss = rss_kib(self.worker.proc.pid)
@@ -143,12 +154,14 @@ def test_hostile_inputs_through_every_entry_point_halt_no_stage_and_get_no_5xx(
     for entry in entries:
         strategy, topic = ENTRY_POINTS[entry]
         started, statuses, halts, logged = time.monotonic(), Counter[int](), [], []
-        sent = 0
+        sent, processing_errors = 0, 0.0
         for index in range(0, (n + chunk - 1) // chunk):
             inputs = fuzz.with_duplicates(fuzz.draw(strategy, min(chunk, n - index * chunk), seed=index))
+            before = deployment.processing_errors()
             statuses += deployment.send(entry, topic, inputs)
             sent += len(inputs)
             halted = deployment.canary(f"{entry}-{index}-{uuid.uuid4().hex[:6]}", crm=entry == "crm_profiles")
+            processing_errors += deployment.processing_errors() - before
             problems = deployment.log.problems()
             logged += problems
             if halted:
@@ -159,10 +172,11 @@ def test_hostile_inputs_through_every_entry_point_halt_no_stage_and_get_no_5xx(
                 deployment, deployments = Deployment(stack, tmp_path / f"d{deployments}"), deployments + 1
         five_xx = sum(v for k, v in statuses.items() if k >= 500)
         figures[entry] = {"inputs": sent, "halted": len(halts), "halts": halts, "http_statuses": dict(statuses),
-                          "http_5xx": five_xx, "logged_tracebacks": len(logged),
+                          "http_5xx": five_xx,
+                          "processing_error_dead_letters": processing_errors, "logged_tracebacks": len(logged),
                           "traceback_stages": dict(Counter(stage_of(p) for p in logged)),
                           "seconds": round(time.monotonic() - started)}
-    health = get(deployment.port, "/health")
+    health = get(deployment.port, "/health/ready")
     rss_end = deployment.stop()
     figures["worker"] = {"deployments": deployments, "rss_start_kib": rss_start, "rss_end_kib": rss_end,
                          "rss_growth_kib": rss_end - rss_start if deployments == 1 else None, "health_at_end": health}
