@@ -21,7 +21,7 @@ from app.stack import ManagedProcess
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
 #: Lines of a worker log that mean some code raised where it should not have.
-PROBLEM = re.compile(r"Traceback|crashed|Exception in callback|Task exception was never retrieved")
+PROBLEM = re.compile(r"Traceback|[Cc]rashed|Exception in callback|Task exception was never retrieved")
 
 
 def size(name: str, default: int) -> int:
@@ -80,7 +80,7 @@ class LogWatch:
         except OSError:
             return False
 
-    def problems(self, context: int = 12) -> list[str]:
+    def problems(self, context: int = 40) -> list[str]:
         try:
             with self.worker.log_path.open("rb") as log:
                 log.seek(self.position)
@@ -88,8 +88,28 @@ class LogWatch:
         except OSError:
             return []
         self.position += len(chunk)
-        lines = chunk.decode(errors="replace").splitlines()
-        return ["\n".join(lines[i:i + context]) for i, line in enumerate(lines) if PROBLEM.search(line)]
+        return problem_records(chunk.decode(errors="replace").splitlines(), context)
+
+
+def problem_records(lines: list[str], context: int = 40) -> list[str]:
+    """Each log record with a problem, with its traceback (up to ``context`` lines, to the next record).
+
+    >>> log = ["[2026] [1] [ERROR] Agent crashed", "Traceback (most recent call last):", "  File x", "E: y",
+    ...        "[2026] [1] [INFO] fine", "[2026] [1] [ERROR] Exception in callback", "more"]
+    >>> [p.splitlines()[0] for p in problem_records(log)]
+    ['[2026] [1] [ERROR] Agent crashed', '[2026] [1] [ERROR] Exception in callback']
+    """
+    out, i = [], 0
+    while i < len(lines):
+        if not PROBLEM.search(lines[i]):
+            i += 1
+            continue
+        end = i + 1
+        while end < min(len(lines), i + context) and not lines[end].startswith("[20"):
+            end += 1
+        out.append("\n".join(lines[i:end]))
+        i = end
+    return out
 
 
 def stage_of(problem: str) -> str:
