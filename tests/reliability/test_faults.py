@@ -114,7 +114,7 @@ class FaultRun:
 
 def simulator(run: FaultRun, seed: int, rate: int) -> ManagedProcess:
     topics = run.pipeline.topics
-    argv = [sys.executable, "-m", "app.cli", "simulate", "--seed", str(seed), "--customers", "400", "--days", "2",
+    argv = [sys.executable, "-m", "app.cli", "simulate", "--seed", str(seed), "--customers", "2000", "--days", "7",
             "--rate", str(rate), "--duration", "7200", "--bootstrap", run.pipeline.stack.bootstrap,
             "--clickstream-topic", topics.clickstream, "--crm-topic", topics.crm_profiles]
     return ManagedProcess.start("simulator", argv, run.run_dir, run.pipeline.env)
@@ -123,7 +123,7 @@ def simulator(run: FaultRun, seed: int, rate: int) -> ManagedProcess:
 def test_kills_terminations_rebalances_and_redis_outages_lose_nothing_and_apply_nothing_twice(
     stack: EmbeddedStack, tmp_path: Path
 ) -> None:
-    kills, seed, rate = size("KILLS", 10), size("SEED", 19), size("FAULT_RATE", 300)
+    kills, seed, rate = size("KILLS", 10), size("SEED", 19), size("FAULT_RATE", 150)
     run = FaultRun(stack, tmp_path, seed)
     sim = simulator(run, seed, rate)
     try:
@@ -144,6 +144,7 @@ def test_kills_terminations_rebalances_and_redis_outages_lose_nothing_and_apply_
         run.stop()
     figures["faults"] = run.events
     figures["kills"] = kills
+    figures["simulator_rate"] = rate
     figures["logged_tracebacks"] = len(problems)
     figures["traceback_stages"] = sorted({stage_of(p) for p in problems})
     figures["first_traceback"] = problems[0][-3000:] if problems else None
