@@ -5,7 +5,8 @@ schedule SIGKILLs the worker at random moments (``RELIABILITY_KILLS``, default 1
 (2), lets a second worker join and leave, stops Redis for 30 s (SIGSTOP: it hangs, as a stalled or
 partitioned Redis does) and restarts Redis empty. Then the simulator stops, the last worker
 settles, the tables are read back from their changelogs and compared with an uninterrupted fold
-of the same input, and Redis with what the tables serve.
+of the same input, and Redis with what the tables serve. ``RELIABILITY_FAULT_CONTROL_SECONDS=N``
+runs the same load for N seconds without any fault: the control run.
 """
 
 from __future__ import annotations
@@ -124,11 +125,15 @@ def test_kills_terminations_rebalances_and_redis_outages_lose_nothing_and_apply_
     stack: EmbeddedStack, tmp_path: Path
 ) -> None:
     kills, seed, rate = size("KILLS", 10), size("SEED", 19), size("FAULT_RATE", 150)
+    control_seconds = size("FAULT_CONTROL_SECONDS", 0)
     run = FaultRun(stack, tmp_path, seed)
     sim = simulator(run, seed, rate)
     try:
         faults = ["kill"] * kills + ["terminate"] * 2 + ["join_and_leave", "redis_down", "redis_restarted_empty"]
         run.rng.shuffle(faults)
+        if control_seconds:  # the same load without faults: what the oracle comparison gives undisturbed
+            faults = []
+            time.sleep(control_seconds)
         for fault in faults:
             run.pause()
             getattr(run, fault)()
@@ -145,6 +150,7 @@ def test_kills_terminations_rebalances_and_redis_outages_lose_nothing_and_apply_
     figures["faults"] = run.events
     figures["kills"] = kills
     figures["simulator_rate"] = rate
+    figures["control_without_faults"] = bool(control_seconds)
     figures["logged_tracebacks"] = len(problems)
     figures["traceback_stages"] = sorted({stage_of(p) for p in problems})
     figures["first_traceback"] = problems[0][-3000:] if problems else None
