@@ -16,8 +16,8 @@ What compares exactly, and why:
 - **Redis**: every serving key of the activity and identity-lookup families must equal what
   the tables serve (``app/rebuild.py`` ``serving_keys``: the same functions the agents use),
   an activity hash's ``profile_id`` counted apart (ingest stamps it at its last write of the
-  key: an alias that came later shows at the visitor's next event); profile hashes hold features decayed to the time they were written, so only their event
-  count is compared.
+  key: an alias that came later shows at the visitor's next event); profile hashes hold
+  features decayed to the time they were written, so only their event count is compared.
 """
 
 from __future__ import annotations
