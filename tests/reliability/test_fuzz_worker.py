@@ -30,7 +30,7 @@ from app.pii import keyed_hash
 from app.settings import DEV_HMAC_SECRET
 from app.stack import EmbeddedStack
 from tables.identity.hashing import profile_id_for
-from tests.integration.conftest import Pipeline, get
+from tests.integration.conftest import API_KEY, Pipeline, get
 from tests.integration.events import event, iso, record
 from tests.reliability import fuzz
 from tests.reliability.report import RESULTS, LogWatch, rss_kib, size, stage_of, write_results
@@ -70,9 +70,9 @@ async def post_all(port: int, bodies: list[bytes], headers: dict[str, str], conc
     return statuses
 
 
-def http_headers(pipeline: Pipeline) -> dict[str, str]:
-    """Headers a request needs: the deployment's API key once the conftest provides one (branch r19-security)."""
-    return dict(getattr(pipeline, "http_headers", {}) or {})
+def http_headers() -> dict[str, str]:
+    """The test deployment's API key (tests/integration/conftest.py gives every worker it)."""
+    return {"Authorization": f"Bearer {API_KEY.token}"}
 
 
 class Deployment:
@@ -117,7 +117,7 @@ class Deployment:
 
     def send(self, entry: str, topic: str, inputs: list[bytes]) -> Counter[int]:
         if topic == "http":
-            return asyncio.run(post_all(self.port, inputs, http_headers(self.pipeline)))
+            return asyncio.run(post_all(self.port, inputs, http_headers()))
         self.pipeline.produce(getattr(self.pipeline.topics, topic), [(None, value) for value in inputs])
         return Counter()
 
