@@ -40,8 +40,8 @@ test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m "slow and not reliability" $(PYTEST_ARGS)
 
 ## test-reliability: fuzz (100,000 inputs per entry point), faults under simulator load against an oracle,
-## and a 10-minute soak (docs/reliability.md); about an hour. Smaller: RELIABILITY_FUZZ_INPUTS=2000
-## RELIABILITY_KILLS=2 RELIABILITY_SOAK_SECONDS=60. Figures in bench/results/reliability-*.json.
+## and a 10-minute soak (docs/reliability.md); hours on 2 cores (the worker fuzz). Smaller: RELIABILITY_FUZZ_INPUTS=2000
+## RELIABILITY_KILLS=2 RELIABILITY_SOAK_SECONDS=120. Figures in bench/results/reliability-*.json.
 test-reliability: $(STAMP)
 	$(BIN)/python -m pytest -m reliability -s --timeout 7200 tests/reliability $(PYTEST_ARGS)
 
