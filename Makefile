@@ -10,7 +10,7 @@ RATE ?= 1000
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run test test-unit test-integration test-slow lint bench accuracy install clean
+.PHONY: run test test-unit test-integration test-slow test-reliability lint bench accuracy install clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "persona-stream needs Python 3.11, found " + sys.version.split()[0])'
@@ -27,17 +27,23 @@ run: $(STAMP)
 
 ## test: the whole default suite (unit, doctests, integration on the real embedded stack)
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow and not reliability" $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
-	$(BIN)/python -m pytest -m "not integration and not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not integration and not slow and not reliability" $(PYTEST_ARGS)
 
 test-integration: $(STAMP)
-	$(BIN)/python -m pytest -m "integration and not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "integration and not slow and not reliability" $(PYTEST_ARGS)
 
 ## test-slow: long suites kept out of `make test`
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "slow and not reliability" $(PYTEST_ARGS)
+
+## test-reliability: fuzz (100,000 inputs per entry point), faults under simulator load against an oracle,
+## and a 10-minute soak (docs/reliability.md); hours on 2 cores (the worker fuzz). Smaller: RELIABILITY_FUZZ_INPUTS=2000
+## RELIABILITY_KILLS=2 RELIABILITY_SOAK_SECONDS=120. Figures in bench/results/reliability-*.json.
+test-reliability: $(STAMP)
+	$(BIN)/python -m pytest -m reliability -s --timeout 7200 tests/reliability $(PYTEST_ARGS)
 
 ## bench: throughput benchmark (bare Faust, Quix Streams, pipeline with 1 and 2 workers) on the embedded
 ## broker; 1,000,000 events by default, BENCH_ARGS=--quick for 100,000. Results in bench/results/.

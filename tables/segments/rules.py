@@ -548,7 +548,7 @@ def load_rules(
         name = str(source)
         try:
             text = Path(source).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: a NUL in the path
             raise ConfigError(f"segment rules {name}: cannot read: {exc}") from None
         data = _toml(text, name)
     else:

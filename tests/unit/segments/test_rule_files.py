@@ -69,6 +69,8 @@ def test_a_missing_file_is_a_config_error_not_a_traceback(tmp_path):
         load_rules(tmp_path / "nope.toml")
     with pytest.raises(ConfigError, match="cannot read"):
         load_rules(str(tmp_path / "nope.toml"))
+    with pytest.raises(ConfigError, match="cannot read"):  # found by tests/reliability: a NUL in a one-line source
+        load_rules("rules\x00.toml")
 
 
 def test_a_rules_file_on_disk_is_named_in_the_error(tmp_path):
