@@ -235,7 +235,8 @@ def test_malformed_identity_input_is_dead_lettered_and_identity_keeps_resolving(
         assert letter["source"]["topic"] == identity_input
         assert letter["payload"]["size"] == len(value) and letter["reason"]["message"]
     assert letters[1]["reason"]["path"] == "obs"
-    assert letters[4]["reason"]["message"].startswith("the resolver could not apply it: KeyError")
+    assert letters[4]["reason"]["message"].startswith("identity could not process this record: KeyError")
+    assert (letters[4]["reason"]["stage"], letters[4]["reason"]["exception"]) == ("identity", "KeyError")
     assert pipeline.metric(port, "persona_dead_letters_total", topic=identity_input) == len(bad)
 
     # Exactness: the watermark covered the bad records once their dead letters were acknowledged,
