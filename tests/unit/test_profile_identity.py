@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import orjson
 
 from app.rebuild import stale_keys
 from tables import profile, profile_identity, profile_stage, serving
@@ -225,3 +226,32 @@ def test_a_provisional_profile_stamped_before_the_first_alias_is_handed_to_the_r
     assert handover is not None
     merged, _, _ = profile_identity.merge_in(None, handover["merge_in"], 0, 0, "p-u", now=T0)
     assert merged["profile"]["events"] == 1
+
+
+def drain(docs: list[dict[str, Any]], table: dict[str, Any]) -> dict[str, Any]:
+    """``docs`` as one partition of profile-events through the stage's fold, one record per batch;
+    each batch's handovers appended to the partition (as the agent sends them), until none is left."""
+    from tables.profile_batch import Record, StageMemory, fold
+
+    log, memory, offset = [orjson.dumps(doc) for doc in docs], StageMemory(), 0
+    while offset < len(log):
+        batch = fold([Record("profile-events", 0, offset, log[offset])], table, memory, wall=T0)
+        log += [orjson.dumps(handover) for handover in batch.handovers]
+        batch.write_to(table)
+        offset += 1
+    return table
+
+
+def stamped(profile_id: str, event_id: str, ts: float) -> dict[str, Any]:
+    return {"profile_id": profile_id, "ts": ts, "event": ev(event_id, ts, "product_view").data}
+
+
+def test_a_merge_that_absorbs_two_profiles_at_once_keeps_the_events_of_both() -> None:
+    # One observation linking two anonymous profiles to a new one: ONE change id, two absorbed
+    # profiles, two merge_in at the survivor (seed 19 of the simulator has three such merges).
+    change = {"change": "merged", "change_id": "c1", "profile_id": "p-a", "absorbed_profile_ids": ["p-b", "p-c"]}
+    docs = [stamped("p-b", "b1", T0), stamped("p-b", "b2", T0 + 60), stamped("p-c", "c1", T0 + 30),
+            *(envelope for _, envelope in profile_identity.control_records(change))]
+    table = drain(docs, {})
+    assert table["p-a"]["profile"]["events"] == 3
+    assert profile_identity.is_tombstone(table["p-b"]) and profile_identity.is_tombstone(table["p-c"])
