@@ -113,7 +113,7 @@ def test_a_chain_b_into_a_then_a_into_c_ends_with_everything_in_c() -> None:
     assert moved is not None and moved[1]["profile_id"] == "p-c"
     c, _, _ = profile_identity.merge_in(c, hand_a["merge_in"], 8, 2, "p-c", now=T0)
     c, _, _ = profile_identity.merge_in(c, moved[1]["merge_in"], 9, 2, "p-c", now=T0)
-    assert c["profile"]["events"] == 3 and c["merges"] == ["c-ac", "c-ba"]
+    assert c["profile"]["events"] == 3 and c["merges"] == ["c-ac:p-a", "c-ba:p-b"]
     assert profile_identity.merge_in(c, moved[1]["merge_in"], 10, 2, "p-c", now=T0)[2] == "duplicate"
 
 
