@@ -384,13 +384,16 @@ def _bounded(change_ids: Iterable[str]) -> list[str]:
 
 
 def _rebase(merged: State, survivor: State, absorbed: State, offset: int) -> State:
-    """Offsets of the merge record's partition; the recent event ids of both sides.
+    """Offsets of the merge record's partition; the recent event ids of both sides, interleaved.
 
     The ids are kept in the profile part only (see :func:`tables.profile_stage.apply_event`);
     a sessions part from before that keeps its own has the same ids and gives them up here.
+    Interleaved by recency (:func:`tables.dedupe.interleave`), the window the next event trims
+    keeps the newest ids of both sides: the absorbed profile's last events, sent again to the
+    survivor by an ingest replay, still count once.
     """
-    recent = dedupe.union(*(side[name].get("recent_ids", "") for side in (absorbed, survivor)
-                            for name in ("profile", "sessions")))
+    recent = dedupe.interleave(*(dedupe.union(*(side[name].get("recent_ids", "") for name in ("profile", "sessions")))
+                                 for side in (absorbed, survivor)))
     sessions_part = {k: v for k, v in merged["sessions"].items() if k != "recent_ids"}
     seg = merged["segments"]
     return {**merged, "sessions": {**sessions_part, "offset": offset},

@@ -228,14 +228,15 @@ def test_a_provisional_profile_stamped_before_the_first_alias_is_handed_to_the_r
     assert merged["profile"]["events"] == 1
 
 
-def drain(docs: list[dict[str, Any]], table: dict[str, Any]) -> dict[str, Any]:
-    """``docs`` as one partition of profile-events through the stage's fold, one record per batch;
-    each batch's handovers appended to the partition (as the agent sends them), until none is left."""
+def drain(docs: list[dict[str, Any]], table: dict[str, Any], first: int = 0) -> dict[str, Any]:
+    """``docs`` as one partition of profile-events from offset ``first`` through the stage's fold, one
+    record per batch; each batch's handovers appended to the partition (as the agent sends them),
+    until none is left."""
     from tables.profile_batch import Record, StageMemory, fold
 
     log, memory, offset = [orjson.dumps(doc) for doc in docs], StageMemory(), 0
     while offset < len(log):
-        batch = fold([Record("profile-events", 0, offset, log[offset])], table, memory, wall=T0)
+        batch = fold([Record("profile-events", 0, first + offset, log[offset])], table, memory, wall=T0)
         log += [orjson.dumps(handover) for handover in batch.handovers]
         batch.write_to(table)
         offset += 1
@@ -255,3 +256,16 @@ def test_a_merge_that_absorbs_two_profiles_at_once_keeps_the_events_of_both() ->
     table = drain(docs, {})
     assert table["p-a"]["profile"]["events"] == 3
     assert profile_identity.is_tombstone(table["p-b"]) and profile_identity.is_tombstone(table["p-c"])
+
+
+def test_an_event_of_the_absorbed_profile_sent_again_after_the_merge_counts_once_whatever_came_between() -> None:
+    # An ingest replay after a kill forwards its events again, stamped with the alias it reads now:
+    # an event applied at the provisional p-b comes again to p-a after p-b was merged into it.
+    change = {"change": "merged", "change_id": "c1", "profile_id": "p-a", "absorbed_profile_ids": ["p-b"]}
+    b_events = [stamped("p-b", f"b{i}", T0 + i) for i in range(10)]
+    table = drain([*b_events, *(stamped("p-a", f"a{i}", T0 + i) for i in range(60)),
+                   *(envelope for _, envelope in profile_identity.control_records(change))], {})
+    assert table["p-a"]["profile"]["events"] == 70
+    # p-a's own events go on, then the replayed ones: 70 ids of both sides, a window of 64.
+    table = drain([stamped("p-a", "a-after", T0 + 100), *({**doc, "profile_id": "p-a"} for doc in b_events)], table, first=100)
+    assert table["p-a"]["profile"]["events"] == 71
