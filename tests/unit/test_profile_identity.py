@@ -267,5 +267,6 @@ def test_an_event_of_the_absorbed_profile_sent_again_after_the_merge_counts_once
                    *(envelope for _, envelope in profile_identity.control_records(change))], {})
     assert table["p-a"]["profile"]["events"] == 70
     # p-a's own events go on, then the replayed ones: 70 ids of both sides, a window of 64.
-    table = drain([stamped("p-a", "a-after", T0 + 100), *({**doc, "profile_id": "p-a"} for doc in b_events)], table, first=100)
+    replayed = [{**doc, "profile_id": "p-a"} for doc in b_events]
+    table = drain([stamped("p-a", "a-after", T0 + 100), *replayed], table, first=100)
     assert table["p-a"]["profile"]["events"] == 71
