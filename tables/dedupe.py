@@ -95,6 +95,27 @@ def union(*recents: Recent) -> str:
     return "".join(dict.fromkeys(d for recent in recents for d in ids(recent)))
 
 
+def interleave(*recents: Recent) -> str:
+    """The ids of all ``recents`` (packed, each once), ordered by recency rank across them.
+
+    A merge keeps both sides' recent ids, more than a window holds; the next event keeps only
+    the newest ``window`` (:func:`remember`). Side after side (:func:`union`), that drops
+    the whole first side, whose events are the ones most likely to come again (an ingest
+    replay after a crash sends the absorbed profile's last events again, stamped with the
+    survivor now). Interleaved, each side's newest come last and the oldest of both go first.
+
+    >>> a, b, c, x, y = (digest(i) for i in "abcxy")
+    >>> interleave(a + b + c, x + y) == a + b + x + c + y
+    True
+    >>> interleave(a + b, b + x) == a + b + x   # an id on both sides stays at its newest place
+    True
+    """
+    sides = [list(ids(recent)) for recent in recents]
+    order = [side[-rank] for rank in range(max(map(len, sides), default=0), 0, -1)
+             for side in sides if len(side) >= rank]
+    return "".join(reversed(dict.fromkeys(reversed(order))))
+
+
 def admit(
     state: Mapping[str, Any], event_id: str, window: int, duplicate: bool | None = None
 ) -> tuple[bool, dict[str, Any]]:

@@ -29,9 +29,10 @@ Exactness under replay (at-least-once delivery of every record above):
   replayed record is skipped, and any newer record for B (an event ingest stamped
   with B before the alias update reached it, a ``merge_in`` of a chain B←X) is
   re-addressed to A (:func:`redirect`); chains B→A→C follow hop by hop;
-* a profile remembers the last :data:`MAX_CHANGE_IDS` change ids applied to it
-  (its own and those of the values it absorbed), so a ``merge_in`` sent twice is
-  a no-op;
+* a profile remembers the last :data:`MAX_CHANGE_IDS` handovers applied to it
+  (:func:`handover_id`: the change id *and* the profile the state came from; its own
+  and those of the values it absorbed), so a ``merge_in`` sent twice is a no-op, while
+  the several ``merge_in`` of one change that absorbed several profiles all apply;
 * after a merge every part's source offset is the ``merge_in`` record's offset in
   A's partition (the absorbed offsets belong to another partition and would
   otherwise make A skip its own newer events), and the recent event ids of both
@@ -51,7 +52,7 @@ Examples
 ('p-a', 'p-a')
 >>> a, out, outcome = merge_in(a, handover["merge_in"], offset=4, partition=0, profile_id="p-a", now=1200.0)
 >>> outcome, a["profile"]["events"], a["profile"]["offset"], a["merges"]
-('merged', 2, 4, ['c1'])
+('merged', 2, 4, ['c1:p-b'])
 >>> merge_in(a, handover["merge_in"], offset=5, partition=0, profile_id="p-a", now=1200.0)[2]
 'duplicate'
 """
@@ -241,6 +242,20 @@ def merge_cause(tombstone: State) -> str:
     return "provisional" if str(tombstone.get("change_id", "")).startswith("provisional:") else "merged"
 
 
+def handover_id(payload: Mapping[str, Any]) -> str:
+    """What a profile remembers of a ``merge_in`` it applied: the change id and the profile the state came from.
+
+    One ``merged`` change can absorb several profiles at once (an observation that links two
+    anonymous profiles to a third): each absorbed profile sends its own ``merge_in`` with the
+    change's id, so the change id alone would take the second for a repeat of the first and
+    drop its events.
+
+    >>> handover_id({"change_id": "c1", "from": "p-b"}), handover_id({"change_id": "c1", "from": "p-c"})
+    ('c1:p-b', 'c1:p-c')
+    """
+    return f"{payload['change_id']}:{payload['from']}"
+
+
 def merge_in(
     value: State | None,
     payload: Mapping[str, Any],
@@ -258,8 +273,8 @@ def merge_in(
     state write emits the same ids.
     """
     current = value if value is not None else empty(partition)
-    cid = str(payload["change_id"])
-    if cid in current.get("merges", ()):
+    cid, applied = str(payload["change_id"]), handover_id(payload)
+    if applied in current.get("merges", ()):
         return current, profile_stage.Outputs(), "duplicate"
     if offset <= current["profile"]["offset"]:
         return current, profile_stage.Outputs(), "replayed"
@@ -269,7 +284,7 @@ def merge_in(
         merged = profile_stage.HOOKS.merge(current, absorbed)
         merged = _rebase(merged, current, absorbed, offset)
     merged = {**merged, "partition": partition,
-              "merges": _bounded([*current.get("merges", ()), *(absorbed or {}).get("merges", ()), cid])}
+              "merges": _bounded([*current.get("merges", ()), *(absorbed or {}).get("merges", ()), applied])}
 
     before = current["segments"]["members"]
     taken = (absorbed or {}).get("segments", {}).get("members") or membership.new_state()
@@ -369,13 +384,16 @@ def _bounded(change_ids: Iterable[str]) -> list[str]:
 
 
 def _rebase(merged: State, survivor: State, absorbed: State, offset: int) -> State:
-    """Offsets of the merge record's partition; the recent event ids of both sides.
+    """Offsets of the merge record's partition; the recent event ids of both sides, interleaved.
 
     The ids are kept in the profile part only (see :func:`tables.profile_stage.apply_event`);
     a sessions part from before that keeps its own has the same ids and gives them up here.
+    Interleaved by recency (:func:`tables.dedupe.interleave`), the window the next event trims
+    keeps the newest ids of both sides: the absorbed profile's last events, sent again to the
+    survivor by an ingest replay, still count once.
     """
-    recent = dedupe.union(*(side[name].get("recent_ids", "") for side in (absorbed, survivor)
-                            for name in ("profile", "sessions")))
+    recent = dedupe.interleave(*(dedupe.union(*(side[name].get("recent_ids", "") for name in ("profile", "sessions")))
+                                 for side in (absorbed, survivor)))
     sessions_part = {k: v for k, v in merged["sessions"].items() if k != "recent_ids"}
     seg = merged["segments"]
     return {**merged, "sessions": {**sessions_part, "offset": offset},

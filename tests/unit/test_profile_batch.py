@@ -84,7 +84,7 @@ def test_a_batch_gives_the_state_and_outputs_of_its_records_applied_one_by_one()
     # its later event went on to p-a.
     summaries = [(key, doc["session_id"]) for kind, key, doc in batch.outputs if kind == "session_summaries"]
     assert summaries == [("p-a", "ses-a1"), ("p-c", "ses-c1"), ("p-a", "ses-b1")]  # a tick goes in id order
-    assert table["p-a"]["merges"] == ["c1"] and table["p-a"]["profile"]["traits"]["city"] == "Leeds"
+    assert table["p-a"]["merges"] == ["c1:p-b"] and table["p-a"]["profile"]["traits"]["city"] == "Leeds"
     assert table["p-a"]["profile"]["events"] == 4  # a1, a2, a3 once, b1
     assert table["p-c"]["merged_into"] == "p-a" and table["p-c"]["offset"] == position(17)
     assert [(h["profile_id"], "merge_in" in h, h.get("redirected_from")) for h in batch.handovers] == [
