@@ -106,7 +106,8 @@ def test_logins_on_two_anonymous_ids_and_a_crm_record_resolve_to_one_profile(pip
     # Stage 1 stamps the activity summary with the current profile (through the co-partitioned alias table).
     pipeline.produce(pipeline.topics.clickstream, [record(event("e5", "anon-b"))])
     wait_for(lambda: pipeline.activity("anon-b").get("events") == "3", 20, lambda: str(pipeline.activity("anon-b")))
-    assert pipeline.activity("anon-a")["profile_id"] != pid  # stamped before its merge arrived
+    # (anon-a's key was stamped before its merge arrived; a re-serve from the tables since, after a
+    # recovery or a Redis check, may already show the survivor: either is right, so it is not asserted.)
     assert pipeline.activity("anon-b")["profile_id"] == pid
 
 
