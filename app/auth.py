@@ -208,7 +208,7 @@ class KeyRing:
         return seen
 
     def verify(self, token: str) -> ApiKey | None:
-        """The key ``token`` belongs to, or ``None``; pays the derivation once per unseen token."""
+        """The key ``token`` belongs to, or ``None``."""
         seen = self.cached(token)
         if seen is not None:
             return seen or None
@@ -220,10 +220,7 @@ class KeyRing:
         return self.keys.get(token.split(".", 1)[0]) if "." in token else None
 
     def settle(self, token: str, candidate: ApiKey | None, derived: bytes | None) -> ApiKey | None:
-        """Compare a token's derived hash with its candidate's (constant time) and remember the outcome.
-
-        Split from :meth:`verify` so the caller can derive off its event loop and remember on it.
-        """
+        """Compare a token's derived hash with its candidate's (constant time) and remember the outcome."""
         valid = candidate is not None and derived is not None and hmac.compare_digest(derived, candidate.digest)
         self._known[hashlib.sha256(token.encode()).digest()] = candidate if valid and candidate is not None else False
         while len(self._known) > self.remember:
