@@ -12,15 +12,33 @@ started, aiokafka consumer: ``AIOKafkaConsumer`` reads ``_fetch_max_wait_ms`` an
 ``_fetch_min_bytes`` only when ``start()`` creates its fetcher. Everything else
 (group, assignor, commits, recovery) is Faust's. The override is isolated here so it
 can be dropped when Faust grows a setting.
+
+It fixes one thing more: Faust seeks every stream partition to its committed offset after
+each recovery (``perform_seek``) through aiokafka's ``seek_to_committed``, which seeks only
+to a committed offset above 0 (``if offset and offset > 0``). A partition whose committed
+offset became 0 after its assignment (an exact table rewinding its input to the first offset,
+tables/exact.py) was left where the assignment had put it, and its records were never read
+again. :meth:`ConsumerThread.seek_to_committed` seeks those partitions to 0 too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, TypeVar
 
 import aiokafka
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+P = TypeVar("P")
+
+
+def skipped_seeks(committed: Mapping[P, int | None]) -> list[P]:
+    """The partitions aiokafka's ``seek_to_committed`` leaves alone though they have a committed offset: offset 0.
+
+    >>> skipped_seeks({"a": 0, "b": 12, "c": None})
+    ['a']
+    """
+    return [tp for tp, offset in committed.items() if offset == 0]
 
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -36,6 +54,17 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         if min_bytes is not None:
             consumer._fetch_min_bytes = int(min_bytes)
         return consumer
+
+    async def seek_to_committed(self) -> Mapping[Any, int]:
+        """Seek every assigned partition to its committed offset, 0 included (see the module docstring)."""
+        return await self.call_thread(self._seek_to_committed)
+
+    async def _seek_to_committed(self) -> Mapping[Any, int]:
+        consumer = self._ensure_consumer()
+        committed: Mapping[Any, int] = await consumer.seek_to_committed()
+        for tp in skipped_seeks(committed):
+            consumer.seek(tp, 0)
+        return committed
 
 
 class Consumer(faust_aiokafka.Consumer):

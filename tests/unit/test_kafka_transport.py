@@ -7,7 +7,7 @@ import asyncio
 import aiokafka
 
 from app.faust_app import faust_app, settings
-from app.kafka_transport import ConsumerThread
+from app.kafka_transport import ConsumerThread, skipped_seeks
 
 
 def test_worker_consumer_waits_at_most_the_configured_fetch_wait_not_fausts_1500_ms() -> None:
@@ -24,3 +24,9 @@ def test_worker_consumer_waits_at_most_the_configured_fetch_wait_not_fausts_1500
     # Everything else stays Faust's own configuration.
     assert consumer._group_id == faust_app.conf.id
     assert consumer._enable_auto_commit is False
+
+
+def test_a_partition_committed_at_offset_0_is_sought_there_like_any_other_committed_offset() -> None:
+    committed = {"rewound": 0, "ahead": 12, "never_committed": None}
+    assert skipped_seeks(committed) == ["rewound"]
+    assert skipped_seeks({"ahead": 1}) == []
