@@ -169,14 +169,11 @@ def test_replay_from_the_first_offset_applies_nothing_twice(pipeline: Pipeline) 
 
     # Every offset read again is either recognised as a replay or, if its changelog record was
     # lost at the first worker's shutdown (seen on Tansu even after a clean SIGTERM), applied
-    # now: nothing is skipped and nothing counts twice.
-    def accounted() -> float:
-        replayed = pipeline.metric(port, "persona_duplicates_total", kind="offset")
-        applied = pipeline.metric(port, "persona_events_processed_total")
-        return replayed + applied
-
-    wait_for(lambda: accounted() == len(IDS) * 12, 30, lambda: f"offsets read and accounted for: {accounted()}")
-    assert pipeline.metric(port, "persona_duplicates_total", kind="offset") > 0
+    # now: nothing is skipped and nothing counts twice. (Clickstream's only: the profiles stage
+    # rewinds its own input too, having no watermark yet, and counts its replays as well.)
+    wait_for(lambda: replay_accounted(pipeline, port) == len(IDS) * 12, 30,
+             lambda: f"offsets read and accounted for: {replay_accounted(pipeline, port)}")
+    assert pipeline.metric(port, "persona_duplicates_total", topic=pipeline.topics.clickstream, kind="offset") > 0
 
 
 @pytest.mark.parametrize("store", ["compact://?hot=5", "rocksdb://"])
