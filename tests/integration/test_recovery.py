@@ -40,12 +40,16 @@ def wait_counts(pipeline: Pipeline, expected: int, timeout: float = 60) -> None:
     )
 
 
-def test_worker_killed_and_restarted_keeps_the_table_exactly(pipeline: Pipeline) -> None:
+def test_worker_killed_before_its_first_commit_and_restarted_keeps_the_table_exactly(pipeline: Pipeline) -> None:
+    # The restarted worker finds no committed offset: its fetcher reads the input during
+    # recovery, and those records must still reach the agents (app/kafka_transport.py).
+    pipeline.env_overrides["PERSONA_COMMIT_INTERVAL_SECONDS"] = "600"
     pipeline.produce(pipeline.topics.clickstream, batch("first", 25))
     worker, _ = pipeline.start_worker()
     wait_counts(pipeline, 25)
     worker.kill()  # SIGKILL: no clean shutdown, no final commit
     expire_killed_worker(pipeline, worker)  # what session expiry does on Apache Kafka
+    del pipeline.env_overrides["PERSONA_COMMIT_INTERVAL_SECONDS"]
 
     pipeline.redis.flushdb()  # so what Redis shows next comes from the restored table only
     pipeline.produce(pipeline.topics.clickstream, batch("second", 5))

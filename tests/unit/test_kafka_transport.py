@@ -7,7 +7,7 @@ import asyncio
 import aiokafka
 
 from app.faust_app import faust_app, settings
-from app.kafka_transport import ConsumerThread, skipped_seeks
+from app.kafka_transport import ConsumerThread, seeks_left_out
 
 
 def test_worker_consumer_waits_at_most_the_configured_fetch_wait_not_fausts_1500_ms() -> None:
@@ -26,7 +26,9 @@ def test_worker_consumer_waits_at_most_the_configured_fetch_wait_not_fausts_1500
     assert consumer._enable_auto_commit is False
 
 
-def test_a_partition_committed_at_offset_0_is_sought_there_like_any_other_committed_offset() -> None:
-    committed = {"rewound": 0, "ahead": 12, "never_committed": None}
-    assert skipped_seeks(committed) == ["rewound"]
-    assert skipped_seeks({"ahead": 1}) == []
+def test_stream_partitions_committed_at_0_or_never_are_sought_and_changelogs_left_to_recovery() -> None:
+    committed = {"rewound": 0, "ahead": 12, "never_committed": None, "t-changelog": None, "u-changelog": 0}
+    at_first, never = seeks_left_out(committed, lambda tp: tp.endswith("-changelog"))
+    assert at_first == ["rewound"]
+    assert never == ["never_committed"]
+    assert seeks_left_out({"ahead": 1}, lambda tp: False) == ([], [])
