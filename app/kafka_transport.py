@@ -12,15 +12,49 @@ started, aiokafka consumer: ``AIOKafkaConsumer`` reads ``_fetch_max_wait_ms`` an
 ``_fetch_min_bytes`` only when ``start()`` creates its fetcher. Everything else
 (group, assignor, commits, recovery) is Faust's. The override is isolated here so it
 can be dropped when Faust grows a setting.
+
+It fixes one thing more. After each recovery Faust seeks every stream partition to its
+committed offset (``perform_seek``) through aiokafka's ``seek_to_committed``, which seeks
+only to a committed offset above 0 (``if offset and offset > 0``) and leaves every other
+partition where its fetcher stands. Two kinds of stream partition were left there wrongly:
+
+* committed at 0, after the assignment: an exact table rewinding its input to the first
+  offset (tables/exact.py). Its records were never read again.
+* never committed (a worker killed before its first commit): the fetcher had already fetched
+  and buffered its records during recovery, and Faust dropped them, because Faust pauses a
+  partition only in its own bookkeeping (``Consumer.pause_partitions``) and discards what
+  aiokafka hands over for a partition it paused meanwhile. The fetcher stood past records
+  nobody processed, until the next restart (seen as a restarted worker that processed
+  nothing: tests/integration/test_recovery.py).
+
+:meth:`ConsumerThread.seek_to_committed` seeks the first to 0 and resets the second by the
+app's ``consumer_auto_offset_reset``, as aiokafka does when it assigns a partition without
+a committed offset. Changelog partitions are left to Faust's recovery.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, TypeVar, cast
 
 import aiokafka
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+P = TypeVar("P")
+
+
+def seeks_left_out(committed: Mapping[P, int | None], is_changelog: Callable[[P], bool]) -> tuple[list[P], list[P]]:
+    """The stream partitions aiokafka's ``seek_to_committed`` leaves where its fetcher stands.
+
+    Returns the partitions committed at offset 0, then those never committed; changelog
+    partitions (``is_changelog``) are Faust's recovery's and are not listed.
+
+    >>> seeks_left_out({"a": 0, "b": 12, "c": None, "c-changelog": None}, lambda tp: tp.endswith("-changelog"))
+    (['a'], ['c'])
+    """
+    streams = {tp: offset for tp, offset in committed.items() if not is_changelog(tp)}
+    at_first = [tp for tp, offset in streams.items() if offset == 0]
+    return at_first, [tp for tp, offset in streams.items() if offset is None]
 
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -36,6 +70,21 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         if min_bytes is not None:
             consumer._fetch_min_bytes = int(min_bytes)
         return consumer
+
+    async def seek_to_committed(self) -> Mapping[Any, int]:  # Faust's stub; aiokafka gives None too
+        """Seek every assigned stream partition to its committed offset, 0 and none included (module docstring)."""
+        return await self.call_thread(self._seek_to_committed)
+
+    async def _seek_to_committed(self) -> Mapping[Any, int]:
+        consumer = self._ensure_consumer()
+        committed: Mapping[Any, int | None] = await consumer.seek_to_committed()
+        at_first, never = seeks_left_out(committed, self.consumer._is_changelog_tp)
+        for tp in at_first:
+            consumer.seek(tp, 0)
+        if never:
+            latest = self.app.conf.consumer_auto_offset_reset == "latest"
+            await (consumer.seek_to_end if latest else consumer.seek_to_beginning)(*never)
+        return cast("Mapping[Any, int]", committed)
 
 
 class Consumer(faust_aiokafka.Consumer):

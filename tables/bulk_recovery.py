@@ -29,6 +29,15 @@ writes made without the log), so the next start reads that suffix again.
 
 Standby partitions, and partitions with fewer records left, are left to Faust.
 
+**Where a changelog ends.** Faust takes each changelog partition's end from ListOffsets
+(``latest``), and recovery stops reading once it has reached that offset. The embedded
+broker (Tansu) answers ListOffsets with the base offset of the partition's last record
+batch + 1, so every record of that batch after its first was left out of the recovered
+table (or arrived after recovery had ended and sat in Faust's buffer, unapplied, until the
+next rebalance). Its Fetch responses carry the right high watermark, so
+:meth:`BulkRecovery._build_highwaters` fetches once from each partition's listed end and
+takes the larger of the two (:func:`last_offsets`); on Apache Kafka they agree.
+
 Examples
 --------
 >>> from faust.types import TP
@@ -39,6 +48,8 @@ Examples
 {}
 >>> bulk_starts(highwaters={a: 99_999}, offsets={a: -1}, min_records=0)            # 0: off
 {}
+>>> last_offsets(listed={a: 31, b: -1}, fetched={a: 38, b: None})   # a batch 31..37; b not answered
+{TP(topic='t-changelog', partition=0): 37, TP(topic='t-changelog', partition=1): -1}
 """
 
 from __future__ import annotations
@@ -91,6 +102,53 @@ def bulk_starts(highwaters: Mapping[TP, int], offsets: Mapping[TP, int | None], 
     return starts
 
 
+def last_offsets(listed: Mapping[TP, int], fetched: Mapping[TP, int | None]) -> dict[TP, int]:
+    """Each changelog partition's last offset, from both answers the broker gives.
+
+    ``listed``: the last offset per ListOffsets (Faust's highwater: end offset - 1, ``-1`` when
+    empty); ``fetched``: the high watermark (end offset) a Fetch response gave, ``None`` when
+    no fetch answered. The larger wins: a partition's end never moves back, and records past
+    the listed end are records the table must hold.
+    """
+    out = {}
+    for tp, highwater in listed.items():
+        end = fetched.get(tp)
+        out[tp] = highwater if end is None else max(highwater, end - 1)
+    return out
+
+
+def bootstrap_servers(app: AppT) -> list[str]:
+    """The app's brokers as aiokafka takes them (``host:port``)."""
+    return [f"{url.host}:{url.port or 9092}" for url in app.conf.broker]
+
+
+async def fetched_highwaters(bootstrap: list[str], listed: Mapping[TP, int], timeout: float) -> dict[TP, int | None]:
+    """The high watermark (end offset) a Fetch from each partition's listed last offset answers with.
+
+    One fetch per partition (it returns at most the partition's last batch); ``None`` for a
+    partition no fetch answered within ``timeout`` seconds.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=50,
+        check_crcs=False,
+    )
+    await consumer.start()
+    try:
+        kafka_tps = {TopicPartition(tp.topic, tp.partition): tp for tp in listed}
+        consumer.assign(list(kafka_tps))
+        for kafka_tp, tp in kafka_tps.items():
+            consumer.seek(kafka_tp, max(0, listed[tp]))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(consumer.highwater(k) is None for k in kafka_tps):
+            await consumer.getmany(timeout_ms=100)
+        return {tp: consumer.highwater(kafka_tp) for kafka_tp, tp in kafka_tps.items()}
+    finally:
+        await consumer.stop()
+
+
 class _ChangelogMessage:
     """The fields of a Faust ``Message`` that the table stores read while applying changelog records."""
 
@@ -138,7 +196,7 @@ async def read_into_tables(
     several fetches in a row; what was applied stays applied either way.
     """
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=[f"{url.host}:{url.port or 9092}" for url in app.conf.broker],
+        bootstrap_servers=bootstrap_servers(app),
         group_id=None,
         enable_auto_commit=False,
         fetch_max_bytes=FETCH_MAX_BYTES,
@@ -257,8 +315,31 @@ WITHOUT_LOG = rocksdict.WriteOptions()
 WITHOUT_LOG.disable_wal = True  # type: ignore[method-assign,assignment]  # a property; the stub says method
 
 
+#: Share of Faust's ``broker_request_timeout`` the fetches that find where the changelogs end may take.
+END_FETCH_SHARE = 0.25
+
+
 class BulkRecovery(Recovery):
-    """Faust's :class:`~faust.tables.recovery.Recovery` with the bulk read described in the module docstring."""
+    """Faust's :class:`~faust.tables.recovery.Recovery` with the bulk read and the changelog ends
+    described in the module docstring."""
+
+    async def _build_highwaters(self, consumer: ConsumerT, tps: set[TP], destination: Any, title: str) -> None:
+        await super()._build_highwaters(consumer, tps, destination, title)
+        if not tps:
+            return
+        listed = {tp: int(destination[tp]) for tp in tps}
+        timeout = END_FETCH_SHARE * float(self.app.conf.broker_request_timeout)
+        fetched = await fetched_highwaters(bootstrap_servers(self.app), listed, timeout)
+        ends = last_offsets(listed, fetched)
+        moved = {tp: (listed[tp], end) for tp, end in ends.items() if end != listed[tp]}
+        if moved:
+            log.info("%s changelog partitions end past the broker's listed end (listed -> fetched): %s",
+                     title, ", ".join(f"{tp.topic}[{tp.partition}] {a} -> {b}" for tp, (a, b) in sorted(moved.items())))
+        unanswered = sorted(tp for tp, end in fetched.items() if end is None)
+        if unanswered:
+            log.warning("no fetch answered for %s within %.1f s: their listed ends are kept", unanswered, timeout)
+        for tp, end in ends.items():  # not update(): Faust's highwaters are a Counter, whose update() adds
+            destination[tp] = end
 
     async def _build_offsets(self, consumer: ConsumerT, tps: set[TP], destination: Any, title: str) -> None:
         await super()._build_offsets(consumer, tps, destination, title)

@@ -255,7 +255,9 @@ class ExactTable(faust.Table):
                 rewinds[source_tp] = target
                 RECOVERY_REWINDS.labels(self.source_topic).inc()
         if rewinds:
-            # Faust seeks every partition to its committed offset right after this hook.
+            # Faust seeks every partition to its committed offset right after this hook (a rewind
+            # to offset 0 too: app/kafka_transport.py). Seeking here instead lets a fetch hand the
+            # rewound records over before the stream partitions resume, and Faust drops them.
             await cast(Any, self.app.consumer)._commit(rewinds)
         if self.on_recovered is not None:
             self.on_recovered(self, {tp.partition for tp in active_tps})

@@ -7,6 +7,7 @@ import pytest
 from app.redis_heal import generation_key
 from tables import serving
 from tests.integration.conftest import Pipeline, expire_killed_worker, get, wait_for
+from tests.integration.test_recovery import replay_accounted
 from tests.integration.test_serving import implied_state, serving_snapshot, settled, traffic
 
 pytestmark = pytest.mark.integration
@@ -85,5 +86,8 @@ def test_a_worker_killed_before_its_redis_flush_leaves_no_key_behind_its_table(p
     wait_for(lambda: not behind(pipeline), 60, lambda: f"Redis behind the tables: {behind(pipeline)} "
              f"{[(k, implied_state(pipeline)[0].get(k), pipeline.redis.hgetall(k)) for k in behind(pipeline)[1:3]]}")
     assert {anon: int(pipeline.activity(anon)["events"]) for anon in counts} == counts
+    # No watermark had been written: its clickstream is read again from offset 0, every record of it.
+    wait_for(lambda: replay_accounted(pipeline, port) == sum(counts.values()), 30,
+             lambda: f"clickstream records read again: {replay_accounted(pipeline, port)} of {sum(counts.values())}")
     assert pipeline.metric(port, "persona_redis_rebuilds_total", reason="assigned") >= 1
     assert pipeline.metric(port, "persona_redis_rebuild_keys_total") >= len(implied_state(pipeline)[0])
