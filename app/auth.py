@@ -32,10 +32,8 @@ import ipaddress
 import math
 import re
 import secrets
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
 
 from app.errors import ConfigError
 
@@ -174,58 +172,32 @@ def _key(number: int, name: str, scopes: str, sources: str, salt: str, digest: s
 
 
 class KeyRing:
-    """The configured keys, with a memory of tokens already verified (by SHA-256, never in clear).
+    """The configured keys.
 
-    A token that verified is remembered; one that failed is too (up to ``remember`` of each
-    kind), so repeating a wrong token does not pay the key derivation again.
+    A token names its key (``name.secret``), so one salted hash is computed per request, and
+    none for a token whose name is no key's. No memory of tokens verified before: the hash is
+    a single HMAC, cheaper than looking a token up in such a memory would be.
 
     >>> key = new_key("app", ["read"])
     >>> ring = KeyRing(parse_keys(key.entry))
-    >>> ring.cached(key.token) is None     # not seen yet: the caller must verify it
-    True
-    >>> ring.verify(key.token).name, ring.cached(key.token).name
-    ('app', 'app')
-    >>> ring.verify("app.forged"), ring.cached("app.forged")
-    (None, False)
+    >>> ring.verify(key.token).name, ring.verify("app.forged"), ring.verify("nobody.x")
+    ('app', None, None)
     """
 
-    def __init__(self, keys: Iterable[ApiKey], remember: int = 4096) -> None:
+    def __init__(self, keys: Iterable[ApiKey]) -> None:
         self.keys: Mapping[str, ApiKey] = {k.name: k for k in keys}
-        self.remember = remember
-        self._known: OrderedDict[bytes, ApiKey | Literal[False]] = OrderedDict()
 
     @property
     def enabled(self) -> bool:
         """Whether any key is configured (without keys the API is open: loopback only)."""
         return bool(self.keys)
 
-    def cached(self, token: str) -> ApiKey | Literal[False] | None:
-        """The key of a token verified before, ``False`` if it failed before, ``None`` if unseen."""
-        digest = hashlib.sha256(token.encode()).digest()
-        seen = self._known.get(digest)
-        if seen is not None:
-            self._known.move_to_end(digest)
-        return seen
-
     def verify(self, token: str) -> ApiKey | None:
-        """The key ``token`` belongs to, or ``None``."""
-        seen = self.cached(token)
-        if seen is not None:
-            return seen or None
-        candidate = self.candidate(token)
-        return self.settle(token, candidate, derive(token, candidate.salt) if candidate is not None else None)
-
-    def candidate(self, token: str) -> ApiKey | None:
-        """The one key a token can belong to: the entry its name part names."""
-        return self.keys.get(token.split(".", 1)[0]) if "." in token else None
-
-    def settle(self, token: str, candidate: ApiKey | None, derived: bytes | None) -> ApiKey | None:
-        """Compare a token's derived hash with its candidate's (constant time) and remember the outcome."""
-        valid = candidate is not None and derived is not None and hmac.compare_digest(derived, candidate.digest)
-        self._known[hashlib.sha256(token.encode()).digest()] = candidate if valid and candidate is not None else False
-        while len(self._known) > self.remember:
-            self._known.popitem(last=False)
-        return candidate if valid else None
+        """The key ``token`` belongs to, or ``None`` (the hashes compared in constant time)."""
+        candidate = self.keys.get(token.split(".", 1)[0]) if "." in token else None
+        if candidate is None:
+            return None
+        return candidate if hmac.compare_digest(derive(token, candidate.salt), candidate.digest) else None
 
 
 def bearer_token(header: str | None) -> str | None:

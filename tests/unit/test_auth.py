@@ -31,22 +31,6 @@ def test_a_token_verifies_only_against_its_own_entry_and_forgeries_fail() -> Non
         assert ring.verify(forged) is None, forged
 
 
-def test_verified_and_refused_tokens_are_remembered_by_digest_and_do_not_pay_the_kdf_again(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    ring = auth.KeyRing(RING_KEYS, remember=2)
-    calls: list[str] = []
-    real = auth.derive
-    monkeypatch.setattr(auth, "derive", lambda token, salt: calls.append(token) or real(token, salt))
-    for _ in range(3):
-        assert ring.verify(SITE.token) is not None
-        assert ring.verify("site.wrong") is None
-    assert calls == [SITE.token, "site.wrong"]
-    assert SITE.token not in repr(ring._known)  # digests only, never the token in clear
-    ring.verify(OPS.token)  # a third token: the oldest one is forgotten
-    assert ring.cached(SITE.token) is None and ring.cached(OPS.token) == RING_KEYS[1]
-
-
 def test_unknown_key_names_are_refused_without_a_key_derivation(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(auth, "derive", lambda token, salt: pytest.fail("derived for an unknown name"))
     assert auth.KeyRing(RING_KEYS).verify("mallory.abc") is None
