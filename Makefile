@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 DURATION ?= 0
 WORKERS ?= 1
 RATE ?= 1000
+BROKER ?= tansu
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
@@ -21,9 +22,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## run: start the embedded broker, Redis, worker(s) and simulator with a live view (DURATION=60 to stop after 60 s)
+## run: start the embedded broker, Redis, worker(s) and simulator with a live view (DURATION=60 to stop after 60 s;
+## BROKER=kafka for Apache Kafka instead of Tansu: needs java and mvn, fetched from Maven Central on first use)
 run: $(STAMP)
-	$(BIN)/persona up --duration $(DURATION) --workers $(WORKERS) --rate $(RATE)
+	$(BIN)/persona up --duration $(DURATION) --workers $(WORKERS) --rate $(RATE) --broker $(BROKER)
 
 ## test: the whole default suite (unit, doctests, integration on the real embedded stack)
 test: $(STAMP)
