@@ -11,7 +11,6 @@ import asyncio
 import json
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +35,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.timeout(90
 COMPACT_NOW = {"segment.ms": "100", "min.cleanable.dirty.ratio": "0.01", "min.compaction.lag.ms": "0"}
 
 
-@pytest.fixture
-def kafka_pipeline(kafka_stack: EmbeddedStack, tmp_path: Path) -> Iterator[Pipeline]:
-    p = Pipeline(kafka_stack, tmp_path)
-    try:
-        yield p
-    finally:
-        p.stop()
+#: The ``pipeline`` fixture's stack on Apache Kafka (tests/integration/conftest.py).
+ON_KAFKA = pytest.mark.parametrize("broker", ["kafka"], indirect=True)
 
 
 async def admin_call(bootstrap: str, call: str, *args: Any) -> Any:
@@ -63,10 +57,10 @@ def latest_per_key(records: list[oracle.TopicRecord]) -> dict[bytes | None, byte
     return {r.key: r.value for r in sorted(records, key=lambda r: (r.partition, r.offset))}
 
 
+@ON_KAFKA
 def test_changelog_compacted_after_a_segment_roll_keeps_each_key_s_latest_value_and_restores_the_table(
-    kafka_pipeline: Pipeline,
+    pipeline: Pipeline,
 ) -> None:
-    pipeline = kafka_pipeline
     worker, _ = pipeline.start_worker()
     rounds = 6
     for n in range(rounds):  # one changelog write per key and round: several values per key
@@ -112,10 +106,10 @@ def test_changelog_compacted_after_a_segment_roll_keeps_each_key_s_latest_value_
              lambda: "the table-size gauge does not show the recovered keys")
 
 
+@ON_KAFKA
 def test_worker_refuses_a_changelog_kafka_reports_with_delete_policy_or_the_wrong_partition_count(
-    kafka_pipeline: Pipeline,
+    pipeline: Pipeline,
 ) -> None:
-    pipeline = kafka_pipeline
     bootstrap = pipeline.stack.bootstrap
     identity, activity = (f"{pipeline.app_id}-{t}-changelog" for t in ("identity", "activity"))
     # As a changelog auto-created by a first write would be: the broker's defaults (delete, 7 days) ...
