@@ -7,10 +7,11 @@ STAMP := $(VENV)/.installed
 DURATION ?= 0
 WORKERS ?= 1
 RATE ?= 1000
+BROKER ?= tansu
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run test test-unit test-integration test-slow test-reliability lint bench accuracy install clean
+.PHONY: run test test-unit test-integration test-slow test-kafka test-reliability lint bench accuracy install clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "persona-stream needs Python 3.11, found " + sys.version.split()[0])'
@@ -21,23 +22,29 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## run: start the embedded broker, Redis, worker(s) and simulator with a live view (DURATION=60 to stop after 60 s)
+## run: start the embedded broker, Redis, worker(s) and simulator with a live view (DURATION=60 to stop after 60 s;
+## BROKER=kafka for Apache Kafka instead of Tansu: needs java and mvn, fetched from Maven Central on first use)
 run: $(STAMP)
-	$(BIN)/persona up --duration $(DURATION) --workers $(WORKERS) --rate $(RATE)
+	$(BIN)/persona up --duration $(DURATION) --workers $(WORKERS) --rate $(RATE) --broker $(BROKER)
 
 ## test: the whole default suite (unit, doctests, integration on the real embedded stack)
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow and not reliability" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow and not reliability and not kafka" $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
-	$(BIN)/python -m pytest -m "not integration and not slow and not reliability" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not integration and not slow and not reliability and not kafka" $(PYTEST_ARGS)
 
 test-integration: $(STAMP)
-	$(BIN)/python -m pytest -m "integration and not slow and not reliability" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "integration and not slow and not reliability and not kafka" $(PYTEST_ARGS)
+
+## test-kafka: the integration tests marked on_both_brokers, on Apache Kafka, and the Kafka-only tests
+## (compaction, broker restart under load, topic checks); needs java and mvn. CI runs it after `make test`.
+test-kafka: $(STAMP)
+	$(BIN)/python -m pytest -m "kafka and not slow" tests/integration $(PYTEST_ARGS)
 
 ## test-slow: long suites kept out of `make test`
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -m "slow and not reliability" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "slow and not reliability and not kafka" $(PYTEST_ARGS)
 
 ## test-reliability: fuzz (100,000 inputs per entry point), faults under simulator load against an oracle,
 ## and a 10-minute soak (docs/reliability.md); hours on 2 cores (the worker fuzz). Smaller: RELIABILITY_FUZZ_INPUTS=2000

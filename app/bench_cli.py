@@ -1,4 +1,5 @@
-"""``persona bench``: the throughput benchmark (bench/throughput.py), one run on one embedded broker.
+"""``persona bench``: the throughput benchmark (bench/throughput.py), one run on one embedded broker
+(Tansu, or Apache Kafka with ``--broker kafka``).
 
 The ``bench`` package lives beside ``app`` in the repository (it is not installed), so
 this command adds the repository root to ``sys.path`` before importing it.
@@ -12,6 +13,8 @@ import sys
 from pathlib import Path
 
 import click
+
+from app.stack import BROKERS
 
 REPO = Path(__file__).resolve().parents[1]
 SCENARIO_CHOICES = ("faust_passthrough", "quix_count", "pipeline_1w", "pipeline_2w")
@@ -111,6 +114,13 @@ SCENARIO_CHOICES = ("faust_passthrough", "quix_count", "pipeline_1w", "pipeline_
     "time) after the batch's first, as an SDK's flush interval.",
 )
 @click.option(
+    "--broker",
+    type=click.Choice(BROKERS),
+    default="tansu",
+    show_default=True,
+    help="Run every scenario on this embedded broker: Tansu or Apache Kafka (app/kafka_broker.py).",
+)
+@click.option(
     "--results-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=REPO / "bench" / "results",
@@ -133,6 +143,7 @@ def bench(
     rounds: int,
     batch_events: int,
     batch_seconds: float,
+    broker: str,
     results_dir: Path,
 ) -> None:
     """Measure events/s, latency, CPU and memory of bare Faust, Quix Streams and the pipeline (1 and 2 workers).
@@ -172,6 +183,7 @@ def bench(
         rounds=rounds,
         batch_events=batch_events,
         batch_seconds=batch_seconds,
+        broker=broker,
         command="persona " + shlex.join(["bench", *sys.argv[2:]]) if len(sys.argv) > 1 else "persona bench",
     )
     if scenarios:

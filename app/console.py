@@ -23,7 +23,7 @@ from rich.live import Live
 from rich.table import Table
 
 from app.errors import StackError
-from app.stack import EmbeddedStack, ManagedProcess, api_request, free_port, wait_healthy, worker_argv
+from app.stack import BROKERS, EmbeddedStack, ManagedProcess, api_request, free_port, wait_healthy, worker_argv
 
 
 @dataclass
@@ -157,6 +157,14 @@ class Stopper:
     help="Simulated customers (about 100 records each; the simulator stops when they are used up).",
 )
 @click.option("--seed", type=int, default=42, show_default=True, help="Simulator seed.")
+@click.option(
+    "--broker",
+    type=click.Choice(BROKERS),
+    default="tansu",
+    show_default=True,
+    help="The embedded broker: Tansu (starts at once, memory only) or Apache Kafka (fetched from Maven "
+    "Central on first use; needs java and mvn).",
+)
 @click.option("--no-simulator", is_flag=True, help="Start the stack and workers only; publish your own events.")
 @click.option(
     "--run-dir",
@@ -172,6 +180,7 @@ def up(
     rate: float,
     customers: int,
     seed: int,
+    broker: str,
     no_simulator: bool,
     run_dir: Path,
 ) -> None:
@@ -186,12 +195,12 @@ def up(
     run_dir.mkdir(parents=True, exist_ok=True)
     for old_log in run_dir.glob("*.log"):
         old_log.unlink()
-    stack = EmbeddedStack(run_dir)
+    stack = EmbeddedStack(run_dir, broker)
     processes: list[ManagedProcess] = []
     final: Snapshot | None = None
     started = time.monotonic()
     try:
-        with console.status("starting the embedded broker and Redis…"):
+        with console.status(f"starting the embedded broker ({broker}) and Redis…"):
             stack.start()
         console.print(f"broker [bold]{stack.bootstrap}[/]  redis [bold]{stack.redis_url}[/]  logs [bold]{run_dir}[/]")
         env = {**stack.env, "PERSONA_TOPIC_PARTITIONS": str(partitions), "PERSONA_DATA_DIR": str(run_dir / "data")}

@@ -48,6 +48,12 @@ class PersonaApp(faust.App):
         # Only the product's views: none of Faust's own (/table/, /router/, /, ...).
         return PersonaWeb(self)
 
+    def _create_directories(self) -> None:
+        # Faust makes each directory without its parents, so a worker started in a fresh clone
+        # (no `.persona/` yet) stopped with FileNotFoundError on the default PERSONA_DATA_DIR.
+        for path in (self.conf.datadir, self.conf.appdir, self.conf.tabledir):
+            path.mkdir(parents=True, exist_ok=True)
+
 
 faust_app = PersonaApp(
     settings.app_id,

@@ -129,9 +129,22 @@ def segment_sets(tables: dict[str, dict[str, Any]]) -> dict[str, set[str]]:
     return out
 
 
+async def topic_partitions(consumer: Any, topic: str) -> list[Any]:
+    """The ``TopicPartition`` s of ``topic`` as the broker reports them now; ``[]`` if it does not exist.
+
+    Asks the broker: an unsubscribed consumer's own metadata names no topic on Apache Kafka (its
+    first metadata request asks for none; Tansu answers it with every topic), and
+    ``consumer.topics()`` answers names only.
+    """
+    from aiokafka import TopicPartition
+
+    cluster = await consumer._client.fetch_all_metadata()
+    return [TopicPartition(topic, p) for p in sorted(cluster.partitions_for_topic(topic) or ())]
+
+
 async def read_changelog(settings: Settings, topic: str, timeout: float) -> list[tuple[bytes | None, bytes | None]]:
     """Every record of ``topic`` up to its end offsets at start (empty if the topic does not exist)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
     from aiokafka.errors import KafkaConnectionError, KafkaError
 
     consumer = AIOKafkaConsumer(
@@ -147,10 +160,9 @@ async def read_changelog(settings: Settings, topic: str, timeout: float) -> list
         await consumer.stop()
         raise StackError(f"cannot reach Kafka at {settings.bootstrap_list}: {exc}") from exc
     try:
-        topics = await consumer.topics()
-        if topic not in topics:
+        tps = await topic_partitions(consumer, topic)
+        if not tps:
             return []
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         await consumer.seek_to_beginning(*tps)

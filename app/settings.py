@@ -113,6 +113,7 @@ class Settings:
     header_timeout_seconds: float = 10.0
     body_timeout_seconds: float = 10.0
     embedded_stack: bool = False
+    kafka_cache_dir: str = "~/.cache/persona-stream/kafka"
     topics: Topics = field(default_factory=Topics)
 
     @classmethod
@@ -186,6 +187,8 @@ class Settings:
             raise ConfigError("PERSONA_SHUTDOWN_GRACE_SECONDS must be positive")
         if len(self.hmac_secret) < 16:
             raise ConfigError("PERSONA_HMAC_SECRET must be at least 16 characters")
+        if not self.kafka_cache_dir.strip():
+            raise ConfigError("PERSONA_KAFKA_CACHE_DIR must name a directory")
         self.check_http()
 
     def check_http(self) -> None:
@@ -424,6 +427,8 @@ SETTINGS_DOC: dict[str, str] = {
     "and closes the connection.",
     "embedded_stack": "Set (1) by `persona up` and the test stack: the worker runs on the embedded stack, where "
     "the development HMAC secret is allowed. Elsewhere `persona worker` refuses that secret.",
+    "kafka_cache_dir": "Where `persona up --broker kafka` and the Kafka tests keep Apache Kafka's jars, fetched "
+    "from Maven Central with `mvn` on first use (app/kafka_broker.py).",
 }
 
 

@@ -1,4 +1,5 @@
-"""The embedded stack: a Kafka-compatible broker (Tansu) and a real redis-server on loopback.
+"""The embedded stack: a Kafka broker (Tansu, or Apache Kafka: ``app/kafka_broker.py``) and a real
+redis-server on loopback.
 
 Used by ``persona up`` and by the integration tests. Every process is started in its
 own session with a parent-death signal, so nothing outlives the process that started
@@ -15,17 +16,25 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.auth import NewKey, new_key
 from app.errors import StackError
 
+if TYPE_CHECKING:
+    from app.kafka_broker import KafkaBroker
+
 PR_SET_PDEATHSIG = 1
+#: The brokers the embedded stack can run: Tansu (the default, starts in a blink, memory only) and
+#: Apache Kafka (durable storage; fetched from Maven Central on first use).
+BROKERS = ("tansu", "kafka")
 
 
 def free_port() -> int:
@@ -255,44 +264,82 @@ def start_redis(log_dir: Path, port: int | None = None) -> tuple[ManagedProcess,
 @dataclass
 class EmbeddedStack:
     """Broker and Redis for one run; ``env`` points workers at them and gives them the stack's
-    admin API key (``api_key.token`` is what clients of those workers send)."""
+    admin API key (``api_key.token`` is what clients of those workers send).
+
+    ``broker`` is ``"tansu"`` or ``"kafka"`` (Apache Kafka, its storage in a temporary folder
+    removed by :meth:`stop`).
+    """
 
     log_dir: Path
+    broker: str = "tansu"
     processes: list[ManagedProcess] = field(default_factory=list)
     bootstrap: str = ""
     redis_url: str = ""
     api_key: NewKey = field(default_factory=lambda: new_key("embedded", ["admin"]))
+    kafka: KafkaBroker | None = None
 
     def start(self) -> EmbeddedStack:
-        broker, self.bootstrap = start_broker(self.log_dir)
-        self.processes.append(broker)
+        if self.broker not in BROKERS:
+            raise StackError(f"unknown broker {self.broker!r}; choose from {', '.join(BROKERS)}")
+        if self.broker == "kafka":
+            from app.kafka_broker import KafkaBroker
+
+            self.kafka = KafkaBroker(self.log_dir, Path(tempfile.mkdtemp(prefix="persona-kafka-")))
+            try:
+                self.kafka.start()
+            finally:  # stopped with the rest even when it never answered
+                if self.kafka.process is not None:
+                    self.processes.append(self.kafka.process)
+            self.bootstrap = self.kafka.bootstrap
+        else:
+            broker, self.bootstrap = start_broker(self.log_dir)
+            self.processes.append(broker)
         redis, self.redis_url = start_redis(self.log_dir)
         self.processes.append(redis)
         return self
 
+    def restart_broker(self, down_seconds: float = 0.0) -> None:
+        """Stop Apache Kafka (SIGTERM), wait ``down_seconds``, start it again on its data and ports.
+
+        Tansu keeps topics in memory only, so restarting it is not a broker restart: refused.
+        """
+        if self.kafka is None or self.kafka.process is None:
+            raise StackError("only Apache Kafka can be restarted on its data (Tansu forgets every topic)")
+        self.processes.remove(self.kafka.process)
+        self.kafka.stop()
+        time.sleep(down_seconds)
+        try:
+            self.kafka.start()
+        finally:
+            self.processes.insert(0, self.kafka.process)
+
     @property
     def env(self) -> dict[str, str]:
-        return {
+        env = {
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "REDIS_URL": self.redis_url,
-            # Tansu can report a partition's end offset as its last batch's start + 1, so a
-            # RocksDB store restarted on its own data holds offsets past that "end" and Faust's
-            # check refuses to start (ConsistencyError). Apache Kafka keeps the check.
-            "RECOVERY_CONSISTENCY_CHECK": "false",
             # The stack's own admin key, and the flag that allows the development HMAC secret here.
             "PERSONA_API_KEYS": self.api_key.entry,
             "PERSONA_EMBEDDED_STACK": "1",
         }
+        if self.broker == "tansu":
+            # Tansu can report a partition's end offset as its last batch's start + 1, so a
+            # RocksDB store restarted on its own data holds offsets past that "end" and Faust's
+            # check refuses to start (ConsistencyError). Apache Kafka keeps the check.
+            env["RECOVERY_CONSISTENCY_CHECK"] = "false"
+        return env
 
     def stop(self) -> None:
         for process in reversed(self.processes):
             process.stop()
         self.processes.clear()
+        if self.kafka is not None:
+            self.kafka.remove_data()
 
 
 @contextlib.contextmanager
-def embedded_stack(log_dir: Path) -> Iterator[EmbeddedStack]:
-    stack = EmbeddedStack(log_dir)
+def embedded_stack(log_dir: Path, broker: str = "tansu") -> Iterator[EmbeddedStack]:
+    stack = EmbeddedStack(log_dir, broker)
     try:
         yield stack.start()
     finally:

@@ -126,6 +126,8 @@ class BenchConfig:
     # Other source trees to run the 1-worker pipeline from, alternating with this one (``--compare``).
     compare: tuple[Path, ...] = ()
     rounds: int = 1
+    #: The embedded stack's broker: ``tansu`` or ``kafka`` (Apache Kafka, app/kafka_broker.py).
+    broker: str = "tansu"
     data_dir: Path = REPO / "bench" / "data"
     results_dir: Path = REPO / "bench" / "results"
     run_dir: Path = REPO / ".persona" / "bench"
@@ -905,6 +907,7 @@ def run(cfg: BenchConfig, console: Console) -> dict[str, Any]:
     document: dict[str, Any] = {
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": cfg.command,
+        "broker": cfg.broker,
         "machine": machine(),
         "input": {
             "path": rel(input_path),
@@ -924,9 +927,9 @@ def run(cfg: BenchConfig, console: Console) -> dict[str, Any]:
         "scenarios": {},
     }
     probe = ProbePool(cfg, input_path)
-    stack = EmbeddedStack(cfg.run_dir / f"stack-{cfg.stamp}")
+    stack = EmbeddedStack(cfg.run_dir / f"stack-{cfg.stamp}", cfg.broker)
     try:
-        with console.status("starting the embedded broker and Redis…"):
+        with console.status(f"starting the embedded broker ({cfg.broker}) and Redis…"):
             stack.start()
         console.print(f"broker {stack.bootstrap}, redis {stack.redis_url}")
         scenarios = document["scenarios"]
@@ -1011,7 +1014,8 @@ def fmt(value: Any, spec: str) -> str:
 
 
 def table(document: dict[str, Any]) -> Table:
-    t = Table(title=f"persona bench · {document['input']['events']:,} events · {document['started_at']}")
+    broker = document.get("broker", "tansu")
+    t = Table(title=f"persona bench · {broker} · {document['input']['events']:,} events · {document['started_at']}")
     for column in ("scenario", "events/s", "x quix", "CPU s / 1k ev", "peak RSS MB", "probe rate", "p50 ms", "p99 ms"):
         t.add_column(column, justify="left" if column == "scenario" else "right")
     for name, r in document["scenarios"].items():

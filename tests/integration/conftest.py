@@ -1,8 +1,13 @@
-"""Fixtures that run the real embedded broker (Tansu) and a real redis-server.
+"""Fixtures that run a real broker (Tansu, or Apache Kafka) and a real redis-server.
 
 One broker and one Redis serve the whole session; each test gets its own consumer
 group, topic names and Redis database through a :class:`Pipeline`, so tests do not
 see each other's data.
+
+``stack`` is the Tansu stack. A test marked ``on_both_brokers`` runs twice, on Tansu and on
+Apache Kafka (``test[tansu]``, ``test[kafka]``); its Kafka run is marked ``kafka``, which
+``make test`` leaves out and ``make test-kafka`` runs. The Kafka stack starts once per
+session, at the first test that needs it (``kafka_stack``).
 """
 
 from __future__ import annotations
@@ -34,13 +39,40 @@ _redis_db = itertools.count(1)
 API_KEY = new_key("tests", ["admin"])
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
-    stack = EmbeddedStack(tmp_path_factory.mktemp("stack")).start()
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``on_both_brokers`` run on Tansu and on Apache Kafka (that run marked ``kafka``)."""
+    if "broker" in metafunc.fixturenames and metafunc.definition.get_closest_marker("on_both_brokers"):
+        metafunc.parametrize("broker", ["tansu", pytest.param("kafka", marks=pytest.mark.kafka)], indirect=True)
+
+
+def session_stack(tmp_path_factory: pytest.TempPathFactory, broker: str) -> Iterator[EmbeddedStack]:
+    stack = EmbeddedStack(tmp_path_factory.mktemp(f"stack-{broker}"), broker).start()
     try:
         yield stack
     finally:
         stack.stop()
+
+
+@pytest.fixture(scope="session")
+def tansu_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
+    yield from session_stack(tmp_path_factory, "tansu")
+
+
+@pytest.fixture(scope="session")
+def kafka_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
+    yield from session_stack(tmp_path_factory, "kafka")
+
+
+@pytest.fixture
+def broker(request: pytest.FixtureRequest) -> str:
+    """The broker of this test's ``stack``: ``tansu`` unless the test is parametrised onto ``kafka``."""
+    return str(getattr(request, "param", "tansu"))
+
+
+@pytest.fixture
+def stack(broker: str, request: pytest.FixtureRequest) -> EmbeddedStack:
+    """The session's stack on this test's broker."""
+    return cast("EmbeddedStack", request.getfixturevalue(f"{broker}_stack"))
 
 
 class Pipeline:

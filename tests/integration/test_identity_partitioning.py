@@ -59,6 +59,7 @@ def resolve_with(
         pipeline.stop()
 
 
+@pytest.mark.on_both_brokers
 def test_one_worker_one_partition_and_two_workers_four_partitions_give_the_same_clusters(
     stack: EmbeddedStack, tmp_path: Path, traffic: tuple[list[SimRecord], Expected]
 ) -> None:

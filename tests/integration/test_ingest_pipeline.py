@@ -63,6 +63,7 @@ def test_malformed_records_go_to_dead_letters_with_reason_and_neighbours_are_pro
     assert len({s.name for s in pipeline.samples(port)}) > 20
 
 
+@pytest.mark.on_both_brokers
 def test_publisher_retry_with_same_event_id_is_processed_once(pipeline: Pipeline) -> None:
     original = record(event("same-id", "anon-b"))
     pipeline.produce(pipeline.topics.clickstream, [original, original, record(event("other", "anon-b")), original])

@@ -18,7 +18,7 @@ from tests.integration.events import event, iso, record
 # nisshi-io/nisshi#625), so a restart test may time out waiting for a worker that never got
 # work. Up to two reruns, each on a fresh deployment. A rerun could also hide a real wrong
 # count, so CI output shows every RERUN: a rerun there deserves a look.
-pytestmark = [pytest.mark.integration, pytest.mark.flaky(reruns=2)]
+pytestmark = [pytest.mark.integration, pytest.mark.on_both_brokers, pytest.mark.flaky(reruns=2)]
 
 IDS = [f"anon-{i}" for i in range(20)]
 

@@ -28,7 +28,7 @@ from tables import serving
 from tests.integration.conftest import Pipeline, get, wait_for
 from tests.integration.events import event, record
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.on_both_brokers]
 
 EMAILS = {"anon-s1": "ann.lee@example.com", "anon-s2": "bo.chen@example.com"}
 

@@ -37,6 +37,7 @@ async def recreate(bootstrap: str, name: str, partitions: int) -> None:
         await admin.close()
 
 
+@pytest.mark.on_both_brokers  # on Kafka, DescribeConfigs reports every topic's cleanup.policy
 def test_worker_refuses_to_start_on_a_co_partitioned_topic_with_another_partition_count(pipeline: Pipeline) -> None:
     specs = topic_specs(Settings.from_env(pipeline.env))
     # The pipeline's ensure_topics created every topic: changelogs compacted, each with its partitions.

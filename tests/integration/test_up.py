@@ -30,7 +30,10 @@ def started_pids(run_dir: Path) -> dict[str, int]:
     return {name: int(pid) for name, pid in (line.split() for line in lines if line)}
 
 
-def test_up_with_a_duration_processes_traffic_prints_a_summary_and_leaves_no_process(tmp_path: Path) -> None:
+@pytest.mark.on_both_brokers
+def test_up_with_a_duration_processes_traffic_prints_a_summary_and_leaves_no_process(
+    tmp_path: Path, broker: str
+) -> None:
     run_dir = tmp_path / "run"
     result = subprocess.run(
         [
@@ -46,6 +49,8 @@ def test_up_with_a_duration_processes_traffic_prints_a_summary_and_leaves_no_pro
             "200",
             "--run-dir",
             str(run_dir),
+            "--broker",
+            broker,
         ],
         capture_output=True,
         text=True,
@@ -64,7 +69,7 @@ def test_up_with_a_duration_processes_traffic_prints_a_summary_and_leaves_no_pro
     assert summary["sessions_closed"] > 0
     assert summary["segment_changes"].get("entered", 0) > 0
     pids = started_pids(run_dir)
-    assert {"broker", "redis", "worker-1", "simulator"} <= set(pids)
+    assert {"kafka" if broker == "kafka" else "broker", "redis", "worker-1", "simulator"} <= set(pids)
     assert not [name for name, pid in pids.items() if alive(pid)]
 
 

@@ -42,16 +42,17 @@ class TopicRecord(NamedTuple):
 
 async def read_topic(bootstrap: str, topic: str, idle_ms: int = 3000) -> list[TopicRecord]:
     """Every record of ``topic``, all partitions, until a poll of ``idle_ms`` finds nothing more."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
+
+    from app.rebuild import topic_partitions
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        tps = await topic_partitions(consumer, topic)
         if not tps:
-            await consumer.topics()
-            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            return []
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         out: list[TopicRecord] = []

@@ -359,7 +359,7 @@ def test_images_are_pinned() -> None:
     for name, service in services().items():
         image = service["image"]
         assert ":" in image and not image.endswith(":latest"), f"{name}: pin {image}"
-    assert services()["kafka"]["image"] == "apache/kafka:3.9.0"
+    assert services()["kafka"]["image"] == "apache/kafka:4.1.1"  # the release app/kafka_broker.py runs
     assert services()["redis"]["image"] == "redis:7-alpine"
     assert services()["prometheus"]["image"].startswith("prom/prometheus:")
     assert services()["grafana"]["image"].startswith("grafana/grafana-oss:")
