@@ -122,6 +122,51 @@ def compare_activity(table: Mapping[str, State], oracle: Mapping[str, State]) ->
             "unexpected_ids": len(set(table) - set(oracle)), "differing_ids": differing, "examples": examples}
 
 
+def _digests(recent: Any) -> set[str]:
+    from tables import dedupe
+
+    packed = dedupe.pack(recent or "")
+    return {packed[i:i + dedupe.WIDTH] for i in range(0, len(packed), dedupe.WIDTH)}
+
+
+def lost_event_records(records: Iterable[TopicRecord], table: Mapping[str, State],
+                       oracle: Mapping[str, State], limit: int = 40) -> list[dict[str, Any]]:
+    """Where the events an id lost were in the input: partition, offset, broker timestamp.
+
+    Only events still among the oracle's recent ids can be named (a state keeps the digests of
+    its last ``dedup_window`` events): those the oracle holds for an id and the table does not.
+
+    >>> from tables import dedupe
+    >>> rec = TopicRecord(0, 7, 1.5, None, b'{"event_id": "e-2", "anonymous_id": "a"}')
+    >>> oracle = {"k": {"events": 2, "recent_ids": dedupe.digest("e-1") + dedupe.digest("e-2")}}
+    >>> lost_event_records([rec], {"k": {"events": 1, "recent_ids": dedupe.digest("e-1")}}, oracle)
+    [{'partition': 0, 'offset': 7, 'timestamp': 1.5, 'event_id': 'e-2'}]
+    """
+    import orjson
+
+    from tables import dedupe
+
+    wanted: set[str] = set()
+    for key, want in oracle.items():
+        got = table.get(key)
+        if got is None or got.get("events", 0) >= want.get("events", 0):
+            continue
+        wanted |= _digests(want.get("recent_ids")) - _digests(got.get("recent_ids"))
+    out: list[dict[str, Any]] = []
+    for r in records:
+        try:
+            doc = orjson.loads(r.value or b"")
+        except orjson.JSONDecodeError:
+            continue
+        docs = doc.get("events") if isinstance(doc, dict) and "events" in doc else [doc]
+        for event in docs if isinstance(docs, list) else []:
+            event_id = event.get("event_id") if isinstance(event, dict) else None
+            if isinstance(event_id, str) and dedupe.digest(event_id) in wanted and len(out) < limit:
+                out.append({"partition": r.partition, "offset": r.offset, "timestamp": r.timestamp,
+                            "event_id": event_id})
+    return out
+
+
 def final_profile(anon: str, aliases: Mapping[str, Any], profiles: Mapping[str, Any]) -> str:
     """The profile an anonymous id's events end on: its alias (else its own), followed through merges.
 

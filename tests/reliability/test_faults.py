@@ -46,6 +46,7 @@ class FaultRun:
         self.rng = random.Random(seed)
         self.events: list[dict[str, Any]] = []
         self.started = time.monotonic()
+        self.started_at = time.time()  # epoch of t = 0: the lost events' broker timestamps compare with it
         self.worker, self.port = self.pipeline.start_worker()
         self.watches = [LogWatch(self.worker)]
 
@@ -171,6 +172,7 @@ def check_against_oracle(run: FaultRun) -> dict[str, Any]:
     return {
         "clickstream_records": len(clickstream),
         "activity": oracle.compare_activity(tables["activity"], want),
+        "lost_event_records": oracle.lost_event_records(clickstream, tables["activity"], want),
         "profiles": oracle.compare_profiles(want, tables["identity_alias"], tables["profiles"]),
         "redis": oracle.compare_redis(rebuild.serving_keys(tables, time.time()), run.redis),
     }
