@@ -149,6 +149,7 @@ def test_kills_terminations_rebalances_and_redis_outages_lose_nothing_and_apply_
         problems = [p for watch in run.watches for p in watch.problems()]
         run.stop()
     figures["faults"] = run.events
+    figures["faults_started_at"] = run.started_at
     figures["kills"] = kills
     figures["simulator_rate"] = rate
     figures["control_without_faults"] = bool(control_seconds)
