@@ -78,7 +78,8 @@ def earliest(*moments: float | None) -> float | None:
 async def write_hashes(
     client: aioredis.Redis, batch: Mapping[str, RedisHash], ttl_seconds: int, members: SetMembers | None = None
 ) -> None:
-    """Replace each hash of ``batch`` (delete, HSET, EXPIRE), then SADD/SREM ``members``, in one pipeline.
+    """Replace each hash of ``batch`` (delete, HSET, EXPIRE; an empty one is deleted), then SADD/SREM
+    ``members``, in one pipeline.
 
     SADD and SREM are idempotent, so a replayed membership change writes the same sets; the
     members of one set go in one command each way (:func:`set_commands`).
@@ -86,6 +87,8 @@ async def write_hashes(
     pipe = client.pipeline(transaction=False)
     for key, fields in batch.items():
         pipe.delete(key)
+        if not fields:  # Redis has no empty hash (and redis-py refuses an empty HSET): the key is gone
+            continue
         pipe.hset(key, mapping=cast("Mapping[Any, Any]", fields))
         pipe.expire(key, ttl_seconds)
     for (key, present), names in set_commands(members or {}).items():

@@ -29,6 +29,18 @@ async def test_flush_writes_each_changed_key_once_with_a_ttl(sink: RedisSink) ->
     assert await sink.flush() == 0
 
 
+async def test_an_empty_hash_deletes_its_key_and_does_not_hold_back_the_other_keys(sink: RedisSink) -> None:
+    # redis-py refuses an HSET without fields; once that failed the whole pipeline, kept every
+    # key pending and marked Redis down until the key got fields again (seen in a fault run).
+    await sink.client.hset("k1", mapping={"events": 1})
+    sink.put("k1", {})
+    sink.put("k2", {"events": 2})
+    assert await sink.flush() == 2
+    assert sink.healthy and sink.pending == 0
+    assert await sink.client.exists("k1") == 0
+    assert await sink.client.hgetall("k2") == {"events": "2"}
+
+
 async def test_failed_flush_keeps_keys_pending_and_newer_values_win(
     sink: RedisSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
