@@ -63,7 +63,11 @@ def test_worker_killed_before_its_first_commit_and_restarted_keeps_the_table_exa
     )
 
 
-@pytest.mark.parametrize("store", ["memory://", "compact://?hot=5", "rocksdb://"])
+# The default store in `make test`; the others in `make test-slow` (the suite's 15-minute budget).
+@pytest.mark.parametrize(
+    "store", ["memory://", pytest.param("compact://?hot=5", marks=pytest.mark.slow),
+              pytest.param("rocksdb://", marks=pytest.mark.slow)]
+)
 def test_worker_without_local_state_reads_its_changelogs_in_bulk_and_keeps_the_tables_exactly(
     pipeline: Pipeline, store: str
 ) -> None:
@@ -180,7 +184,7 @@ def test_replay_from_the_first_offset_applies_nothing_twice(pipeline: Pipeline) 
     assert pipeline.metric(port, "persona_duplicates_total", topic=pipeline.topics.clickstream, kind="offset") > 0
 
 
-@pytest.mark.parametrize("store", ["compact://?hot=5", "rocksdb://"])
+@pytest.mark.parametrize("store", ["compact://?hot=5", pytest.param("rocksdb://", marks=pytest.mark.slow)])
 def test_a_session_left_open_by_a_killed_worker_is_closed_by_a_tick_of_the_next_from_its_recovered_due_key(
     pipeline: Pipeline, store: str
 ) -> None:
