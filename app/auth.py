@@ -194,7 +194,8 @@ class KeyRing:
 
     def verify(self, token: str) -> ApiKey | None:
         """The key ``token`` belongs to, or ``None`` (the hashes compared in constant time)."""
-        candidate = self.keys.get(token.split(".", 1)[0]) if "." in token else None
+        # Tokens are ASCII; a header's invalid UTF-8 arrives as lone surrogates, which .encode() refuses.
+        candidate = self.keys.get(token.split(".", 1)[0]) if "." in token and token.isascii() else None
         if candidate is None:
             return None
         return candidate if hmac.compare_digest(derive(token, candidate.salt), candidate.digest) else None

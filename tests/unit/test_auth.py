@@ -31,6 +31,14 @@ def test_a_token_verifies_only_against_its_own_entry_and_forgeries_fail() -> Non
         assert ring.verify(forged) is None, forged
 
 
+@settings(max_examples=300, deadline=None)
+@given(secret=st.text(), name=st.sampled_from(["site", "ops", "nobody", ""]))
+def test_any_header_text_is_refused_or_verified_never_raises(secret: str, name: str) -> None:
+    # aiohttp decodes a header's invalid UTF-8 as lone surrogates (a flipped byte in a token).
+    for token in (f"{name}.{secret}", f"{name}.{secret}\udcff", secret):
+        assert auth.KeyRing(RING_KEYS).verify(token) in (None, *RING_KEYS)
+
+
 def test_unknown_key_names_are_refused_without_a_key_derivation(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(auth, "derive", lambda token, salt: pytest.fail("derived for an unknown name"))
     assert auth.KeyRing(RING_KEYS).verify("mallory.abc") is None
