@@ -122,13 +122,6 @@ def compare_activity(table: Mapping[str, State], oracle: Mapping[str, State]) ->
             "unexpected_ids": len(set(table) - set(oracle)), "differing_ids": differing, "examples": examples}
 
 
-def _digests(recent: Any) -> set[str]:
-    from tables import dedupe
-
-    packed = dedupe.pack(recent or "")
-    return {packed[i:i + dedupe.WIDTH] for i in range(0, len(packed), dedupe.WIDTH)}
-
-
 def lost_event_records(records: Iterable[TopicRecord], table: Mapping[str, State],
                        oracle: Mapping[str, State], limit: int = 40) -> list[dict[str, Any]]:
     """Where the events an id lost were in the input: partition, offset, broker timestamp.
@@ -151,7 +144,7 @@ def lost_event_records(records: Iterable[TopicRecord], table: Mapping[str, State
         got = table.get(key)
         if got is None or got.get("events", 0) >= want.get("events", 0):
             continue
-        wanted |= _digests(want.get("recent_ids")) - _digests(got.get("recent_ids"))
+        wanted |= set(dedupe.ids(want.get("recent_ids") or "")) - set(dedupe.ids(got.get("recent_ids") or ""))
     out: list[dict[str, Any]] = []
     for r in records:
         try:
