@@ -36,9 +36,9 @@ from app.metrics import (
     SEGMENT_CHANGES,
     STAGE_SECONDS,
 )
+from app.runtime.tables import clusters_table
 from app.validation import Rejection, processing_error
 from tables import cluster_stage, serving
-from tables.definitions import clusters_table
 
 CONFIG = cluster_stage.ClusterConfig(k=settings.cluster_k or None, warmup=settings.cluster_warmup)
 QUALITY_SECONDS = 30.0

@@ -41,10 +41,9 @@ from app.faust_app import (
 )
 from app.lifecycle import redis_sink
 from app.metrics import DUPLICATES, IDENTITY_ALIASES, IDENTITY_CHANGES, STAGE_SECONDS
+from app.runtime.tables import alias_table, identity_table
 from app.validation import Rejection, processing_error
 from tables import profile_identity, serving
-from tables.definitions import alias_table, identity_table
-from tables.exact import watermark_key
 from tables.identity.stream import (
     PREFIXES,
     SERVE_PROFILE,
@@ -54,7 +53,8 @@ from tables.identity.stream import (
     resolve_record,
     serving_updates,
 )
-from tables.store import KeyValueStore
+from tables.types import KeyValueStore
+from tables.watermark import watermark_key
 
 INPUT = settings.identity_input_topic
 changes_topic = output_topics[settings.topics.identity_changes]

@@ -45,10 +45,10 @@ from app.metrics import (
     IDENTITY_FORWARDED,
     STAGE_SECONDS,
 )
+from app.runtime.tables import activity_table, alias_table
 from app.validation import Rejection
 from tables import activity_batch, profile_pack, serving
 from tables.activity_batch import Source
-from tables.definitions import activity_table, alias_table
 from tables.identity.observation import Observation
 from tables.identity.stream import observation_to_dict
 

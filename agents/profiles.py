@@ -55,9 +55,9 @@ from app.metrics import (
     STAGE_SECONDS,
     TICK_INDEX_SCANNED,
 )
+from app.runtime.tables import profiles_table
 from app.validation import processing_error
 from tables import profile_batch, profile_identity, serving
-from tables.definitions import profiles_table
 from tables.rocksdb_store import RocksDBStore
 
 TICK_SECONDS = 5.0

@@ -133,7 +133,7 @@ segment_changes_topic = output_topics[settings.topics.segment_changes]
 
 
 COMPONENT_MODULES = (
-    "tables.definitions",
+    "app.runtime.tables",
     "agents.ingest",
     "agents.identity",
     "agents.profiles",

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+# The state layer's own metrics live with it (tables/metrics.py), in the same registry; exported here too.
+from tables.metrics import RECOVERY_BULK_RECORDS as RECOVERY_BULK_RECORDS
+from tables.metrics import RECOVERY_REWINDS as RECOVERY_REWINDS
+
 EVENTS_PROCESSED = Counter(
     "persona_events_processed_total",
     "Valid input records applied to state, by topic and event type.",
@@ -120,16 +124,6 @@ SEGMENT_CHANGES = Counter(
     "persona_segment_changes_total",
     "Segment changes emitted to segment-changes, by segment kind and change.",
     ["kind", "change"],
-)
-RECOVERY_REWINDS = Counter(
-    "persona_recovery_rewinds_total",
-    "Source partitions rewound at recovery because the committed offset was ahead of the state.",
-    ["topic"],
-)
-RECOVERY_BULK_RECORDS = Counter(
-    "persona_recovery_bulk_records_total",
-    "Changelog records read into tables by the bulk recovery step (tables.bulk_recovery), per changelog topic.",
-    ["topic"],
 )
 IDENTITY_CHANGES = Counter(
     "persona_identity_changes_total",

@@ -72,7 +72,7 @@ def deleted_keys(records: Iterator[tuple[bytes | None, bytes | None]]) -> set[st
 def state_records(records: Iterator[tuple[bytes | None, bytes | None]]) -> Iterator[tuple[str, bytes | None]]:
     """The changelog records of state keys, key decoded: no watermarks, no tick-index keys."""
     from tables.due_index import is_index_key
-    from tables.exact import is_watermark_key
+    from tables.watermark import is_watermark_key
 
     for raw_key, raw_value in records:
         if raw_key is None:

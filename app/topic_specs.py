@@ -53,7 +53,7 @@ Kind = Literal["input", "output", "internal", "changelog"]
 
 @dataclass(frozen=True)
 class TableTopic:
-    """A Faust table of ``tables/definitions.py``: its name and the topic that feeds it.
+    """A Faust table of ``app/runtime/tables.py``: its name and the topic that feeds it.
 
     ``single`` tables have ONE partition whatever ``PERSONA_TOPIC_PARTITIONS`` says.
     """
@@ -71,7 +71,7 @@ class TableTopic:
         return f"{settings.app_id}-{self.table}-changelog"
 
 
-#: Every table of ``tables/definitions.py``. A worker refuses to start with a table that
+#: Every table of ``app/runtime/tables.py``. A worker refuses to start with a table that
 #: is not here (:func:`undescribed_tables`), and a unit test compares the two.
 TABLES: tuple[TableTopic, ...] = (
     TableTopic("activity", lambda s: s.topics.clickstream),

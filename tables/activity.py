@@ -2,7 +2,7 @@
 
 The first state of the pipeline, keyed by the keyed hash of ``anonymous_id`` (the
 ``clickstream`` key). Pure functions only; the Faust table lives in
-:mod:`tables.definitions`.
+:mod:`app.runtime.tables`.
 
 Exactness: each state carries the source ``offset`` of the last event it reflects,
 so a replayed event (offset not newer) is recognised and not applied twice, and

@@ -67,8 +67,8 @@ from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 from faust.types import TP, AppT, CollectionT, ConsumerT
 
-from app.metrics import RECOVERY_BULK_RECORDS
 from tables.compact_store import CompactStore
+from tables.metrics import RECOVERY_BULK_RECORDS
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ one value as its preset dictionary, and packs and unpacks in about a quarter of 
 
 It is the memory store otherwise: the changelog, recovery and partition handling are
 Faust's own (:class:`faust.stores.memory.Store`), only its mapping is replaced. Values
-must be JSON values (our tables' values are: see ``tables/definitions.py``).
+must be JSON values (our tables' values are: see ``app/runtime/tables.py``).
 
 Values handed out by the store are the store's own objects, as with ``memory://``:
 callers must not mutate them in place (the pure ``apply`` functions return new values),

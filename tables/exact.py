@@ -34,12 +34,12 @@ from faust.stores.rocksdb import Store as FaustRocksDBStore
 from faust.types import TP
 from faust.types.tuples import FutureMessage
 
-from app.metrics import RECOVERY_REWINDS
 from tables.due_index import RAW_INDEX_KEY_PREFIX, is_index_key
+from tables.metrics import RECOVERY_REWINDS
+from tables.watermark import WATERMARK_PREFIX, is_watermark_key, watermark_key
 
 log = logging.getLogger(__name__)
 
-WATERMARK_PREFIX = "__watermark__/"
 #: How a watermark key starts in a store that keeps raw (JSON-serialized) keys.
 _RAW_WATERMARK_PREFIX = b'"' + WATERMARK_PREFIX.encode()
 #: How the keys that are not state start in a raw-key store: watermarks, tick-index keys.
@@ -49,14 +49,6 @@ EXACT_COUNT_LIMIT = 1_000_000
 ESTIMATED_KEYS = "rocksdb.estimate-num-keys"
 #: Keys counted between two yields to the event loop (about 40 ms of RocksDB iteration here).
 COUNT_SLICE = 10_000
-
-
-def watermark_key(partition: int) -> str:
-    return f"{WATERMARK_PREFIX}{partition}"
-
-
-def is_watermark_key(key: Any) -> bool:
-    return isinstance(key, str) and key.startswith(WATERMARK_PREFIX)
 
 
 def rewind_target(watermark: int | None, committed: int | None) -> int | None:

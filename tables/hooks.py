@@ -48,7 +48,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
-from tables.store import KeyValueStore
+from tables.types import KeyValueStore
 
 S = TypeVar("S")
 

@@ -48,11 +48,11 @@ import orjson
 from app.validation import Event, Rejection, processing_error
 from tables import cluster_stage, profile_identity, profile_stage, sessions
 from tables.due_index import DUE_PREFIX, DueKeySource, due_key, indexed_key, is_index_key, parse_due_key
-from tables.exact import is_watermark_key
 from tables.hooks import State
 from tables.positions import position
 from tables.quality import QualityMonitor
 from tables.timer_queue import TimerQueue
+from tables.watermark import is_watermark_key
 
 OutputKind = Literal["session_summaries", "cluster_input", "segment_changes"]
 

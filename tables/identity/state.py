@@ -52,7 +52,7 @@ from typing import Any
 
 import orjson
 
-from tables.store import KeyValueStore
+from tables.types import KeyValueStore
 
 
 class JsonCopyStore:

@@ -52,7 +52,7 @@ from tables.identity.hashing import IdentifierHasher
 from tables.identity.observation import Observation
 from tables.identity.resolver import IdentityResolver, Resolution
 from tables.identity.state import IdentityState
-from tables.store import KeyValueStore
+from tables.types import KeyValueStore
 
 logger = logging.getLogger(__name__)
 

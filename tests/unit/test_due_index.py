@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from rocksdict import Options, Rdict
 
 from tables.due_index import due_key, indexed_key, is_index_key, parse_due_key
-from tables.exact import watermark_key
 from tables.rocksdb_store import RocksDBStore
+from tables.watermark import watermark_key
 
 profile_ids = st.text(min_size=1, max_size=12)
 due_times = st.floats(min_value=0, max_value=4e9, allow_nan=False).map(lambda t: round(t, 3))

@@ -82,7 +82,7 @@ def test_topics_are_created_with_their_configs() -> None:
 
 
 def test_every_table_of_the_app_has_a_compacted_changelog_spec_faust_agrees_with() -> None:
-    import tables.definitions  # noqa: F401  (registers every table on the app)
+    import app.runtime.tables  # noqa: F401  (registers every table on the app)
     from app.faust_app import faust_app, settings
 
     specs = {spec.name: spec for spec in topic_specs(settings)}

@@ -1,4 +1,14 @@
-"""The Faust tables of the pipeline. Pure state logic is in the sibling modules."""
+"""The Faust tables of the pipeline, bound to this worker's Faust app and settings.
+
+Why here and not in ``tables/``: every line below binds the state layer's table class
+(:class:`tables.exact.ExactTable`) to the runtime: the one Faust app, the topic names,
+partition counts and RocksDB memory bounds from the settings. ``tables/`` is the state
+layer and imports nothing from ``app/`` (a contract in pyproject.toml, checked by
+tests/unit/test_import_contracts.py), so the binding lives with the runtime that owns the
+app. Importing this module registers the tables with the app, as before (agents import it,
+and it is the first of app.runtime.faust_app.COMPONENT_MODULES). The pure state logic
+behind each table is in the domain packages (app.ingest, app.identity, app.profiles, ...).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The store protocol that pure state logic reads and writes through.
+"""Typed protocols of the state layer: the store protocol that pure state logic reads and writes through.
 
 A ``dict`` (tests, ``persona link``) and a ``faust.Table`` (the worker) both fit, so the
 same pure code runs in both places.
