@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from tables.profile_pack import chunks
+from tables.positions import chunks
 
 #: The schema's limit of events per batch record.
 MAX_EVENTS = 1000

@@ -10,6 +10,9 @@ at its old position.
 
 The watermark and Faust's commits stay in Kafka offsets: only the states compare positions.
 
+:func:`chunks` cuts many events' records into runs that one Kafka record each carries (ingest's
+packs, tables/profile_pack.py, and publishers' batch records, app/batch_records.py).
+
 Examples
 --------
 >>> position(7), position(7, 3), position(8) > position(7, STRIDE - 1)
@@ -17,6 +20,8 @@ Examples
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 #: Positions per Kafka record: a record carries at most this many events.
 STRIDE = 1024
@@ -27,3 +32,33 @@ def position(offset: int, index: int = 0) -> int:
     if not 0 <= index < STRIDE:
         raise ValueError(f"item index {index} outside 0..{STRIDE - 1}")
     return offset * STRIDE + index
+
+
+_SEP = b","
+
+
+def chunks(records: Sequence[bytes], max_events: int, max_bytes: int, overhead: int) -> list[list[bytes]]:
+    """``records`` cut, in order, into runs of at most ``max_events`` whose comma-joined bytes plus
+    ``overhead`` (the wrapper around them) stay within ``max_bytes``; a record too large on its own
+    gets a run of its own.
+
+    >>> chunks([b"aa", b"bb", b"cc"], max_events=5, max_bytes=6, overhead=2)
+    [[b'aa'], [b'bb'], [b'cc']]
+    >>> chunks([b"aa", b"bb", b"cc"], max_events=2, max_bytes=99, overhead=2)
+    [[b'aa', b'bb'], [b'cc']]
+    """
+    if not 1 <= max_events <= STRIDE:
+        raise ValueError(f"max_events must be within 1..{STRIDE}, not {max_events}")
+    runs: list[list[bytes]] = []
+    current: list[bytes] = []
+    size = overhead
+    for record in records:
+        grown = size + len(record) + (len(_SEP) if current else 0)
+        if current and (len(current) >= max_events or grown > max_bytes):
+            runs.append(current)
+            current, grown = [], overhead + len(record)
+        current.append(record)
+        size = grown
+    if current:
+        runs.append(current)
+    return runs

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tables.positions import STRIDE
+from tables.positions import STRIDE, chunks
 
 #: A pack stays well under the producer's default request size (1 MB) whatever its events'
 #: sizes (each clickstream record is at most ``PERSONA_MAX_RECORD_BYTES``, 64 KiB by default).
@@ -46,30 +46,3 @@ def pack(records: Sequence[bytes], max_events: int = STRIDE, max_bytes: int = MA
     """
     overhead = len(_OPEN) + len(_CLOSE)
     return [_OPEN + _SEP.join(chunk) + _CLOSE for chunk in chunks(records, max_events, max_bytes, overhead)]
-
-
-def chunks(records: Sequence[bytes], max_events: int, max_bytes: int, overhead: int) -> list[list[bytes]]:
-    """``records`` cut, in order, into runs of at most ``max_events`` whose comma-joined bytes plus
-    ``overhead`` (the wrapper around them) stay within ``max_bytes``; a record too large on its own
-    gets a run of its own.
-
-    >>> chunks([b"aa", b"bb", b"cc"], max_events=5, max_bytes=6, overhead=2)
-    [[b'aa'], [b'bb'], [b'cc']]
-    >>> chunks([b"aa", b"bb", b"cc"], max_events=2, max_bytes=99, overhead=2)
-    [[b'aa', b'bb'], [b'cc']]
-    """
-    if not 1 <= max_events <= STRIDE:
-        raise ValueError(f"max_events must be within 1..{STRIDE}, not {max_events}")
-    runs: list[list[bytes]] = []
-    current: list[bytes] = []
-    size = overhead
-    for record in records:
-        grown = size + len(record) + (len(_SEP) if current else 0)
-        if current and (len(current) >= max_events or grown > max_bytes):
-            runs.append(current)
-            current, grown = [], overhead + len(record)
-        current.append(record)
-        size = grown
-    if current:
-        runs.append(current)
-    return runs
