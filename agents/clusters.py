@@ -23,6 +23,7 @@ import orjson
 from faust.types import TP, StreamT
 
 from agents.ingest import send_dead_letter
+from app.events.validation import Rejection, processing_error
 from app.faust_app import cluster_input_topic, faust_app, segment_changes_topic, settings
 from app.lifecycle import redis_sink
 from app.metrics import (
@@ -37,7 +38,6 @@ from app.metrics import (
     STAGE_SECONDS,
 )
 from app.runtime.tables import clusters_table
-from app.validation import Rejection, processing_error
 from tables import cluster_stage, serving
 
 CONFIG = cluster_stage.ClusterConfig(k=settings.cluster_k or None, warmup=settings.cluster_warmup)

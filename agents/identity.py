@@ -30,6 +30,7 @@ from faust import Stream
 from faust.types import EventT, StreamT
 
 from agents.ingest import send_dead_letter
+from app.events.validation import Rejection, processing_error
 from app.faust_app import (
     faust_app,
     identity_aliases_topic,
@@ -42,7 +43,6 @@ from app.faust_app import (
 from app.lifecycle import redis_sink
 from app.metrics import DUPLICATES, IDENTITY_ALIASES, IDENTITY_CHANGES, STAGE_SECONDS
 from app.runtime.tables import alias_table, identity_table
-from app.validation import Rejection, processing_error
 from tables import profile_identity, serving
 from tables.identity.stream import (
     PREFIXES,

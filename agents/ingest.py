@@ -23,7 +23,8 @@ import orjson
 from faust import Stream
 from faust.types import EventT, StreamT
 
-from app.deadletters import dead_letter
+from app.events.deadletters import dead_letter
+from app.events.validation import Rejection
 from app.faust_app import (
     clickstream_topic,
     crm_profiles_topic,
@@ -46,7 +47,6 @@ from app.metrics import (
     STAGE_SECONDS,
 )
 from app.runtime.tables import activity_table, alias_table
-from app.validation import Rejection
 from tables import activity_batch, profile_pack, serving
 from tables.activity_batch import Source
 from tables.identity.observation import Observation

@@ -35,6 +35,7 @@ from faust import Stream
 from faust.types import TP, EventT, StreamT
 
 from agents.ingest import send_dead_letter
+from app.events.validation import processing_error
 from app.faust_app import (
     cluster_input_topic,
     faust_app,
@@ -56,7 +57,6 @@ from app.metrics import (
     TICK_INDEX_SCANNED,
 )
 from app.runtime.tables import profiles_table
-from app.validation import processing_error
 from tables import profile_batch, profile_identity, serving
 from tables.rocksdb_store import RocksDBStore
 

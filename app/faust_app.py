@@ -14,10 +14,10 @@ from typing import Any
 import faust
 from faust.types import TransportT
 
+from app.events.validation import Limits, Validator
 from app.http_guard import HttpGuard, PersonaWeb
 from app.kafka_transport import Transport
 from app.settings import Settings
-from app.validation import Limits, Validator
 from tables import (
     compact_store,  # noqa: F401  (registers the compact:// table store with Faust)
     rocksdb_store,  # noqa: F401  (rocksdb:// accepts writes outside a current event)

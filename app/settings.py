@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from app.errors import ConfigError
-from tables.positions import STRIDE as PACK_STRIDE
+from app.events.positions import STRIDE as PACK_STRIDE
 
 DEV_HMAC_SECRET = "persona-dev-secret-change-me"
 #: Most events one ``POST /v1/events`` may carry.

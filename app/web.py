@@ -16,14 +16,15 @@ from multidict import MultiMapping
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from redis.exceptions import RedisError
 
-from app import batch_records, health
+from app import health
 from app.auth import ApiKey
+from app.events import batch_records
+from app.events.validation import Event, Rejection, processing_error
 from app.faust_app import clickstream_topic, faust_app, http_guard, resolver, settings, started_at, validator
 from app.http_guard import KEY
 from app.lifecycle import redis_healer, redis_sink
 from app.metrics import HTTP_EVENTS
 from app.settings import MAX_EVENTS_PER_REQUEST
-from app.validation import Event, Rejection, processing_error
 from tables import cluster_stage, serving
 from tables.identity.normalise import normalise_email, normalise_id, normalise_loyalty_id, normalise_phone
 from tables.profile_stage import default_rules
@@ -85,7 +86,7 @@ def judge(
 
 def clickstream_records(accepted: list[Event], max_record_bytes: int, request_id: str) -> list[tuple[bytes, bytes]]:
     """``(key, value)`` of the clickstream records for a request's accepted events: a visitor's
-    events as batch records (app/batch_records.py), one event alone as an event record.
+    events as batch records (app/events/batch_records.py), one event alone as an event record.
 
     The worker applies a batch's events one by one, exactly as if each had come alone, but reads
     and writes the visitor's state once per record.

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from app.events.validation import Event, Validator
 from app.simulator import SimConfig, iter_records
-from app.validation import Event, Validator
 from tables import profile, profile_stage, sessions
 from tables.features import rule_features
 from tables.identity import IdentityResolver

@@ -32,9 +32,9 @@ from typing import Any
 import orjson
 import redis
 
+from app.events.validation import Rejection, Validator
 from app.settings import DEV_HMAC_SECRET, Topics
 from app.simulator import SimRecord, produce
-from app.validation import Rejection, Validator
 from bench.febrl import load
 from bench.harness import running_pipeline
 from bench.throughput import comparison_variants, cpu_seconds, wait

@@ -45,7 +45,7 @@ from typing import Any
 import orjson
 
 from agents import ingest
-from app.deadletters import dead_letter
+from app.events.deadletters import dead_letter
 from app.simulator import read_jsonl
 from tables import activity_batch, serving
 from tables.activity_batch import Source

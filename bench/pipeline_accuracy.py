@@ -65,11 +65,11 @@ import orjson
 from aiokafka.partitioner import murmur2
 
 from app.console import scrape
+from app.events.validation import SCHEMA_DIR
 from app.rebuild import read_changelog
 from app.settings import DEV_HMAC_SECRET, Settings
 from app.simulator import SimRecord
 from app.simulator.producer import produce
-from app.validation import SCHEMA_DIR
 from bench.harness import RunningPipeline, report_main, running_pipeline, simulation_parser, wait_stable
 from bench.identity_accuracy import (
     Expected,

@@ -45,9 +45,9 @@ from typing import Any
 import numpy as np
 import orjson
 
+from app.events.validation import Event
 from app.simulator.config import SimConfig
 from app.simulator.generator import iter_records
-from app.validation import Event
 from tables import cluster_stage, features, profile
 from tables.segments import evaluate as ev
 from tables.segments import membership, state

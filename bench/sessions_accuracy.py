@@ -33,8 +33,8 @@ from typing import Any
 
 import orjson
 
+from app.events.validation import Event, Validator
 from app.simulator import SimConfig, TruthWriter, iter_records
-from app.validation import Event, Validator
 from tables import sessions
 
 END = datetime(2024, 3, 1, tzinfo=UTC)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from tables import dedupe
+from app.events import dedupe
 from tables.hooks import KeepOnSplit, State, register
 
 Outcome = Literal["applied", "replayed", "duplicate_event_id"]

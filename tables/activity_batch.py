@@ -16,13 +16,13 @@ does, and the agent carries it out in this order:
 
 States chain through ``pending`` exactly as they would through the table, so a batch gives the
 states and outputs of the same records applied one by one. Every event stands at its own
-source position (tables/positions.py), which its state compares: a replayed record changes
+source position (app/events/positions.py), which its state compares: a replayed record changes
 nothing, and is forwarded to the profiles stage again (that stage drops repeated event ids), since
 the crash may have come between the state's write and the forward's.
 
 Examples
 --------
->>> from app.validation import Validator
+>>> from app.events.validation import Validator
 >>> from tables.identity import IdentityResolver
 >>> doc = {"schema_version": 1, "event_id": "e-1", "type": "page_view", "anonymous_id": "anon-1",
 ...        "timestamp": "2026-01-01T00:00:00Z", "context": {"page": {"url": "https://shop.example/"}}}
@@ -43,14 +43,14 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from app.validation import Event, Item, Rejection, Validator, parse_timestamp, processing_error
+from app.events.positions import position
+from app.events.validation import Event, Item, Rejection, Validator, parse_timestamp, processing_error
 from tables import activity, profile
 from tables.hooks import State
 from tables.identity.hashing import profile_id_for
 from tables.identity.observation import InvalidRecordError, Observation
 from tables.identity.resolver import IdentityResolver
 from tables.identity.stream import forward_decision, observation_to_dict
-from tables.positions import position
 
 
 class Source(NamedTuple):
@@ -240,7 +240,7 @@ def crm_forward(
     banded here, so no date of birth travels on (tables/profile.py). A record the code fails
     on is a ``processing_error``: dead-lettered, and ingest-crm goes on.
 
-    >>> from app.validation import Validator
+    >>> from app.events.validation import Validator
     >>> from tables.identity import IdentityResolver
     >>> doc = {"schema_version": 1, "record_id": "r1", "source": "crm", "traits": {"first_name": "Ann"}}
     >>> key, value = crm_forward(orjson.dumps(doc), 0.0, Validator(), IdentityResolver("a-secret-of-16-chars"))

@@ -55,7 +55,7 @@ from typing import Any
 
 import orjson
 
-from app.validation import Rejection
+from app.events.validation import Rejection
 from tables import features, profile
 from tables.hooks import KeepOnSplit, State, register
 from tables.segments import membership

@@ -58,8 +58,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
-from app.validation import Event
-from tables import dedupe
+from app.events import dedupe
+from app.events.validation import Event
 from tables.features import (
     ABANDON_AFTER,
     AFFINITY_WEIGHT,

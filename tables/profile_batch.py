@@ -45,11 +45,11 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 
-from app.validation import Event, Rejection, processing_error
+from app.events.positions import position
+from app.events.validation import Event, Rejection, processing_error
 from tables import cluster_stage, profile_identity, profile_stage, sessions
 from tables.due_index import DUE_PREFIX, DueKeySource, due_key, indexed_key, is_index_key, parse_due_key
 from tables.hooks import State
-from tables.positions import position
 from tables.quality import QualityMonitor
 from tables.timer_queue import TimerQueue
 from tables.watermark import is_watermark_key

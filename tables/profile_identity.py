@@ -62,7 +62,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, Literal
 
-from tables import dedupe, profile, profile_stage, sessions
+from app.events import dedupe
+from tables import profile, profile_stage, sessions
 from tables.features import rule_features
 from tables.hooks import State
 from tables.identity.hashing import profile_id_for
@@ -388,7 +389,7 @@ def _rebase(merged: State, survivor: State, absorbed: State, offset: int) -> Sta
 
     The ids are kept in the profile part only (see :func:`tables.profile_stage.apply_event`);
     a sessions part from before that keeps its own has the same ids and gives them up here.
-    Interleaved by recency (:func:`tables.dedupe.interleave`), the window the next event trims
+    Interleaved by recency (:func:`app.events.dedupe.interleave`), the window the next event trims
     keeps the newest ids of both sides: the absorbed profile's last events, sent again to the
     survivor by an ingest replay, still count once.
     """

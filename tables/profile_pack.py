@@ -14,7 +14,7 @@ share one partition and one order.
 
 Exactness needs a position per event, not per Kafka record: the fold
 (tables/profile_batch.py) applies item ``i`` of a pack at its own source position
-(tables/positions.py), so a replayed pack replays each of its events at its old position.
+(app/events/positions.py), so a replayed pack replays each of its events at its old position.
 
 Examples
 --------
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tables.positions import STRIDE, chunks
+from app.events.positions import STRIDE, chunks
 
 #: A pack stays well under the producer's default request size (1 MB) whatever its events'
 #: sizes (each clickstream record is at most ``PERSONA_MAX_RECORD_BYTES``, 64 KiB by default).

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from app.validation import Event
+from app.events.validation import Event
 from tables import profile, sessions
 from tables.features import rule_features
 from tables.hooks import State, register

@@ -43,7 +43,7 @@ State shape (plain JSON)::
     {"open": [session, ...],   # sorted by start; at most a few
      "closed_bound": float | None, "watermark": float | None,
      "late": int, "closed": int, "offset": int,
-     "recent_ids": str}          # packed digests (tables.dedupe); absent in the profiles
+     "recent_ids": str}          # packed digests (app.events.dedupe); absent in the profiles
                                  # stage, whose profile part keeps them for both parts
 
     session = {"id", "start", "end", "events", "pages", "products", "categories",
@@ -79,8 +79,8 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal
 from urllib.parse import parse_qsl, urlsplit
 
-from app.validation import Event
-from tables import dedupe
+from app.events import dedupe
+from app.events.validation import Event
 from tables.hooks import KeepOnSplit, State, register
 
 Outcome = Literal["applied", "replayed", "duplicate_event_id", "late"]
@@ -314,7 +314,7 @@ def apply(
     sessions this event closed (each with ``close_reason``; pass them to
     :func:`summary`). A replayed or duplicate event closes nothing. ``duplicate``:
     whether the event id was already applied, when the caller keeps the recent ids
-    (see :func:`tables.dedupe.admit`); by default the state keeps its own.
+    (see :func:`app.events.dedupe.admit`); by default the state keeps its own.
     """
     cur = state if state is not None else new_state()
     if offset <= cur["offset"]:

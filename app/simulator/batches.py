@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from app.batch_records import RECORD_OVERHEAD
-from app.batch_records import encode as encode_batch
+from app.events.batch_records import RECORD_OVERHEAD
+from app.events.batch_records import encode as encode_batch
+from app.events.validation import parse_timestamp
 from app.simulator.record import SimRecord
-from app.validation import parse_timestamp
 
 #: How long an SDK queues a visitor's events before it flushes them (event time).
 FLUSH_SECONDS = 10.0

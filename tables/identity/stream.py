@@ -47,7 +47,7 @@ from typing import Any
 
 import orjson
 
-from app.validation import Rejection, parse_json, processing_error
+from app.events.validation import Rejection, parse_json, processing_error
 from tables.identity.hashing import IdentifierHasher
 from tables.identity.observation import Observation
 from tables.identity.resolver import IdentityResolver, Resolution

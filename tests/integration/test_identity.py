@@ -12,9 +12,9 @@ import jsonschema
 import orjson
 import pytest
 
+from app.events.validation import Validator
 from app.pii import keyed_hash
 from app.settings import DEV_HMAC_SECRET, Settings
-from app.validation import Validator
 from tables.identity import IdentityResolver
 from tables.identity.stream import observation_to_dict
 from tests.integration.conftest import Pipeline, wait_for

@@ -206,8 +206,8 @@ def encoded(docs: st.SearchStrategy[Any]) -> st.SearchStrategy[bytes]:
 
 
 def batch_record() -> st.SearchStrategy[bytes]:
-    """A clickstream batch record (app/batch_records.py) of hostile events; sometimes the wrapper is hostile."""
-    from app import batch_records
+    """A clickstream batch record (app/events/batch_records.py) of hostile events; sometimes the wrapper is hostile."""
+    from app.events import batch_records
 
     events = st.lists(encoded(event()), min_size=1, max_size=5)
     good = st.builds(batch_records.encode, text, events)

@@ -129,7 +129,7 @@ def lost_event_records(records: Iterable[TopicRecord], table: Mapping[str, State
     Only events still among the oracle's recent ids can be named (a state keeps the digests of
     its last ``dedup_window`` events): those the oracle holds for an id and the table does not.
 
-    >>> from tables import dedupe
+    >>> from app.events import dedupe
     >>> rec = TopicRecord(0, 7, 1.5, None, b'{"event_id": "e-2", "anonymous_id": "a"}')
     >>> oracle = {"k": {"events": 2, "recent_ids": dedupe.digest("e-1") + dedupe.digest("e-2")}}
     >>> lost_event_records([rec], {"k": {"events": 1, "recent_ids": dedupe.digest("e-1")}}, oracle)
@@ -137,7 +137,7 @@ def lost_event_records(records: Iterable[TopicRecord], table: Mapping[str, State
     """
     import orjson
 
-    from tables import dedupe
+    from app.events import dedupe
 
     wanted: set[str] = set()
     for key, want in oracle.items():

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from app.events.validation import Validator
 from app.simulator import SimConfig, iter_records
-from app.validation import Validator
 from tables import activity_batch
 from tables.activity_batch import IngestBatch, Source
 from tables.identity import IdentityResolver

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from app.validation import Rejection
+from app.events.validation import Rejection
 from tables import cluster_stage, serving
 from tables.cluster_stage import ClusterConfig, checkpoint, restore, step
 from tables.features import vector_names

@@ -10,8 +10,8 @@ import jsonschema
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.deadletters import dead_letter
-from app.validation import Rejection
+from app.events.deadletters import dead_letter
+from app.events.validation import Rejection
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "dead-letters.v1.json").read_text())
 

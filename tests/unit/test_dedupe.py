@@ -1,4 +1,4 @@
-"""Recent event ids packed in one string (tables/dedupe.py), and the forms states held before."""
+"""Recent event ids packed in one string (app/events/dedupe.py), and the forms states held before."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import hashlib
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tables import dedupe
+from app.events import dedupe
 
 
 def legacy_digest(event_id: str) -> str:

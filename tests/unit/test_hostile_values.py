@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft7Validator
 
-from app.validation import Rejection, Validator
+from app.events.validation import Rejection, Validator
 from tables import activity_batch, cluster_stage, profile_identity
 from tables.activity_batch import Source
 from tables.identity import IdentityResolver

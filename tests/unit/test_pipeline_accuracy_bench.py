@@ -10,7 +10,7 @@ from aiokafka.partitioner import murmur2
 
 import bench.harness as harness
 import bench.pipeline_accuracy as bench
-from app.validation import Event, Validator
+from app.events.validation import Event, Validator
 from tables.identity.hashing import profile_id_for
 
 

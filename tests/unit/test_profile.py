@@ -12,9 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from app.events import dedupe
+from app.events.validation import Event, Validator
 from app.simulator import SimConfig, iter_records
-from app.validation import Event, Validator
-from tables import dedupe, features, profile
+from tables import features, profile
 from tables.hooks import REGISTRY, apply_change, apply_erasure
 from tables.profile import ProfileConfig, age_band, apply_traits, pending_abandonment
 from tables.sessions import ev

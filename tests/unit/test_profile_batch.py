@@ -8,11 +8,11 @@ from typing import Any
 
 import orjson
 
+from app.events.positions import position
+from app.events.validation import Event, Validator
 from app.simulator import SimConfig, iter_records
-from app.validation import Event, Validator
 from tables import profile_stage
 from tables.due_index import due_key, indexed_key, is_index_key, sorted_due_keys
-from tables.positions import position
 from tables.profile_batch import Batch, Record, StageMemory, due_key_of, fold, tick_due_at
 from tables.profile_pack import pack
 from tables.sessions import ev

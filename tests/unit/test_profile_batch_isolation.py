@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from app.validation import Event
+from app.events.validation import Event
 from tables import profile_batch, profile_stage
 from tables.profile_batch import Record, StageMemory, fold
 from tables.profile_pack import pack

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tables.positions import STRIDE, position
+from app.events.positions import STRIDE, position
 from tables.profile_pack import pack
 
 json_values = st.integers(min_value=-(2**53), max_value=2**53) | st.text(max_size=40)

@@ -6,7 +6,8 @@ from typing import Any
 
 import orjson
 
-from tables import dedupe, profile_identity, profile_stage, sessions
+from app.events import dedupe
+from tables import profile_identity, profile_stage, sessions
 from tables.hooks import State
 from tables.sessions import ev
 from tests.unit.test_dedupe import legacy_digest

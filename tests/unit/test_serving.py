@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli import cli
+from app.events.validation import Event
 from app.rebuild import last_values, serving_keys
-from app.validation import Event
 from tables import activity, profile_stage, serving
 from tables.identity.hashing import profile_id_for
 

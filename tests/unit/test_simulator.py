@@ -239,7 +239,7 @@ def test_every_malformed_record_fails_for_its_stated_reason(sample: list[SimReco
 
 def test_malformed_records_get_their_reason_from_the_worker_validator(
         sample: list[SimRecord]) -> None:
-    validation = pytest.importorskip("app.validation")
+    validation = pytest.importorskip("app.events.validation")
     validator = validation.Validator()
     now = END.timestamp()
     for record in sample:

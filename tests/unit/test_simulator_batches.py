@@ -6,9 +6,9 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
+from app.events.validation import Validator
 from app.simulator.batches import batch_records
 from app.simulator.record import SimRecord
-from app.validation import Validator
 
 visits = st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(min_value=0, max_value=40)), max_size=50)
 

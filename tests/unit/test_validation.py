@@ -10,7 +10,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.validation import Event, Limits, Rejection, Validator
+from app.events.validation import Event, Limits, Rejection, Validator
 
 NOW = datetime(2026, 11, 24, 8, 0, tzinfo=UTC).timestamp()
 VALIDATOR = Validator(Limits(max_record_bytes=4096))

@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
+from app.events.validation import Rejection
 from app.simulator import SimConfig, iter_records
-from app.validation import Rejection
 from tables.identity import IdentityResolver, IdentityState, JsonCopyStore
 from tables.identity.normalise import normalise_id
 from tables.identity.observation import Observation

@@ -20,7 +20,7 @@ import base64
 from datetime import UTC, datetime
 from typing import Any
 
-from app.validation import Rejection
+from app.events.validation import Rejection
 
 
 def dead_letter(

@@ -2,7 +2,7 @@
 
 Used by the HTTP endpoint (``POST /v1/events`` publishes a request's accepted events of one
 visitor as batch records) and by the simulator (app/simulator/batches.py). The worker reads
-them in app/validation.py (:meth:`~app.validation.Validator.clickstream_items`).
+them in app/events/validation.py (:meth:`~app.events.validation.Validator.clickstream_items`).
 
 Examples
 --------
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from tables.positions import chunks
+from app.events.positions import chunks
 
 #: The schema's limit of events per batch record.
 MAX_EVENTS = 1000

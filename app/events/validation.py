@@ -42,7 +42,7 @@ from typing import Any, Final, NamedTuple
 import fastjsonschema
 import orjson
 
-SCHEMA_DIR: Final = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMA_DIR: Final = Path(__file__).resolve().parents[2] / "schemas"
 SUPPORTED_VERSION: Final = 1
 # Earliest timestamp accepted at all, whatever max_event_age says: 2000-01-01T00:00:00Z.
 EPOCH_FLOOR: Final = 946684800.0

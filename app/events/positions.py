@@ -11,7 +11,7 @@ at its old position.
 The watermark and Faust's commits stay in Kafka offsets: only the states compare positions.
 
 :func:`chunks` cuts many events' records into runs that one Kafka record each carries (ingest's
-packs, tables/profile_pack.py, and publishers' batch records, app/batch_records.py).
+packs, tables/profile_pack.py, and publishers' batch records, app/events/batch_records.py).
 
 Examples
 --------
