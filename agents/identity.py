@@ -40,11 +40,7 @@ from app.faust_app import (
     resolver,
     settings,
 )
-from app.lifecycle import redis_sink
-from app.metrics import DUPLICATES, IDENTITY_ALIASES, IDENTITY_CHANGES, STAGE_SECONDS
-from app.runtime.tables import alias_table, identity_table
-from tables import profile_identity, serving
-from tables.identity.stream import (
+from app.identity.stream import (
     PREFIXES,
     SERVE_PROFILE,
     ObservationInput,
@@ -53,6 +49,10 @@ from tables.identity.stream import (
     resolve_record,
     serving_updates,
 )
+from app.lifecycle import redis_sink
+from app.metrics import DUPLICATES, IDENTITY_ALIASES, IDENTITY_CHANGES, STAGE_SECONDS
+from app.runtime.tables import alias_table, identity_table
+from tables import profile_identity, serving
 from tables.types import KeyValueStore
 from tables.watermark import watermark_key
 

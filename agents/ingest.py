@@ -36,6 +36,8 @@ from app.faust_app import (
     settings,
     validator,
 )
+from app.identity.observation import Observation
+from app.identity.stream import observation_to_dict
 from app.kafka_transport import key_partitioner
 from app.lifecycle import redis_sink
 from app.metrics import (
@@ -49,8 +51,6 @@ from app.metrics import (
 from app.runtime.tables import activity_table, alias_table
 from tables import activity_batch, profile_pack, serving
 from tables.activity_batch import Source
-from tables.identity.observation import Observation
-from tables.identity.stream import observation_to_dict
 
 CLICKSTREAM = settings.topics.clickstream
 CRM = settings.topics.crm_profiles

@@ -16,13 +16,13 @@ from faust.types import TransportT
 
 from app.events.validation import Limits, Validator
 from app.http_guard import HttpGuard, PersonaWeb
+from app.identity import IdentityResolver
 from app.kafka_transport import Transport
 from app.settings import Settings
 from tables import (
     compact_store,  # noqa: F401  (registers the compact:// table store with Faust)
     rocksdb_store,  # noqa: F401  (rocksdb:// accepts writes outside a current event)
 )
-from tables.identity import IdentityResolver
 
 settings = Settings.from_env()
 #: API keys, scopes and rate limits of the HTTP API (app/http_guard.py).

@@ -28,14 +28,14 @@ import fastjsonschema
 import orjson
 
 from app.errors import ConfigError
+from app.identity.config import ResolverConfig
+from app.identity.estimate import estimate as fit_weights
+from app.identity.estimate import estimate_from_labels, observe_lines
+from app.identity.link import link_observations, parse_line, read_observations
+from app.identity.model import MatchModel
+from app.identity.observation import InvalidRecordError
+from app.identity.resolver import IdentityResolver
 from app.settings import Settings
-from tables.identity.config import ResolverConfig
-from tables.identity.estimate import estimate as fit_weights
-from tables.identity.estimate import estimate_from_labels, observe_lines
-from tables.identity.link import link_observations, parse_line, read_observations
-from tables.identity.model import MatchModel
-from tables.identity.observation import InvalidRecordError
-from tables.identity.resolver import IdentityResolver
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "crm-profiles.v1.json"
 #: Most bad lines listed one by one on stderr (all are counted).
@@ -202,8 +202,8 @@ def split_command(profile_id: str, hash_a: str, hash_b: str) -> None:
     import asyncio
     from datetime import UTC, datetime
 
+    from app.identity.stream import split_command as command
     from app.simulator.producer import parse_bootstrap
-    from tables.identity.stream import split_command as command
 
     try:
         settings = Settings.from_env()

@@ -22,11 +22,11 @@ from app.events import batch_records
 from app.events.validation import Event, Rejection, processing_error
 from app.faust_app import clickstream_topic, faust_app, http_guard, resolver, settings, started_at, validator
 from app.http_guard import KEY
+from app.identity.normalise import normalise_email, normalise_id, normalise_loyalty_id, normalise_phone
 from app.lifecycle import redis_healer, redis_sink
 from app.metrics import HTTP_EVENTS
 from app.settings import MAX_EVENTS_PER_REQUEST
 from tables import cluster_stage, serving
-from tables.identity.normalise import normalise_email, normalise_id, normalise_loyalty_id, normalise_phone
 from tables.profile_stage import default_rules
 from tables.segments.listing import listing
 

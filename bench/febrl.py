@@ -34,12 +34,12 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from app.identity.config import ResolverConfig
+from app.identity.estimate import estimate
+from app.identity.link import link_observations, read_observations
+from app.identity.model import MatchModel
+from app.identity.resolver import IdentityResolver
 from app.identity_cli import crm_validator, read_lines
-from tables.identity.config import ResolverConfig
-from tables.identity.estimate import estimate
-from tables.identity.link import link_observations, read_observations
-from tables.identity.model import MatchModel
-from tables.identity.resolver import IdentityResolver
 
 SECRET = "febrl-benchmark-secret"
 FIELD_MAP = {

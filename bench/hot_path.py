@@ -21,10 +21,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.events.validation import Event, Validator
+from app.identity import IdentityResolver
 from app.simulator import SimConfig, iter_records
 from tables import profile, profile_stage, sessions
 from tables.features import rule_features
-from tables.identity import IdentityResolver
 from tables.quality import QualityMonitor
 from tables.segments import membership
 from tables.segments.evaluate import evaluate_and_schedule

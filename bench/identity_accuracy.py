@@ -40,12 +40,12 @@ from typing import Any
 import orjson
 
 from app.events.validation import Event, Rejection, Validator
+from app.identity import IdentityResolver, IdentityState
+from app.identity.normalise import normalise_id
 from app.settings import DEV_HMAC_SECRET, Topics
 from app.simulator import SimConfig, SimRecord, SimTopics, TruthWriter, iter_records
 from app.simulator.producer import produce
 from bench.harness import report_main, running_pipeline, simulation_parser, wait_stable
-from tables.identity import IdentityResolver, IdentityState
-from tables.identity.normalise import normalise_id
 
 
 @dataclass(frozen=True)

@@ -33,12 +33,12 @@ import orjson
 import redis
 
 from app.events.validation import Rejection, Validator
+from app.identity.resolver import IdentityResolver
 from app.settings import DEV_HMAC_SECRET, Topics
 from app.simulator import SimRecord, produce
 from bench.febrl import load
 from bench.harness import running_pipeline
 from bench.throughput import comparison_variants, cpu_seconds, wait
-from tables.identity.resolver import IdentityResolver
 
 MARKER = {"schema_version": 1, "record_id": "identity-bench-end-marker", "source": "bench", "traits": {"state": "x"}}
 

@@ -46,11 +46,11 @@ import orjson
 
 from agents import ingest
 from app.events.deadletters import dead_letter
+from app.identity.stream import observation_to_dict
 from app.simulator import read_jsonl
 from tables import activity_batch, serving
 from tables.activity_batch import Source
 from tables.hooks import State
-from tables.identity.stream import observation_to_dict
 
 NOW = 1767225600.0 + 86400  # a day after the bench input's end (SIM_END): every valid event is in range
 PRODUCED_AT = NOW  # the Kafka timestamp of every record

@@ -66,6 +66,9 @@ from aiokafka.partitioner import murmur2
 
 from app.console import scrape
 from app.events.validation import SCHEMA_DIR
+from app.identity import IdentityResolver
+from app.identity.hashing import profile_id_for
+from app.identity.normalise import normalise_id
 from app.rebuild import read_changelog
 from app.settings import DEV_HMAC_SECRET, Settings
 from app.simulator import SimRecord
@@ -82,9 +85,6 @@ from bench.identity_accuracy import (
 )
 from bench.segments_quality import Flaps
 from bench.sessions_accuracy import parse_ms, true_sessions
-from tables.identity import IdentityResolver
-from tables.identity.hashing import profile_id_for
-from tables.identity.normalise import normalise_id
 
 #: The profiles stage's timer period (agents/profiles.py): quiet for three ticks means idle.
 TICK_SECONDS = 5.0

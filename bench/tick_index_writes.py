@@ -18,10 +18,10 @@ from typing import Any
 import orjson
 
 from app.events.validation import Event, Validator
-from app.pii import keyed_hash
+from app.identity.hashing import profile_id_for
+from app.identity.pii import keyed_hash
 from app.settings import DEV_HMAC_SECRET
 from app.simulator import read_jsonl
-from tables.identity.hashing import profile_id_for
 from tables.profile_batch import Record, StageMemory, fold
 from tables.profile_pack import pack
 

@@ -23,7 +23,7 @@ the crash may have come between the state's write and the forward's.
 Examples
 --------
 >>> from app.events.validation import Validator
->>> from tables.identity import IdentityResolver
+>>> from app.identity import IdentityResolver
 >>> doc = {"schema_version": 1, "event_id": "e-1", "type": "page_view", "anonymous_id": "anon-1",
 ...        "timestamp": "2026-01-01T00:00:00Z", "context": {"page": {"url": "https://shop.example/"}}}
 >>> records = [Source(orjson.dumps(doc), 0, 7, 1767225600.0), Source(b"not json", 0, 8, 1767225600.0)]
@@ -45,12 +45,12 @@ import orjson
 
 from app.events.positions import position
 from app.events.validation import Event, Item, Rejection, Validator, parse_timestamp, processing_error
+from app.identity.hashing import profile_id_for
+from app.identity.observation import InvalidRecordError, Observation
+from app.identity.resolver import IdentityResolver
+from app.identity.stream import forward_decision, observation_to_dict
 from tables import activity, profile
 from tables.hooks import State
-from tables.identity.hashing import profile_id_for
-from tables.identity.observation import InvalidRecordError, Observation
-from tables.identity.resolver import IdentityResolver
-from tables.identity.stream import forward_decision, observation_to_dict
 
 
 class Source(NamedTuple):
@@ -241,7 +241,7 @@ def crm_forward(
     on is a ``processing_error``: dead-lettered, and ingest-crm goes on.
 
     >>> from app.events.validation import Validator
-    >>> from tables.identity import IdentityResolver
+    >>> from app.identity import IdentityResolver
     >>> doc = {"schema_version": 1, "record_id": "r1", "source": "crm", "traits": {"first_name": "Ann"}}
     >>> key, value = crm_forward(orjson.dumps(doc), 0.0, Validator(), IdentityResolver("a-secret-of-16-chars"))
     >>> sorted(orjson.loads(value))

@@ -63,10 +63,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final, Literal
 
 from app.events import dedupe
+from app.identity.hashing import profile_id_for
 from tables import profile, profile_stage, sessions
 from tables.features import rule_features
 from tables.hooks import State
-from tables.identity.hashing import profile_id_for
 from tables.segments import membership
 from tables.segments import state as segments
 from tables.segments.evaluate import evaluate_and_schedule
@@ -137,7 +137,7 @@ def provisional_merge(anon_hash: str, profile_id: str) -> tuple[str, Envelope] |
     ``identity-changes`` record names the provisional id, so the alias stage sends this
     (:func:`follow_alias`). Its change id is stable per anonymous id, so sending it again is a no-op.
 
-    >>> from tables.identity.hashing import profile_id_for
+    >>> from app.identity.hashing import profile_id_for
     >>> provisional_merge("h1", profile_id_for("h1")) is None
     True
     >>> key, record = provisional_merge("h1", "p-1")
@@ -314,7 +314,7 @@ def split(
     """At a split profile: the part it keeps, the parts to send to the new ids, the segment changes.
 
     The split profile always keeps its id (the part holding its origin identifier,
-    :mod:`tables.identity.split`). The hooks cannot attribute events, sessions or
+    :mod:`app.identity.split`). The hooks cannot attribute events, sessions or
     windows to parts (the state is not kept per anonymous id), so today every part
     stays with the kept id and the new ids start empty; the sends exist for hooks
     that can attribute.

@@ -43,10 +43,10 @@ from typing import Any
 
 import orjson
 
+from app.identity.hashing import profile_id_for
+from app.identity.stream import PREFIXES, profile_summary
 from app.redis_sink import flatten
 from tables import activity, cluster_stage, profile_identity, profile_stage
-from tables.identity.hashing import profile_id_for
-from tables.identity.stream import PREFIXES, profile_summary
 from tables.segments import membership
 
 Fields = dict[str, str | int | float]

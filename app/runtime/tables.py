@@ -62,7 +62,7 @@ activity_table = exact_table(
 identity_table = exact_table(
     "identity",
     settings.identity_input_topic,
-    "Identity graph (tables.identity.stream prefixes): identifiers, profiles, members, blocks, aliases.",
+    "Identity graph (app.identity.stream prefixes): identifiers, profiles, members, blocks, aliases.",
     partitions=1,
     watermark_every=1,
 )

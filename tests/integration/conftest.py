@@ -28,7 +28,7 @@ import pytest
 import redis
 
 from app.auth import new_key
-from app.pii import keyed_hash
+from app.identity.pii import keyed_hash
 from app.settings import DEV_HMAC_SECRET, Settings, Topics
 from app.stack import EmbeddedStack, ManagedProcess, api_request, free_port, wait_healthy, worker_argv
 from app.topics_admin import ensure_topics_sync

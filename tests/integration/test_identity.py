@@ -13,10 +13,10 @@ import orjson
 import pytest
 
 from app.events.validation import Validator
-from app.pii import keyed_hash
+from app.identity import IdentityResolver
+from app.identity.pii import keyed_hash
+from app.identity.stream import observation_to_dict
 from app.settings import DEV_HMAC_SECRET, Settings
-from tables.identity import IdentityResolver
-from tables.identity.stream import observation_to_dict
 from tests.integration.conftest import Pipeline, wait_for
 from tests.integration.events import event, record
 

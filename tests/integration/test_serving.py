@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import redis
 
-from app.pii import keyed_hash
+from app.identity.pii import keyed_hash
 from app.rebuild import TABLES, changelog_topic, last_values, read_changelog, segment_sets, serving_keys
 from app.settings import DEV_HMAC_SECRET, Settings
 from app.stack import EmbeddedStack, ManagedProcess, free_port, start_redis

@@ -166,7 +166,7 @@ def final_profile(anon: str, aliases: Mapping[str, Any], profiles: Mapping[str, 
     >>> final_profile("h", {"h": {"profile_id": "p-2"}}, {"p-2": {"merged_into": "p-3"}, "p-3": {}})
     'p-3'
     """
-    from tables.identity.hashing import profile_id_for
+    from app.identity.hashing import profile_id_for
 
     alias = aliases.get(anon)
     pid = str(alias["profile_id"]) if alias else profile_id_for(anon)

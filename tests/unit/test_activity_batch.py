@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from app.events.validation import Validator
+from app.identity import IdentityResolver
 from app.simulator import SimConfig, iter_records
 from tables import activity_batch
 from tables.activity_batch import IngestBatch, Source
-from tables.identity import IdentityResolver
 
 END = datetime(2026, 1, 1, tzinfo=UTC)
 NOW = END.timestamp() + 3600.0

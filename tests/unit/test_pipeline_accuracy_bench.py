@@ -11,7 +11,7 @@ from aiokafka.partitioner import murmur2
 import bench.harness as harness
 import bench.pipeline_accuracy as bench
 from app.events.validation import Event, Validator
-from tables.identity.hashing import profile_id_for
+from app.identity.hashing import profile_id_for
 
 
 def test_doctests() -> None:

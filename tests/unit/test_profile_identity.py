@@ -209,8 +209,8 @@ def test_a_split_that_recreates_an_absorbed_id_revives_it_empty_and_skips_what_w
 
 
 def test_a_provisional_profile_stamped_before_the_first_alias_is_handed_to_the_resolved_profile() -> None:
-    from tables.identity.hashing import profile_id_for
-    from tables.identity.stream import alias_updates, note_anonymous_id
+    from app.identity.hashing import profile_id_for
+    from app.identity.stream import alias_updates, note_anonymous_id
 
     base: dict[str, Any] = {"p/p-u": {"identifiers": {"h-anon": "anonymous_id", "h-user": "user_id"}}}
     note_anonymous_id(base, "h-anon", 0)

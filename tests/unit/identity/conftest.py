@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tables.identity import IdentityResolver, IdentityState
+from app.identity import IdentityResolver, IdentityState
 
 SECRET = "unit-test-secret-0123456789"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tables.identity import IdentityResolver, IdentityState, ResolverConfig
+from app.identity import IdentityResolver, IdentityState, ResolverConfig
 
 from .conftest import SECRET, crm, event
 

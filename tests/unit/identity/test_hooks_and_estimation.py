@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tables.identity import (
+from app.identity import (
     IdentityResolver,
     IdentityState,
     KeepOnSplit,
@@ -13,7 +13,7 @@ from tables.identity import (
     apply_change,
     apply_erasure,
 )
-from tables.identity.estimate import estimate, estimate_from_labels
+from app.identity.estimate import estimate, estimate_from_labels
 
 from .conftest import crm, event, population
 

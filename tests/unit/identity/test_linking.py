@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tables.identity import IdentityResolver, IdentityState, MatchModel
-from tables.identity.model import weight_probability
+from app.identity import IdentityResolver, IdentityState, MatchModel
+from app.identity.model import weight_probability
 
 from .conftest import SECRET, crm, event
 

@@ -7,7 +7,7 @@ import string
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tables.identity.normalise import (
+from app.identity.normalise import (
     normalise_date,
     normalise_email,
     normalise_id,
@@ -17,7 +17,7 @@ from tables.identity.normalise import (
     normalise_postcode,
     normalise_street,
 )
-from tables.identity.phonetic import soundex
+from app.identity.phonetic import soundex
 
 TEXT_NORMALISERS = [
     normalise_name,

@@ -15,7 +15,7 @@ import hashlib
 from collections import defaultdict
 from typing import Any
 
-from tables.identity import IdentityResolver, IdentityState
+from app.identity import IdentityResolver, IdentityState
 
 from .conftest import crm, population
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import jsonschema
 import orjson
 
-from tables.identity import IdentityResolver, IdentityState, JsonCopyStore
+from app.identity import IdentityResolver, IdentityState, JsonCopyStore
 
 from .conftest import crm, event
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tables.identity import IdentityResolver, IdentityState
+from app.identity import IdentityResolver, IdentityState
 
 from .conftest import crm, event
 

@@ -11,12 +11,11 @@ import orjson
 import pytest
 
 from app.events.validation import Rejection
-from app.simulator import SimConfig, iter_records
-from tables.identity import IdentityResolver, IdentityState, JsonCopyStore
-from tables.identity.normalise import normalise_id
-from tables.identity.observation import Observation
-from tables.identity.resolver import Resolution
-from tables.identity.stream import (
+from app.identity import IdentityResolver, IdentityState, JsonCopyStore
+from app.identity.normalise import normalise_id
+from app.identity.observation import Observation
+from app.identity.resolver import Resolution
+from app.identity.stream import (
     PREFIXES,
     SERVE_PROFILE,
     ObservationInput,
@@ -34,6 +33,7 @@ from tables.identity.stream import (
     serving_updates,
     split_command,
 )
+from app.simulator import SimConfig, iter_records
 
 from .conftest import crm, event
 

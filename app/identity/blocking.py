@@ -8,7 +8,7 @@ holds no clear values in its keys.
 
 Examples
 --------
->>> from tables.identity.hashing import IdentifierHasher
+>>> from app.identity.hashing import IdentifierHasher
 >>> h = IdentifierHasher("a-secret-of-16-chars")
 >>> rec = {"first_name": "ann", "last_name": "lee", "date_of_birth": "1980-01-02",
 ...        "postcode": "2119"}
@@ -24,9 +24,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from tables.identity.hashing import IdentifierHasher
-from tables.identity.phonetic import soundex
-from tables.identity.state import IdentityState
+from app.identity.hashing import IdentifierHasher
+from app.identity.phonetic import soundex
+from app.identity.state import IdentityState
 
 Traits = Mapping[str, Any]
 Rule = Callable[[Traits], tuple[str, ...] | None]

@@ -31,7 +31,7 @@ def soundex(name: str) -> str:
     Parameters
     ----------
     name
-        A name as returned by :func:`tables.identity.normalise.normalise_name`.
+        A name as returned by :func:`app.identity.normalise.normalise_name`.
 
     Examples
     --------

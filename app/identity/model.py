@@ -1,7 +1,7 @@
 """The Fellegi-Sunter match model: m/u probabilities per comparison level, a prior and thresholds.
 
 For a pair of matching records, each field present on both sides falls into a
-comparison level ``l`` (:mod:`tables.identity.comparisons`) and contributes the
+comparison level ``l`` (:mod:`app.identity.comparisons`) and contributes the
 weight ``log2(m_l / u_l)``, where ``m_l`` is the probability of that level
 among true matches and ``u_l`` among non-matches. The *match weight* is
 
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import ConfigError
-from tables.identity.comparisons import DEFAULT_COMPARISONS, Comparison
+from app.identity.comparisons import DEFAULT_COMPARISONS, Comparison
 
 FORMAT = "persona-identity-weights"
 VERSION = 1

@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tables.identity.hashing import change_id_for
+from app.identity.hashing import change_id_for
 
 CHANGE_KINDS = ("merged", "split", "possible_match", "refused")
 

@@ -2,7 +2,7 @@
 
 :class:`IdentityResolver` is pure with respect to its inputs: it holds only
 configuration (the hasher, the match model, the policy) and reads and writes the
-:class:`~tables.identity.state.IdentityState` passed to each call. The Faust
+:class:`~app.identity.state.IdentityState` passed to each call. The Faust
 agents (the imperative shell) call :meth:`IdentityResolver.resolve_event` for
 ``clickstream`` events and :meth:`IdentityResolver.resolve_crm` for
 ``crm-profiles`` records, send :attr:`Resolution.changes` to
@@ -49,19 +49,19 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tables.identity import split
-from tables.identity.blocking import blocking_keys, remove_from_blocks
-from tables.identity.changes import change
-from tables.identity.config import ResolverConfig
-from tables.identity.hashing import IdentifierHasher, profile_id_for
-from tables.identity.model import MatchModel
-from tables.identity.observation import (
+from app.identity import split
+from app.identity.blocking import blocking_keys, remove_from_blocks
+from app.identity.changes import change
+from app.identity.config import ResolverConfig
+from app.identity.hashing import IdentifierHasher, profile_id_for
+from app.identity.model import MatchModel
+from app.identity.observation import (
     Observation,
     crm_record_value,
     observe_crm,
     observe_event,
 )
-from tables.identity.state import IdentityState, edge_key
+from app.identity.state import IdentityState, edge_key
 
 #: ``at`` of changes when neither the record nor the caller gives a time.
 EPOCH = "1970-01-01T00:00:00+00:00"

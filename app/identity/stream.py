@@ -2,7 +2,7 @@
 
 The identity agent (``agents/identity.py``) owns all identity state in ONE table
 partition fed by ONE ordered topic, ``<app_id>-identity-input``. This module holds
-the pure pieces around :class:`~tables.identity.resolver.IdentityResolver`:
+the pure pieces around :class:`~app.identity.resolver.IdentityResolver`:
 
 ``forward_decision``
     whether a clickstream event carries identity information that is new for its
@@ -20,9 +20,9 @@ the pure pieces around :class:`~tables.identity.resolver.IdentityResolver`:
 
 Examples
 --------
->>> from tables.identity.config import ResolverConfig
->>> from tables.identity.hashing import IdentifierHasher
->>> from tables.identity.observation import observe_event
+>>> from app.identity.config import ResolverConfig
+>>> from app.identity.hashing import IdentifierHasher
+>>> from app.identity.observation import observe_event
 >>> h, cfg = IdentifierHasher("a-secret-of-16-chars"), ResolverConfig()
 >>> ev = {"event_id": "e1", "anonymous_id": "a1", "type": "page_view"}
 >>> obs = observe_event(ev, h, cfg)
@@ -48,10 +48,10 @@ from typing import Any
 import orjson
 
 from app.events.validation import Rejection, parse_json, processing_error
-from tables.identity.hashing import IdentifierHasher
-from tables.identity.observation import Observation
-from tables.identity.resolver import IdentityResolver, Resolution
-from tables.identity.state import IdentityState
+from app.identity.hashing import IdentifierHasher
+from app.identity.observation import Observation
+from app.identity.resolver import IdentityResolver, Resolution
+from app.identity.state import IdentityState
 from tables.types import KeyValueStore
 
 logger = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def forward_decision(
 
     Examples
     --------
-    >>> from tables.identity.observation import Observation
+    >>> from app.identity.observation import Observation
     >>> h = IdentifierHasher("a-secret-of-16-chars")
     >>> obs = Observation("k", "anonymous_id", (("anonymous_id", "k"),))
     >>> forward_decision(["anonymous_id:k"], obs, h)
@@ -293,7 +293,7 @@ def apply_identity_input(
 
     Examples
     --------
-    >>> from tables.identity.observation import Observation
+    >>> from app.identity.observation import Observation
     >>> r, base = IdentityResolver("a-secret-of-16-chars"), {}
     >>> obs = Observation("h1", "anonymous_id", (("anonymous_id", "h1"),), source="e1")
     >>> resolution, touched = apply_identity_input(r, base, ObservationInput(obs, "h1", 2))
@@ -375,7 +375,7 @@ def serving_updates(batch: Iterable[Resolved]) -> dict[str, str | None]:
 
     Examples
     --------
-    >>> from tables.identity.resolver import Resolution
+    >>> from app.identity.resolver import Resolution
     >>> def done(pid, touched, absorbed=()):
     ...     return Resolved(SplitInput(pid, [], ""), Resolution(pid, [], absorbed=tuple(absorbed)), touched, [])
     >>> serving_updates([done("p-a", ["p-a"]), done("p-b", ["p-b"]), done("p-b", ["p-b"], absorbed=["p-a"])])

@@ -3,7 +3,7 @@
 Each comparison maps a pair of (normalised) field values to a *comparison
 level* — ``0`` is the strongest agreement (exact), the last level is
 ``different`` — and a similarity score in ``[0, 1]`` for the evidence. The
-Fellegi-Sunter model (:mod:`tables.identity.model`) holds one m and one u
+Fellegi-Sunter model (:mod:`app.identity.model`) holds one m and one u
 probability per level. A missing value on either side is no evidence (the
 model skips the field).
 
@@ -164,7 +164,7 @@ class NearIdComparison:
     """Typed identifiers kept as ``[hash, *one-deletion-neighbourhood hashes]``.
 
     Exact when the hashes agree, ``one_edit`` when the neighbourhoods
-    intersect (see :meth:`tables.identity.hashing.IdentifierHasher.near_hashes`),
+    intersect (see :meth:`app.identity.hashing.IdentifierHasher.near_hashes`),
     else different — without ever seeing the identifier in clear.
 
     Examples

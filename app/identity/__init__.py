@@ -31,12 +31,12 @@ Examples
 True
 """
 
+from app.identity.config import ResolverConfig
+from app.identity.model import MatchModel
+from app.identity.observation import InvalidRecordError, Observation
+from app.identity.resolver import IdentityResolver, Resolution
+from app.identity.state import IdentityState, JsonCopyStore, KeyValueStore
 from tables.hooks import KeepOnSplit, MergeHook, apply_change, apply_erasure
-from tables.identity.config import ResolverConfig
-from tables.identity.model import MatchModel
-from tables.identity.observation import InvalidRecordError, Observation
-from tables.identity.resolver import IdentityResolver, Resolution
-from tables.identity.state import IdentityState, JsonCopyStore, KeyValueStore
 
 __all__ = [
     "IdentityResolver",

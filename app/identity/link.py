@@ -8,7 +8,7 @@ their line number and skipped.
 
 Examples
 --------
->>> from tables.identity.resolver import IdentityResolver
+>>> from app.identity.resolver import IdentityResolver
 >>> head = '{"schema_version": 1, "record_id": '
 >>> lines = [head + '"1", "source": "crm", "traits": {"email": "a@example.com"}}',
 ...          'not json',
@@ -29,9 +29,9 @@ from typing import Any
 
 import orjson
 
-from tables.identity.observation import InvalidRecordError, Observation
-from tables.identity.resolver import IdentityResolver
-from tables.identity.state import IdentityState
+from app.identity.observation import InvalidRecordError, Observation
+from app.identity.resolver import IdentityResolver
+from app.identity.state import IdentityState
 
 Validator = Callable[[Any], None]
 
@@ -82,7 +82,7 @@ def iter_observed(
     Bad lines are appended to ``errors`` as ``(line number, message)`` and skipped;
     blank lines are ignored. The one parse-and-observe loop behind
     :func:`read_observations`, :func:`link_lines` and
-    :func:`tables.identity.estimate.observe_lines`.
+    :func:`app.identity.estimate.observe_lines`.
 
     Examples
     --------

@@ -1,6 +1,6 @@
 """Keyed hashing of identifiers at the edge, so state and outputs never hold them in clear.
 
-One implementation serves the whole project: :class:`tables.identity.hashing.IdentifierHasher`
+One implementation serves the whole project: :class:`app.identity.hashing.IdentifierHasher`
 (HMAC-SHA256 of ``type + separator + value``, 128 bits hex). The identifier type is part
 of the message, so the same text as an email and as a user id hashes differently.
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from tables.identity.hashing import IdentifierHasher
+from app.identity.hashing import IdentifierHasher
 
 
 @lru_cache(maxsize=8)

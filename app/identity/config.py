@@ -1,6 +1,6 @@
 """Resolver configuration: limits against over-merging, link modes, blocking caps, junk values.
 
-Kept apart from the match weights (:mod:`tables.identity.model`): these are
+Kept apart from the match weights (:mod:`app.identity.model`): these are
 policy, the weights are estimated from data. Both are JSON.
 
 Examples
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import ConfigError
-from tables.identity.blocklist import Blocklist
+from app.identity.blocklist import Blocklist
 
 #: How an exact match of an identifier type links profiles.
 #: ``deterministic``: at once. ``unless_contradicted``: at once unless the other
@@ -76,7 +76,7 @@ class ResolverConfig:
     max_candidates
         Most candidate members compared for one observation.
     blocklist
-        Junk values (see :mod:`tables.identity.blocklist`).
+        Junk values (see :mod:`app.identity.blocklist`).
     """
 
     default_region: str = "GB"

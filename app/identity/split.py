@@ -15,8 +15,8 @@ until one of them arrives again).
 
 Examples
 --------
->>> from tables.identity.resolver import IdentityResolver
->>> from tables.identity.state import IdentityState
+>>> from app.identity.resolver import IdentityResolver
+>>> from app.identity.state import IdentityState
 >>> r, state = IdentityResolver("a-secret-of-16-chars"), IdentityState.in_memory()
 >>> rec = {"record_id": "1", "source": "crm", "traits": {"email": "a@example.com"}}
 >>> a = r.resolve_crm(state, rec)
@@ -35,10 +35,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from tables.identity.blocking import blocking_keys, remove_from_blocks
-from tables.identity.changes import change
-from tables.identity.hashing import IdentifierHasher, profile_id_for
-from tables.identity.state import IdentityState, edge_key
+from app.identity.blocking import blocking_keys, remove_from_blocks
+from app.identity.changes import change
+from app.identity.hashing import IdentifierHasher, profile_id_for
+from app.identity.state import IdentityState, edge_key
 
 
 def _remove_member(state: IdentityState, member: str, hasher: IdentifierHasher) -> None:

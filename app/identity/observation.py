@@ -7,8 +7,8 @@ clear except the normalised names, dates and address used for fuzzy matching.
 
 Examples
 --------
->>> from tables.identity.config import ResolverConfig
->>> from tables.identity.hashing import IdentifierHasher
+>>> from app.identity.config import ResolverConfig
+>>> from app.identity.hashing import IdentifierHasher
 >>> h, cfg = IdentifierHasher("a-secret-of-16-chars"), ResolverConfig()
 >>> obs = observe_crm({"schema_version": 1, "record_id": "r1", "source": "crm",
 ...     "traits": {"first_name": "Ann", "email": "ANN@example.com", "phone": "test"}}, h, cfg)
@@ -19,7 +19,7 @@ False
 >>> observe_crm({"record_id": "r1"}, h, cfg)
 Traceback (most recent call last):
 ...
-tables.identity.observation.InvalidRecordError: crm record: 'source' must be a non-empty string
+app.identity.observation.InvalidRecordError: crm record: 'source' must be a non-empty string
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.errors import PersonaError
-from tables.identity.config import ResolverConfig
-from tables.identity.hashing import IDENTIFIER_TYPES, IdentifierHasher
-from tables.identity.normalise import (
+from app.identity.config import ResolverConfig
+from app.identity.hashing import IDENTIFIER_TYPES, IdentifierHasher
+from app.identity.normalise import (
     normalise_date,
     normalise_email,
     normalise_id,
@@ -75,7 +75,7 @@ class Observation:
     identifiers
         ``(type, hash)`` pairs, ``key`` first, then strongest type first, no junk.
     traits
-        The matching record (see :mod:`tables.identity.state`); may be empty.
+        The matching record (see :mod:`app.identity.state`); may be empty.
     user_hashes
         Hashes of the user ids on the record (for shared-device detection).
     junk

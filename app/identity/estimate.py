@@ -42,10 +42,10 @@ from typing import Any
 
 import numpy as np
 
-from tables.identity.config import ResolverConfig
-from tables.identity.hashing import IdentifierHasher
-from tables.identity.model import MatchModel
-from tables.identity.observation import observe_crm
+from app.identity.config import ResolverConfig
+from app.identity.hashing import IdentifierHasher
+from app.identity.model import MatchModel
+from app.identity.observation import observe_crm
 
 Traits = Mapping[str, Any]
 
@@ -322,7 +322,7 @@ def observe_lines(
     validate: Callable[[Any], None] | None = None,
 ) -> tuple[list[tuple[str, Traits]], list[tuple[int, str]]]:
     """``(record_id, matching record)`` of good JSONL lines, ``(line, error)`` of bad ones."""
-    from tables.identity.link import iter_observed
+    from app.identity.link import iter_observed
 
     hasher, cfg = IdentifierHasher(secret), config or ResolverConfig()
     bad: list[tuple[int, str]] = []
