@@ -38,6 +38,8 @@ from app.faust_app import (
 )
 from app.identity.observation import Observation
 from app.identity.stream import observation_to_dict
+from app.ingest import fold as activity_batch
+from app.ingest.fold import Source
 from app.kafka_transport import key_partitioner
 from app.lifecycle import redis_sink
 from app.metrics import (
@@ -49,8 +51,7 @@ from app.metrics import (
     STAGE_SECONDS,
 )
 from app.runtime.tables import activity_table, alias_table
-from tables import activity_batch, profile_pack, serving
-from tables.activity_batch import Source
+from tables import profile_pack, serving
 
 CLICKSTREAM = settings.topics.clickstream
 CRM = settings.topics.crm_profiles
@@ -71,7 +72,7 @@ async def ingest_clickstream(stream: StreamT) -> None:
 
 
 async def ingest_batch(records: Sequence[EventT]) -> None:
-    """Apply a batch of clickstream records (tables/activity_batch.py) and carry out what it does.
+    """Apply a batch of clickstream records (app/ingest/fold.py) and carry out what it does.
 
     Exactness is the per-record path's: states chain through ``pending`` exactly as they
     would through the table, identity forwards are acknowledged before the states that

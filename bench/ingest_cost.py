@@ -2,7 +2,7 @@
 
 Pure (no broker, no Redis): the bench input's records, in batches of ``--batch`` as
 ``agents/ingest.py`` ``ingest_batch`` takes them (one partition, offset = line number), go
-through the agent's own fold (``tables/activity_batch.py``: validation, the anonymous id's
+through the agent's own fold (``app/ingest/fold.py``: validation, the anonymous id's
 hash, ``activity.apply`` chained through ``pending``, the identity observation,
 ``forward_decision``, the profile id, the profile-events records), with the worker's validator,
 resolver and hasher, and then through what the agent builds to send: the Redis entries and the
@@ -47,9 +47,10 @@ import orjson
 from agents import ingest
 from app.events.deadletters import dead_letter
 from app.identity.stream import observation_to_dict
+from app.ingest import fold as activity_batch
+from app.ingest.fold import Source
 from app.simulator import read_jsonl
-from tables import activity_batch, serving
-from tables.activity_batch import Source
+from tables import serving
 from tables.hooks import State
 
 NOW = 1767225600.0 + 86400  # a day after the bench input's end (SIM_END): every valid event is in range
@@ -76,7 +77,7 @@ class Outputs:
 def ingest_work(records: list[tuple[int, Any]], table: dict[str, State], now: float) -> Outputs:
     """``ingest_batch``'s per-event work over one batch of ``(offset, record)``; writes ``table``.
 
-    The fold is the agent's own (tables/activity_batch.py); what the agent sends is built here
+    The fold is the agent's own (app/ingest/fold.py); what the agent sends is built here
     as the documents it sends, without the sends.
     """
     sources = [Source(record.value, PARTITION, offset, PRODUCED_AT) for offset, record in records]

@@ -278,7 +278,7 @@ def package_of(frame: str) -> str:
 
     >>> package_of("Topic.publish_message (faust/topics.py:411)")
     'faust'
-    >>> package_of("apply (tables/activity.py:55)")
+    >>> package_of("apply (app/ingest/activity.py:55)")
     'persona code (app/, agents/, tables/)'
     >>> package_of("<native>")
     'other'

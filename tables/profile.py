@@ -7,7 +7,7 @@ vector for clustering.
 
 What the state holds (plain JSON)::
 
-    {"offset": int, "recent_ids": str,            # exactness, as in tables.activity (packed digests)
+    {"offset": int, "recent_ids": str,            # exactness, as in app.ingest.activity (packed digests)
      "events": int, "counts": {type: int},        # lifetime
      "first_seen": ts, "last_seen": ts,
      "orders": int, "revenue_cents": int, "first_purchase": ts, "last_purchase": ts,

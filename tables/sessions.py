@@ -35,7 +35,7 @@ Rules (all times are event times, epoch seconds; :class:`SessionConfig`)
 
 Exactness: the state carries the source ``offset`` of the last event applied
 (replays are skipped) and the last ``dedup_window`` event ids (publisher retries
-count once), as in :mod:`tables.activity`. Revenue is kept in integer cents so
+count once), as in :mod:`app.ingest.activity`. Revenue is kept in integer cents so
 merges are exact and associative.
 
 State shape (plain JSON)::

@@ -52,7 +52,7 @@ def exact_table(name: str, source_topic: str, help: str, partitions: int | None 
 activity_table = exact_table(
     "activity",
     settings.topics.clickstream,
-    "Per-anonymous-id activity (tables.activity), keyed by the keyed hash of anonymous_id.",
+    "Per-anonymous-id activity (app.ingest.activity), keyed by the keyed hash of anonymous_id.",
 )
 
 # All identity state (the four resolver stores as key prefixes, the alias map and the

@@ -6,7 +6,7 @@ keeps what answers them, per profile, in a small JSON-safe dict:
 
 ``offset``
     The source offset of the last event folded in; an event at or below it is a
-    replay and changes nothing (the exactness scheme of :mod:`tables.activity`).
+    replay and changes nothing (the exactness scheme of :mod:`app.ingest.activity`).
 ``newest``
     The newest event time seen (epoch seconds), the reference for pruning.
 ``last``

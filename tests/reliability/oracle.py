@@ -2,7 +2,7 @@
 
 What compares exactly, and why:
 
-- **activity** (per anonymous id): ingest's fold (``tables/activity_batch.py``, the agent's
+- **activity** (per anonymous id): ingest's fold (``app/ingest/fold.py``, the agent's
   own) over every clickstream record in offset order per partition gives each anonymous id's
   event count, counts by type, first/last seen, last offset and the window of recent event
   ids. None of that depends on timing (batch cuts, ticks, when aliases arrive), so the table
@@ -71,7 +71,7 @@ def read_topic_sync(bootstrap: str, topic: str) -> list[TopicRecord]:
 def activity_oracle(records: Iterable[TopicRecord], now: float, batch: int = 500) -> dict[str, State]:
     """The activity table an uninterrupted run of ingest's fold makes of ``records`` (clickstream)."""
     from agents import ingest
-    from tables import activity_batch
+    from app.ingest import fold as activity_batch
 
     table: dict[str, State] = {}
     by_partition: dict[int, list[TopicRecord]] = {}

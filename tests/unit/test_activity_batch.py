@@ -9,9 +9,9 @@ import pytest
 
 from app.events.validation import Validator
 from app.identity import IdentityResolver
+from app.ingest import fold as activity_batch
+from app.ingest.fold import IngestBatch, Source
 from app.simulator import SimConfig, iter_records
-from tables import activity_batch
-from tables.activity_batch import IngestBatch, Source
 
 END = datetime(2026, 1, 1, tzinfo=UTC)
 NOW = END.timestamp() + 3600.0

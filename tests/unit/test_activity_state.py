@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tables import activity
+from app.ingest import activity
 from tables.hooks import REGISTRY
 
 events = st.lists(

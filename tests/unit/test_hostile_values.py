@@ -2,7 +2,7 @@
 through every stage's fold without a processing error, and every output keeps its schema.
 
 The stages run as their pure folds, in flow order, as the agents chain them: ingest
-(tables/activity_batch.py), identity (app/identity/stream.py), profiles
+(app/ingest/fold.py), identity (app/identity/stream.py), profiles
 (tables/profile_batch.py, with a tick that closes the session), clusters (tables/cluster_stage.py).
 """
 
@@ -23,8 +23,9 @@ from jsonschema import Draft7Validator
 from app.events.validation import Rejection, Validator
 from app.identity import IdentityResolver
 from app.identity.stream import Resolved, StagedStore, observation_to_dict, resolve_record
-from tables import activity_batch, cluster_stage, profile_identity
-from tables.activity_batch import Source
+from app.ingest import fold as activity_batch
+from app.ingest.fold import Source
+from tables import cluster_stage, profile_identity
 from tables.profile_batch import Record, StageMemory, fold
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"

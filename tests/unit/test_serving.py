@@ -11,8 +11,9 @@ from click.testing import CliRunner
 from app.cli import cli
 from app.events.validation import Event
 from app.identity.hashing import profile_id_for
+from app.ingest import activity
 from app.rebuild import last_values, serving_keys
-from tables import activity, profile_stage, serving
+from tables import profile_stage, serving
 
 T0 = 1_700_000_000.0
 IDENTITY_PROFILE = {

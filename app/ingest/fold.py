@@ -49,7 +49,8 @@ from app.identity.hashing import profile_id_for
 from app.identity.observation import InvalidRecordError, Observation
 from app.identity.resolver import IdentityResolver
 from app.identity.stream import forward_decision, observation_to_dict
-from tables import activity, profile
+from app.ingest import activity
+from tables import profile
 from tables.hooks import State
 
 
