@@ -22,8 +22,9 @@ from typing import Any
 
 from app.events.validation import Event, Validator
 from app.identity import IdentityResolver
+from app.sessions import state as sessions
 from app.simulator import SimConfig, iter_records
-from tables import profile, profile_stage, sessions
+from tables import profile, profile_stage
 from tables.features import rule_features
 from tables.quality import QualityMonitor
 from tables.segments import membership

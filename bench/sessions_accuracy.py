@@ -1,4 +1,4 @@
-"""Sessions found by :mod:`tables.sessions` against the simulator's true sessions.
+"""Sessions found by :mod:`app.sessions.state` against the simulator's true sessions.
 
 Generates a seeded run, validates every clickstream record (malformed ones go
 nowhere, as in the pipeline), feeds the valid events in arrival order to the pure
@@ -34,8 +34,8 @@ from typing import Any
 import orjson
 
 from app.events.validation import Event, Validator
+from app.sessions import state as sessions
 from app.simulator import SimConfig, TruthWriter, iter_records
-from tables import sessions
 
 END = datetime(2024, 3, 1, tzinfo=UTC)
 

@@ -35,7 +35,7 @@ phone, street, postcode and the date of birth itself are never stored here.
 
 Examples
 --------
->>> from tables.sessions import ev
+>>> from app.sessions.state import ev
 >>> s = None
 >>> s, out = apply(s, ev("e1", 0.0, "product_view", product_id="p", category="toys", price=5.0), 1)
 >>> s, out = apply(s, ev("e2", 60.0, "add_to_cart", product_id="p", category="toys", price=5.0, quantity=1), 2)

@@ -25,7 +25,7 @@ sessions and runs the rule evaluations of the profiles of its partition that are
 
 Examples
 --------
->>> from tables.sessions import ev
+>>> from app.sessions.state import ev
 >>> doc = lambda eid, ts: orjson.dumps({"profile_id": "p-a", "ts": ts, "event": ev(eid, ts).data})
 >>> memory = StageMemory()
 >>> batch = fold([Record("pe", 0, 7, doc("e1", 1000.0)), Record("pe", 0, 8, doc("e2", 1010.0)),
@@ -47,7 +47,8 @@ import orjson
 
 from app.events.positions import position
 from app.events.validation import Event, Rejection, processing_error
-from tables import cluster_stage, profile_identity, profile_stage, sessions
+from app.sessions import state as sessions
+from tables import cluster_stage, profile_identity, profile_stage
 from tables.due_index import DUE_PREFIX, DueKeySource, due_key, indexed_key, is_index_key, parse_due_key
 from tables.hooks import State
 from tables.quality import QualityMonitor
@@ -241,7 +242,7 @@ def tick_due_at(value: Any, partition: int) -> float | None:
 def due_key_of(profile_id: str, value: Any) -> str | None:
     """The tick-index key ``value`` calls for (tables/due_index.py), ``None`` when no tick can change it.
 
-    >>> from tables.sessions import ev
+    >>> from app.sessions.state import ev
     >>> value, _ = profile_stage.apply_event(None, ev("e1", 1000.0), offset=0, partition=3, profile_id="p-1")
     >>> due_key_of("p-1", value), due_key_of("p-1", None)
     ('__due__/3/0000000003100.000/p-1', None)

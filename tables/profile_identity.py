@@ -40,7 +40,7 @@ Exactness under replay (at-least-once delivery of every record above):
 
 Examples
 --------
->>> from tables.sessions import ev
+>>> from app.sessions.state import ev
 >>> from tables import profile_stage
 >>> b, _ = profile_stage.apply_event(None, ev("e1", 1000.0), offset=7, partition=1, profile_id="p-b")
 >>> a, _ = profile_stage.apply_event(None, ev("e2", 1100.0), offset=3, partition=0, profile_id="p-a")
@@ -64,7 +64,8 @@ from typing import Any, Final, Literal
 
 from app.events import dedupe
 from app.identity.hashing import profile_id_for
-from tables import profile, profile_stage, sessions
+from app.sessions import state as sessions
+from tables import profile, profile_stage
 from tables.features import rule_features
 from tables.hooks import State
 from tables.segments import membership
@@ -319,7 +320,7 @@ def split(
     stays with the kept id and the new ids start empty; the sends exist for hooks
     that can attribute.
 
-    >>> from tables.sessions import ev
+    >>> from app.sessions.state import ev
     >>> v, _ = profile_stage.apply_event(None, ev("e1", 1000.0), offset=7, partition=1, profile_id="p-a")
     >>> kept, sends, out = split(v, {"change_id": "c2", "new_profile_ids": ["p-z"]}, "p-a", now=1100.0)
     >>> kept["profile"]["events"], sends, out.segment_changes, kept["merges"]

@@ -9,7 +9,7 @@ touch the keys of the tick's partition (their changelog partition).
 
 Examples
 --------
->>> from tables.sessions import ev
+>>> from app.sessions.state import ev
 >>> value, out = apply_event(None, ev("e1", 1000.0), offset=0, partition=3, profile_id="p-1")
 >>> value["sessions"]["open"][0]["events"], value["profile"]["counts"]["page_view"], value["partition"]
 (1, 1, 3)
@@ -28,7 +28,8 @@ from functools import lru_cache
 from typing import Any
 
 from app.events.validation import Event
-from tables import profile, sessions
+from app.sessions import state as sessions
+from tables import profile
 from tables.features import rule_features
 from tables.hooks import State, register
 from tables.quality import QualityMonitor
@@ -135,7 +136,7 @@ def catch_up(
     for re-evaluation with ``next_eval_at`` 0). The change ids name the due time, so a tick
     and an event that find the same due evaluation produce the same ids.
 
-    >>> from tables.sessions import ev
+    >>> from app.sessions.state import ev
     >>> value, _ = apply_event(None, ev("e1", 1000.0), offset=0, partition=0, profile_id="p-1")
     >>> due = value["next_eval_at"]
     >>> later, changes = catch_up(value, due + 86_400 * 30, "p-1")
@@ -184,7 +185,7 @@ def next_tick_at(value: State | None, config: StageConfig = DEFAULT) -> float | 
     """The earliest stream time at which :func:`tick` may change ``value``: an open session's
     close or a rule evaluation falling due; None when no tick can change it.
 
-    >>> from tables.sessions import ev
+    >>> from app.sessions.state import ev
     >>> value, _ = apply_event(None, ev("e1", 1000.0), offset=0, partition=0, profile_id="p-1")
     >>> next_tick_at(value)   # the session closes after 1000 + 30 min gap + 5 min lateness
     3100.0

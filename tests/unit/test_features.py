@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from app.sessions.state import ev
 from tables import features, profile
-from tables.sessions import ev
 
 ROOT = Path(__file__).resolve().parents[2]
 DAY = 86400.0

@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 
 from app.events import dedupe
 from app.events.validation import Event, Validator
+from app.sessions.state import ev
 from app.simulator import SimConfig, iter_records
 from tables import features, profile
 from tables.hooks import REGISTRY, apply_change, apply_erasure
 from tables.profile import ProfileConfig, age_band, apply_traits, pending_abandonment
-from tables.sessions import ev
 
 END = datetime(2024, 3, 1, tzinfo=UTC)
 HOUR = 3600.0
@@ -251,7 +251,7 @@ def test_split_keeps_and_erase_deletes() -> None:
 
 
 def test_states_survive_the_changelogs_json_and_stay_bounded(stream: list) -> None:  # type: ignore[type-arg]
-    from tables import sessions
+    from app.sessions import state as sessions
 
     profiles = run(stream)
     session_states: dict[str, Any] = {}

@@ -10,12 +10,12 @@ import orjson
 
 from app.events.positions import position
 from app.events.validation import Event, Validator
+from app.sessions.state import ev
 from app.simulator import SimConfig, iter_records
 from tables import profile_stage
 from tables.due_index import due_key, indexed_key, is_index_key, sorted_due_keys
 from tables.profile_batch import Batch, Record, StageMemory, due_key_of, fold, tick_due_at
 from tables.profile_pack import pack
-from tables.sessions import ev
 
 TOPIC = "persona-stream-profile-events"
 WALL = 10_000.0  # the batches' wall time; the tick below says 14 000: stream time moves 4 000 s on

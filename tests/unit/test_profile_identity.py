@@ -10,9 +10,9 @@ import jsonschema
 import orjson
 
 from app.rebuild import stale_keys
+from app.sessions.state import ev
 from tables import profile, profile_identity, profile_stage, serving
 from tables.hooks import State
-from tables.sessions import ev
 
 SEGMENT_SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "segment-changes.v1.json").read_text())
 T0 = 1_700_000_000.0

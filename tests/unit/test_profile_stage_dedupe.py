@@ -7,9 +7,10 @@ from typing import Any
 import orjson
 
 from app.events import dedupe
-from tables import profile_identity, profile_stage, sessions
+from app.sessions import state as sessions
+from app.sessions.state import ev
+from tables import profile_identity, profile_stage
 from tables.hooks import State
-from tables.sessions import ev
 from tests.unit.test_dedupe import legacy_digest
 
 T0 = 1_700_000_000.0

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from app.sessions.state import ev
 from tables import profile_stage
-from tables.sessions import ev
 
 DAY = 86_400.0
 

@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft7Validator, FormatChecker
 
+from app.sessions import state as sessions
+from app.sessions.state import SessionConfig, close_expired, ev, summary
 from bench.sessions_accuracy import measure
-from tables import sessions
 from tables.hooks import REGISTRY, apply_change, apply_erasure
-from tables.sessions import SessionConfig, close_expired, ev, summary
 
 CFG = SessionConfig(gap=1800, max_length=4 * 3600, lateness=300)
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "session-summaries.v1.json").read_text())
