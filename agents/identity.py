@@ -51,8 +51,9 @@ from app.identity.stream import (
 )
 from app.lifecycle import redis_sink
 from app.metrics import DUPLICATES, IDENTITY_ALIASES, IDENTITY_CHANGES, STAGE_SECONDS
+from app.profiles import merges as profile_identity
 from app.runtime.tables import alias_table, identity_table
-from tables import profile_identity, serving
+from tables import serving
 from tables.types import KeyValueStore
 from tables.watermark import watermark_key
 

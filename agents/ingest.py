@@ -50,8 +50,9 @@ from app.metrics import (
     IDENTITY_FORWARDED,
     STAGE_SECONDS,
 )
+from app.profiles import pack as profile_pack
 from app.runtime.tables import activity_table, alias_table
-from tables import profile_pack, serving
+from tables import serving
 
 CLICKSTREAM = settings.topics.clickstream
 CRM = settings.topics.crm_profiles
@@ -141,7 +142,7 @@ async def ingest_crm_batch(records: Sequence[EventT]) -> None:
 
 async def forward_to_profiles(records: Sequence[tuple[str, bytes]]) -> None:
     """Send a batch's ``(profile_id, record)`` to the profiles stage: packs, one per partition
-    (tables/profile_pack.py), each where its profiles' keys hash to, the records in their order.
+    (app/profiles/pack.py), each where its profiles' keys hash to, the records in their order.
 
     A profile-events record per event cost a produce and a consume per event; a pack costs
     them once per partition per batch. Every pack holds the watermark until acknowledged.

@@ -10,16 +10,16 @@ identity-changes ──► profiles-identity ──► merge_out / split records
 merge_out at B ──► merge_in at A (B's state) ──► B becomes a tombstone {"merged_into": A}
 identity stage (CRM records) ──► traits records (age band, city, state, country)
 
-Ingest sends events in packs, one record per partition per batch (tables/profile_pack.py); each
+Ingest sends events in packs, one record per partition per batch (app/profiles/pack.py); each
 event of a pack is applied as its own record, at its own position.
 
 Ticks travel through the same partition as the events, so closing sessions happens in
 stream order, inside the stream (where table writes reach the right changelog partition).
 Merges travel the same way: the partition that owns a state is the only one that reads or
-writes it (tables/profile_identity.py has the record kinds and their exactness).
+writes it (app/profiles/merges.py has the record kinds and their exactness).
 
 Records are taken in batches (``PERSONA_PROFILES_BATCH_SIZE`` / ``_SECONDS``) and folded by
-tables/profile_batch.py; this module only carries a batch's effects out, in the order
+app/profiles/fold.py; this module only carries a batch's effects out, in the order
 that keeps them exact.
 """
 
@@ -56,8 +56,10 @@ from app.metrics import (
     STAGE_SECONDS,
     TICK_INDEX_SCANNED,
 )
+from app.profiles import fold as profile_batch
+from app.profiles import merges as profile_identity
 from app.runtime.tables import profiles_table
-from tables import profile_batch, profile_identity, serving
+from tables import serving
 from tables.rocksdb_store import RocksDBStore
 
 TICK_SECONDS = 5.0
@@ -98,7 +100,7 @@ async def update_profiles(stream: StreamT) -> None:
 
 
 async def apply_batch(records: Sequence[EventT], folded: Sequence[profile_batch.Record]) -> int:
-    """Fold the first records of ``records`` (tables/profile_batch.py, at most a batch size of events)
+    """Fold the first records of ``records`` (app/profiles/fold.py, at most a batch size of events)
     and carry them out: handovers acknowledged, then the states written once each, the outputs sent
     (each holding the watermark), the watermark, Redis. Returns how many records it took."""
     started = time.perf_counter()
@@ -183,7 +185,7 @@ async def follow_identity_changes(stream: StreamT) -> None:
     """Turn each merge or split into records for the partitions that own the profiles concerned.
 
     Stateless: a replayed change sends the same records again, and every step downstream
-    is idempotent by the change id (tables/profile_identity.py).
+    is idempotent by the change id (app/profiles/merges.py).
     """
     async for record in stream.events():
         try:

@@ -103,7 +103,7 @@ async def key_partitioner(producer: Any, topic: str) -> Callable[[bytes], int]:
     """The partition ``producer.send(topic, key=key)`` would pick for a key: its own partitioner, on its metadata.
 
     For records sent to an explicit partition that must land where their key's records do
-    (ingest's packs of profile-events records, tables/profile_pack.py). ``producer`` is Faust's
+    (ingest's packs of profile-events records, app/profiles/pack.py). ``producer`` is Faust's
     aiokafka ``Producer``; ``partitions_for`` loads the topic's metadata the first time, as a
     send would; the function returned then needs no more waiting.
     """

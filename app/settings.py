@@ -382,7 +382,7 @@ SETTINGS_DOC: dict[str, str] = {
         "limit at a time between the events: bounds the pause and the memory of one tick."
     ),
     "profiles_pack_events": (
-        "Most events ingest packs into one profile-events record (tables.profile_pack): the events of a batch "
+        "Most events ingest packs into one profile-events record (app.profiles.pack): the events of a batch "
         "that go to one partition travel as one Kafka record, so the profiles stage consumes one record, not "
         "one per event. 1 sends a record per event."
     ),

@@ -25,9 +25,9 @@ from app.http_guard import KEY
 from app.identity.normalise import normalise_email, normalise_id, normalise_loyalty_id, normalise_phone
 from app.lifecycle import redis_healer, redis_sink
 from app.metrics import HTTP_EVENTS
+from app.profiles.state import default_rules
 from app.settings import MAX_EVENTS_PER_REQUEST
 from tables import cluster_stage, serving
-from tables.profile_stage import default_rules
 from tables.segments.listing import listing
 
 MAX_BATCH = MAX_EVENTS_PER_REQUEST

@@ -22,9 +22,9 @@ from typing import Any
 
 import orjson
 
+from app.profiles.fold import Record, StageMemory, fold
+from app.profiles.pack import pack
 from bench.tick_index_writes import NOW, profile_records
-from tables.profile_batch import Record, StageMemory, fold
-from tables.profile_pack import pack
 
 
 def _digest(value: Any) -> str:

@@ -22,11 +22,12 @@ from typing import Any
 
 from app.events.validation import Event, Validator
 from app.identity import IdentityResolver
+from app.profiles import state as profile_stage
+from app.profiles import unified as profile
+from app.profiles.features import rule_features
+from app.profiles.quality import QualityMonitor
 from app.sessions import state as sessions
 from app.simulator import SimConfig, iter_records
-from tables import profile, profile_stage
-from tables.features import rule_features
-from tables.quality import QualityMonitor
 from tables.segments import membership
 from tables.segments.evaluate import evaluate_and_schedule
 

@@ -17,11 +17,11 @@ Examples
 >>> frames = [{"name": n, "file": f} for n, f in [
 ...     ("BaseEventLoop._run_once", "asyncio/base_events.py"), ("EpollSelector.select", "selectors.py"),
 ...     ("Handle._run", "asyncio/events.py"), ("apply_batch", "agents/profiles.py"),
-...     ("fold", "tables/profile_batch.py")]]
+...     ("fold", "app/profiles/fold.py")]]
 >>> idle, work = [0, 1], [0, 2, 3, 4]
 >>> runs = busy_runs(frames, [idle, work, work, work, idle, work, idle], [0.01] * 7)
 >>> [(round(r.seconds, 2), dict(r.callbacks), dict(r.own)) for r in runs][0]
-(0.03, {'apply_batch (agents/profiles.py)': 3}, {'fold (tables/profile_batch.py)': 3})
+(0.03, {'apply_batch (agents/profiles.py)': 3}, {'fold (profiles/fold.py)': 3})
 >>> len(runs)
 2
 """
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-OWN_CODE = re.compile(r"(^|/)(agents|tables|app)/[^/]+\.py$")
+OWN_CODE = re.compile(r"(^|/)(agents|tables|app)/([^/]+/)?[^/]+\.py$")  # one package level: app/profiles/fold.py
 IDLE_LEAVES = {"EpollSelector.select", "SelectSelector.select", "KqueueSelector.select", "PollSelector.select"}
 
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import orjson
 
+from app.profiles import state as profile_stage
 from bench.tick_index_writes import count, profile_records
-from tables import profile_stage
 
 
 def recorded_evaluations(docs: list[bytes]) -> list[tuple[Any, ...]]:

@@ -3,8 +3,8 @@
 Streams a seeded simulator run (valid clickstream events only, in time order) and
 
 * keeps, per customer, the profile as the stream does (:class:`RealProfile`:
-  :func:`tables.profile.apply` per event, the feature vector of
-  :func:`tables.profile.feature_vector` read at the last event, as the stream's
+  :func:`app.profiles.unified.apply` per event, the feature vector of
+  :func:`app.profiles.unified.feature_vector` read at the last event, as the stream's
   cluster input), or with ``--features standin`` the bench's earlier stand-in
   features (:class:`StandIn`). Customers are keyed by the simulator's true
   ``customer_id`` (identity resolution is benchmarked separately in ``bench/febrl.py``);
@@ -46,9 +46,11 @@ import numpy as np
 import orjson
 
 from app.events.validation import Event
+from app.profiles import features
+from app.profiles import unified as profile
 from app.simulator.config import SimConfig
 from app.simulator.generator import iter_records
-from tables import cluster_stage, features, profile
+from tables import cluster_stage
 from tables.segments import evaluate as ev
 from tables.segments import membership, state
 from tables.segments.clusters import ClusterModel
@@ -150,7 +152,7 @@ class StandIn:
 
 
 class RealProfile:
-    """A customer's profile as the stream keeps it: :func:`tables.profile.apply` per event, the real features."""
+    """A customer's profile as the stream keeps it: :func:`app.profiles.unified.apply` per event, the real features."""
 
     __slots__ = ("last", "offset", "session_id", "state", "views")
 
@@ -413,8 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reseed-every", type=int, default=5000,
                         help="re-seed from the last N vectors learned, every N vectors")
     parser.add_argument("--features", choices=("real", "standin"), default="real",
-                        help="real: the profile core's vector (tables.profile, tables.features), read at the "
-                             "profile's last event as the stream's cluster input is; standin: the bench's own")
+                        help="real: the profile core's vector (app.profiles.unified, app.profiles.features), read at "
+                             "the profile's last event as the stream's cluster input is; standin: the bench's own")
     parser.add_argument("--all-features", action="store_true",
                         help="with --features real: cluster on the whole vector, category affinities and device "
                              "shares included (the stream clusters on tables.cluster_stage.CLUSTER_FEATURES)")

@@ -1,7 +1,7 @@
 """State at scale: memory per profile, disk per profile and recovery time of the profiles table.
 
 Builds realistic ``profiles`` table values (seeded simulator traffic folded by the real
-:func:`tables.profile_stage.apply_event`, one value per true customer), copies them
+:func:`app.profiles.state.apply_event`, one value per true customer), copies them
 under ``--profiles`` distinct profile ids into the table's changelog topic exactly as
 the profiles stage writes it (JSON key and value, the key's partition by Kafka's default
 partitioner, each value after its tick-index key: tables/due_index.py), then starts
@@ -40,6 +40,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
 from app.events.validation import Event, Validator
+from app.profiles import state as profile_stage
+from app.profiles.fold import tick_due_at
 from app.settings import Settings
 from app.simulator import SimConfig, iter_records
 from app.stack import EmbeddedStack, ManagedProcess, embedded_stack, free_port, wait_healthy, worker_argv
@@ -48,9 +50,7 @@ from bench.lookup_latency import produce
 from bench.pipeline_accuracy import metric_totals
 from bench.stats import histogram_delta, histogram_quantile
 from bench.throughput import REPO, SIM_END, pipeline_env, scrape_worker
-from tables import profile_stage
 from tables.due_index import due_key, indexed_key
-from tables.profile_batch import tick_due_at
 
 RESULTS = REPO / "bench" / "results"
 

@@ -168,7 +168,7 @@ TUNING_VARIANTS: dict[str, dict[str, str]] = {
     "PERSONA_PRODUCER_LINGER_SECONDS=0": {"PERSONA_PRODUCER_LINGER_SECONDS": "0"},
     "PERSONA_PRODUCER_LINGER_SECONDS=0.005": {"PERSONA_PRODUCER_LINGER_SECONDS": "0.005"},
     "PERSONA_INGEST_BATCH_SIZE=1": {"PERSONA_INGEST_BATCH_SIZE": "1"},
-    # A profile-events record per event, as before packs (tables/profile_pack.py).
+    # A profile-events record per event, as before packs (app/profiles/pack.py).
     "PERSONA_PROFILES_PACK_EVENTS=1": {"PERSONA_PROFILES_PACK_EVENTS": "1"},
     # The input as publisher-side batch records (like --batch-events, for this variant only), so the
     # two kinds of input compare within one run. BENCH_BATCH_* are read by the harness, not the worker.

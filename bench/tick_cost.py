@@ -21,10 +21,10 @@ from typing import Any
 
 import orjson
 
+from app.profiles.fold import Record, StageMemory, fold
 from app.sessions.state import ev
 from bench.state_scale import SIM_END, profile_templates
 from tables.compact_store import CompactDict
-from tables.profile_batch import Record, StageMemory, fold
 
 TOPIC = "bench-profile-events"
 WALL = 1_000_000.0

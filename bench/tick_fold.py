@@ -23,10 +23,10 @@ from typing import Any
 
 import orjson
 
+from app.profiles import state as profile_stage
+from app.profiles.fold import Batch, Record, StageMemory, fold
+from app.profiles.pack import pack
 from bench.tick_index_writes import NOW, profile_records
-from tables import profile_stage
-from tables.profile_batch import Batch, Record, StageMemory, fold
-from tables.profile_pack import pack
 
 
 def run(docs: list[bytes], pack_events: int, final_ticks: int, changes: list[Any] | None = None) -> dict[str, Any]:

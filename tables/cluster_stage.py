@@ -56,7 +56,8 @@ from typing import Any
 import orjson
 
 from app.events.validation import Rejection
-from tables import features, profile
+from app.profiles import features
+from app.profiles import unified as profile
 from tables.hooks import KeepOnSplit, State, register
 from tables.segments import membership
 from tables.segments.clusters import ClusterModel
@@ -184,7 +185,7 @@ def parse_input(raw: bytes) -> dict[str, Any] | Rejection:
         return Rejection("invalid_json", f"not valid JSON: {exc}")
     if not isinstance(doc, dict):
         return Rejection("not_an_object", "a cluster-input record must be a JSON object")
-    merge = "merged_into" in doc  # an identity merge (tables.profile_identity), not a vector
+    merge = "merged_into" in doc  # an identity merge (app.profiles.merges), not a vector
     fields: tuple[tuple[str, Any], ...] = (
         (("profile_id", str), ("merged_into", str), ("change_id", str), ("at", int | float)) if merge
         else (("profile_id", str), ("input_id", str), ("at", int | float), ("vector", dict))

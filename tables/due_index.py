@@ -14,7 +14,7 @@ it like any key), its writes are ordered with the values they describe, and a st
 whose keys are sorted (RocksDB) can read the earliest due keys of a partition directly.
 
 A due key is a hint, never the truth: a tick reads the profile's value and recomputes
-what is due, deleting a key that no longer matches (see :mod:`tables.profile_batch`).
+what is due, deleting a key that no longer matches (see :mod:`app.profiles.fold`).
 A table written before due keys existed has no ``__due_indexed__/<partition>`` marker:
 then one scan of its values writes the keys and the marker, once.
 

@@ -46,8 +46,10 @@ import orjson
 from app.identity.hashing import profile_id_for
 from app.identity.stream import PREFIXES, profile_summary
 from app.ingest import activity
+from app.profiles import merges as profile_identity
+from app.profiles import state as profile_stage
 from app.redis_sink import flatten
-from tables import cluster_stage, profile_identity, profile_stage
+from tables import cluster_stage
 from tables.segments import membership
 
 Fields = dict[str, str | int | float]

@@ -3,7 +3,7 @@
 Every state of this application skips the input it already reflects by comparing source
 positions (tables/exact.py). A Kafka record may carry many events: a publisher's batch on
 ``clickstream`` (``schemas/clickstream-batch.v1.json``), or ingest's pack on
-``<app_id>-profile-events`` (tables/profile_pack.py). Item ``i`` of the record at offset
+``<app_id>-profile-events`` (app/profiles/pack.py). Item ``i`` of the record at offset
 ``o`` stands at ``o * STRIDE + i``; a record of one event at ``o * STRIDE``. Positions order
 exactly as the records and their items do, and a replayed record replays each of its events
 at its old position.
@@ -11,7 +11,7 @@ at its old position.
 The watermark and Faust's commits stay in Kafka offsets: only the states compare positions.
 
 :func:`chunks` cuts many events' records into runs that one Kafka record each carries (ingest's
-packs, tables/profile_pack.py, and publishers' batch records, app/events/batch_records.py).
+packs, app/profiles/pack.py, and publishers' batch records, app/events/batch_records.py).
 
 Examples
 --------

@@ -50,7 +50,7 @@ from app.identity.observation import InvalidRecordError, Observation
 from app.identity.resolver import IdentityResolver
 from app.identity.stream import forward_decision, observation_to_dict
 from app.ingest import activity
-from tables import profile
+from app.profiles import unified as profile
 from tables.hooks import State
 
 
@@ -238,7 +238,7 @@ def crm_forward(
     """The identity-input record ``(key, value)`` of a ``crm-profiles`` record, or why it is dead-lettered.
 
     Every valid CRM record goes to identity, hashed here, with the traits the profile keeps
-    banded here, so no date of birth travels on (tables/profile.py). A record the code fails
+    banded here, so no date of birth travels on (app/profiles/unified.py). A record the code fails
     on is a ``processing_error``: dead-lettered, and ingest-crm goes on.
 
     >>> from app.events.validation import Validator

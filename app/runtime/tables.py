@@ -76,12 +76,12 @@ alias_table = exact_table(
 )
 
 # profile_id -> {"sessions", "profile", "segments", "partition", "next_eval_at"}
-# (tables.profile_stage): one table, so one changelog and one watermark cover everything
+# (app.profiles.state): one table, so one changelog and one watermark cover everything
 # the profiles stage writes per record.
 profiles_table = exact_table(
     "profiles",
     settings.profile_events_topic,
-    "Per-profile sessions, unified profile and rule segments (tables.profile_stage), keyed by profile_id.",
+    "Per-profile sessions, unified profile and rule segments (app.profiles.state), keyed by profile_id.",
 )
 
 # profile_id -> cluster membership, and the one online model under "__model__"

@@ -85,7 +85,7 @@ LABEL_WORDS: dict[str, tuple[str, str]] = {
     "abandon_rate": ("abandoner", "finisher"),
     "searches": ("searcher", "few_searches"),
     "tenure_days": ("long_standing", "new"),
-    # The profile core's names (tables/features.py), which the stream clusters on.
+    # The profile core's names (app/profiles/features.py), which the stream clusters on.
     "orders_decayed": ("frequent", "infrequent"),
     "revenue_decayed_log": ("high_spender", "low_spender"),
     "purchase_recency_days": ("lapsed_buyer", "recent_buyer"),

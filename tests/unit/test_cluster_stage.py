@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from app.events.validation import Rejection
+from app.profiles.features import vector_names
 from tables import cluster_stage, serving
 from tables.cluster_stage import ClusterConfig, checkpoint, restore, step
-from tables.features import vector_names
 from tables.hooks import REGISTRY, apply_change
 from tests.unit.test_schemas import validator
 
@@ -140,7 +140,7 @@ def test_bad_cluster_input_is_rejected_with_a_reason(raw: bytes, code: str) -> N
 
 
 def test_cluster_input_is_the_profile_vector_at_its_last_event() -> None:
-    from tables import profile
+    from app.profiles import unified as profile
 
     value = {"profile": {**profile.new_state(), "events": 4, "first_seen": 0.0, "last_seen": 86400.0}}
     doc = cluster_stage.cluster_input("p-1", value, "ses-a")

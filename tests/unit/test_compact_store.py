@@ -87,8 +87,8 @@ def test_compact_store_url_is_accepted_by_settings_and_faust() -> None:
 
 def profile_values(n: int) -> list[Any]:
     """``n`` profiles-table values of different customers (a few events each)."""
+    from app.profiles import state as profile_stage
     from app.sessions.state import ev
-    from tables import profile_stage
 
     values = []
     for c in range(n):

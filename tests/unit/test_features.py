@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from app.profiles import features
+from app.profiles import unified as profile
 from app.sessions.state import ev
-from tables import features, profile
 
 ROOT = Path(__file__).resolve().parents[2]
 DAY = 86400.0

@@ -3,7 +3,7 @@ through every stage's fold without a processing error, and every output keeps it
 
 The stages run as their pure folds, in flow order, as the agents chain them: ingest
 (app/ingest/fold.py), identity (app/identity/stream.py), profiles
-(tables/profile_batch.py, with a tick that closes the session), clusters (tables/cluster_stage.py).
+(app/profiles/fold.py, with a tick that closes the session), clusters (tables/cluster_stage.py).
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from app.identity import IdentityResolver
 from app.identity.stream import Resolved, StagedStore, observation_to_dict, resolve_record
 from app.ingest import fold as activity_batch
 from app.ingest.fold import Source
-from tables import cluster_stage, profile_identity
-from tables.profile_batch import Record, StageMemory, fold
+from app.profiles import merges as profile_identity
+from app.profiles.fold import Record, StageMemory, fold
+from tables import cluster_stage
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 EXAMPLES = SCHEMAS / "examples"

@@ -14,11 +14,12 @@ from hypothesis import strategies as st
 
 from app.events import dedupe
 from app.events.validation import Event, Validator
+from app.profiles import features
+from app.profiles import unified as profile
+from app.profiles.unified import ProfileConfig, age_band, apply_traits, pending_abandonment
 from app.sessions.state import ev
 from app.simulator import SimConfig, iter_records
-from tables import features, profile
 from tables.hooks import REGISTRY, apply_change, apply_erasure
-from tables.profile import ProfileConfig, age_band, apply_traits, pending_abandonment
 
 END = datetime(2024, 3, 1, tzinfo=UTC)
 HOUR = 3600.0

@@ -10,12 +10,12 @@ import orjson
 
 from app.events.positions import position
 from app.events.validation import Event, Validator
+from app.profiles import state as profile_stage
+from app.profiles.fold import Batch, Record, StageMemory, due_key_of, fold, tick_due_at
+from app.profiles.pack import pack
 from app.sessions.state import ev
 from app.simulator import SimConfig, iter_records
-from tables import profile_stage
 from tables.due_index import due_key, indexed_key, is_index_key, sorted_due_keys
-from tables.profile_batch import Batch, Record, StageMemory, due_key_of, fold, tick_due_at
-from tables.profile_pack import pack
 
 TOPIC = "persona-stream-profile-events"
 WALL = 10_000.0  # the batches' wall time; the tick below says 14 000: stream time moves 4 000 s on
@@ -219,7 +219,7 @@ def test_an_invalid_record_is_rejected_and_the_rest_of_the_batch_applied() -> No
 
 
 def packed(offset: int, records: list[Record], partition: int = 0) -> Record:
-    """The records' values carried by one pack (tables/profile_pack.py), as ingest sends them."""
+    """The records' values carried by one pack (app/profiles/pack.py), as ingest sends them."""
     (value,) = pack([r.value for r in records])
     return Record(TOPIC, partition, offset, value)
 

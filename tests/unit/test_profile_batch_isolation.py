@@ -8,9 +8,10 @@ import orjson
 import pytest
 
 from app.events.validation import Event
-from tables import profile_batch, profile_stage
-from tables.profile_batch import Record, StageMemory, fold
-from tables.profile_pack import pack
+from app.profiles import fold as profile_batch
+from app.profiles import state as profile_stage
+from app.profiles.fold import Record, StageMemory, fold
+from app.profiles.pack import pack
 from tests.unit.test_profile_batch import TOPIC, WALL, event, initial_table, mixed_records, record
 
 BOOM = "boom"

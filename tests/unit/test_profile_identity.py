@@ -1,4 +1,4 @@
-"""Identity merges, splits, redirects and CRM traits in the profiles stage (tables/profile_identity.py)."""
+"""Identity merges, splits, redirects and CRM traits in the profiles stage (app/profiles/merges.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ from typing import Any
 import jsonschema
 import orjson
 
+from app.profiles import merges as profile_identity
+from app.profiles import state as profile_stage
+from app.profiles import unified as profile
 from app.rebuild import stale_keys
 from app.sessions.state import ev
-from tables import profile, profile_identity, profile_stage, serving
+from tables import serving
 from tables.hooks import State
 
 SEGMENT_SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "segment-changes.v1.json").read_text())
@@ -232,7 +235,7 @@ def drain(docs: list[dict[str, Any]], table: dict[str, Any], first: int = 0) -> 
     """``docs`` as one partition of profile-events from offset ``first`` through the stage's fold, one
     record per batch; each batch's handovers appended to the partition (as the agent sends them),
     until none is left."""
-    from tables.profile_batch import Record, StageMemory, fold
+    from app.profiles.fold import Record, StageMemory, fold
 
     log, memory, offset = [orjson.dumps(doc) for doc in docs], StageMemory(), 0
     while offset < len(log):

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.events.positions import STRIDE, position
-from tables.profile_pack import pack
+from app.profiles.pack import pack
 
 json_values = st.integers(min_value=-(2**53), max_value=2**53) | st.text(max_size=40)
 records = st.lists(st.dictionaries(st.text(max_size=5), json_values, max_size=4).map(orjson.dumps), max_size=60)

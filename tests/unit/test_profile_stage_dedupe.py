@@ -1,4 +1,4 @@
-"""One record of recent event ids per profiles-table value (tables/profile_stage.py), old values included."""
+"""One record of recent event ids per profiles-table value (app/profiles/state.py), old values included."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from typing import Any
 import orjson
 
 from app.events import dedupe
+from app.profiles import merges as profile_identity
+from app.profiles import state as profile_stage
 from app.sessions import state as sessions
 from app.sessions.state import ev
-from tables import profile_identity, profile_stage
 from tables.hooks import State
 from tests.unit.test_dedupe import legacy_digest
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from app.profiles import state as profile_stage
 from app.sessions.state import ev
-from tables import profile_stage
 
 DAY = 86_400.0
 

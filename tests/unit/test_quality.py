@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from app.profiles import unified as profile
+from app.profiles.quality import QualityConfig, QualityMonitor, RobustZ
 from app.sessions.state import ev
-from tables import profile
-from tables.quality import QualityConfig, QualityMonitor, RobustZ
 
 
 @given(st.lists(st.floats(-1e6, 1e6), min_size=3, max_size=80), st.integers(3, 40))

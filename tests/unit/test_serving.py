@@ -12,8 +12,9 @@ from app.cli import cli
 from app.events.validation import Event
 from app.identity.hashing import profile_id_for
 from app.ingest import activity
+from app.profiles import state as profile_stage
 from app.rebuild import last_values, serving_keys
-from tables import profile_stage, serving
+from tables import serving
 
 T0 = 1_700_000_000.0
 IDENTITY_PROFILE = {

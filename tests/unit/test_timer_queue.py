@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tables import timer_queue
-from tables.timer_queue import TimerQueue
+from app.profiles import timer_queue
+from app.profiles.timer_queue import TimerQueue
 
 profile_ids = st.sampled_from([f"p-{i}" for i in range(8)])
 times = st.none() | st.integers(0, 50).map(float)

@@ -1,8 +1,8 @@
 """The unified profile per ``profile_id``: lifetime counts, RFM with decay, affinities, traits, quality.
 
 Pure functions; the Faust table lives in the shell. Every feature read from
-this state is defined in :mod:`tables.features` (one table of name, meaning,
-update rule and half-life); :func:`tables.features.vector` derives the numeric
+this state is defined in :mod:`app.profiles.features` (one table of name, meaning,
+update rule and half-life); :func:`app.profiles.features.vector` derives the numeric
 vector for clustering.
 
 What the state holds (plain JSON)::
@@ -60,7 +60,7 @@ from typing import Any, Final, Literal
 
 from app.events import dedupe
 from app.events.validation import Event
-from tables.features import (
+from app.profiles.features import (
     ABANDON_AFTER,
     AFFINITY_WEIGHT,
     HALF_LIFE,
@@ -70,8 +70,8 @@ from tables.features import (
     vector_names,
     weight,
 )
+from app.profiles.quality import DEFAULT_QUALITY, QualityConfig, QualityMonitor
 from tables.hooks import KeepOnSplit, State, register
-from tables.quality import DEFAULT_QUALITY, QualityConfig, QualityMonitor
 
 Outcome = Literal["applied", "replayed", "duplicate_event_id"]
 
@@ -143,7 +143,7 @@ def apply(
     new["first_seen"] = ts if first is None or ts < first else first
     new["last_seen"] = ts if last is None or ts > last else last
 
-    # Decayed values, against the landmark t0 (tables/features.py).
+    # Decayed values, against the landmark t0 (app/profiles/features.py).
     t0 = cur["t0"]
     decayed = dict(cur["decayed"])
     affinity = cur["affinity"]
@@ -227,7 +227,7 @@ def _add_affinity(affinity: dict[str, float], category: str, amount: float, boun
 
 
 def _rate(q: dict[str, Any], ts: float, config: QualityConfig, monitor: QualityMonitor | None) -> dict[str, Any]:
-    """Per-minute event count of the profile; bot marking and rate scoring (tables/quality.py)."""
+    """Per-minute event count of the profile; bot marking and rate scoring (app/profiles/quality.py)."""
     minute = int(ts // 60)
     current = q["minute"]
     if current is not None and minute < current:
@@ -327,7 +327,7 @@ def pending_abandonment(state: State, now: float, config: ProfileConfig = DEFAUL
 
 
 def feature_vector(state: State, now: float, config: ProfileConfig = DEFAULT_CONFIG) -> dict[str, float]:
-    """The named feature vector at ``now`` (:func:`tables.features.vector`): served, and clustered."""
+    """The named feature vector at ``now`` (:func:`app.profiles.features.vector`): served, and clustered."""
     return dict(zip(vector_names(), vector(state, now, abandon_after=config.abandon_after), strict=True))
 
 

@@ -13,7 +13,7 @@ hash to, so a profile's events and its control records (merges, splits, traits) 
 share one partition and one order.
 
 Exactness needs a position per event, not per Kafka record: the fold
-(tables/profile_batch.py) applies item ``i`` of a pack at its own source position
+(app/profiles/fold.py) applies item ``i`` of a pack at its own source position
 (app/events/positions.py), so a replayed pack replays each of its events at its old position.
 
 Examples

@@ -11,7 +11,7 @@ the profile whose partition must act (all carry ``profile_id`` = their key):
     ``merge_in`` for A and leaves a *tombstone* ``{"merged_into": A, ...}``.
 ``{"merge_in": {"change_id", "from": B, "state": value}}`` (key A)
     :func:`merge_in` folds the absorbed value into A with
-    :class:`~tables.profile_stage.ProfileStageHooks` and emits the segment changes
+    :class:`~app.profiles.state.ProfileStageHooks` and emits the segment changes
     (B exits its segments, reason ``merged_into``; A enters what the merged state
     qualifies for). With ``"split": true`` it carries a part of a split instead.
 ``{"split": {"change_id", "new_profile_ids"}}`` (key P)
@@ -41,7 +41,7 @@ Exactness under replay (at-least-once delivery of every record above):
 Examples
 --------
 >>> from app.sessions.state import ev
->>> from tables import profile_stage
+>>> from app.profiles import state as profile_stage
 >>> b, _ = profile_stage.apply_event(None, ev("e1", 1000.0), offset=7, partition=1, profile_id="p-b")
 >>> a, _ = profile_stage.apply_event(None, ev("e2", 1100.0), offset=3, partition=0, profile_id="p-a")
 >>> [(key, list(env)) for key, env in control_records(
@@ -64,9 +64,10 @@ from typing import Any, Final, Literal
 
 from app.events import dedupe
 from app.identity.hashing import profile_id_for
+from app.profiles import state as profile_stage
+from app.profiles import unified as profile
+from app.profiles.features import rule_features
 from app.sessions import state as sessions
-from tables import profile, profile_stage
-from tables.features import rule_features
 from tables.hooks import State
 from tables.segments import membership
 from tables.segments import state as segments
@@ -388,7 +389,7 @@ def _bounded(change_ids: Iterable[str]) -> list[str]:
 def _rebase(merged: State, survivor: State, absorbed: State, offset: int) -> State:
     """Offsets of the merge record's partition; the recent event ids of both sides, interleaved.
 
-    The ids are kept in the profile part only (see :func:`tables.profile_stage.apply_event`);
+    The ids are kept in the profile part only (see :func:`app.profiles.state.apply_event`);
     a sessions part from before that keeps its own has the same ids and gives them up here.
     Interleaved by recency (:func:`app.events.dedupe.interleave`), the window the next event trims
     keeps the newest ids of both sides: the absorbed profile's last events, sent again to the

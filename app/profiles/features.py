@@ -1,7 +1,7 @@
 """Profile features: every definition in one place, and the numeric vector used for clustering.
 
 :data:`FEATURES` is the single list of features: name, meaning, how the profile
-state (:mod:`tables.profile`) updates it per event, and its decay half-life.
+state (:mod:`app.profiles.unified`) updates it per event, and its decay half-life.
 :func:`vector` reads them from a profile state at a time ``now``, in the stable
 order of :func:`vector_names`; category affinities follow, one per category of
 the list passed in (default :data:`CATEGORIES`, the catalogue's).
@@ -14,7 +14,7 @@ is one addition, the result does not depend on the order of events, and merging
 two profiles is a sum once both are scaled to one landmark (:func:`rescale`).
 
 The table of all features is ``docs/features.md``, generated from :data:`FEATURES`
-(``.venv/bin/python -m tables.features > docs/features.md``; a unit test checks they agree):
+(``.venv/bin/python -m app.profiles.features > docs/features.md``; a unit test checks they agree):
 
 >>> [f.name for f in FEATURES][:3]
 ['recency_days', 'purchase_recency_days', 'orders_decayed']
@@ -83,7 +83,7 @@ FEATURES: Final[tuple[Feature, ...]] = (
     Feature("device_tablet", "share of events from tablets", "as device_mobile"),
     Feature("lifetime_events_log", "log1p of the lifetime event count", "+= 1 per event"),
     Feature("quality_bot", "1 if the profile ever had a bot-like event rate",
-            "set when a minute holds bot_events_per_minute events (tables/quality.py)"),
+            "set when a minute holds bot_events_per_minute events (app/profiles/quality.py)"),
     Feature("affinity:<category>", "share of the decayed category interest",
             "+= 1 product_view, 3 add_to_cart, 5 per purchased line, decayed; read as share of the total", 30),
 )
@@ -131,7 +131,7 @@ def vector(state: dict[str, Any], now: float, categories: tuple[str, ...] = CATE
     """The numeric features of a profile state at ``now`` (see :func:`vector_names`).
 
     An open cart already past ``abandon_after`` at ``now`` counts as abandoned
-    (as :func:`tables.profile.pending_abandonment`); pass the profile's setting.
+    (as :func:`app.profiles.unified.pending_abandonment`); pass the profile's setting.
     """
     last_seen = state["last_seen"]
     last_purchase = state["last_purchase"]
@@ -177,9 +177,9 @@ def document() -> str:
     """The whole of ``docs/features.md``."""
     return (
         "# Profile features\n\n"
-        "Generated from `tables/features.py` (`FEATURES`) by "
-        "`.venv/bin/python -m tables.features > docs/features.md`; do not edit by hand.\n"
-        "The clustering vector (`tables.features.vector`) has these features in this order, "
+        "Generated from `app/profiles/features.py` (`FEATURES`) by "
+        "`.venv/bin/python -m app.profiles.features > docs/features.md`; do not edit by hand.\n"
+        "The clustering vector (`app.profiles.features.vector`) has these features in this order, "
         "the affinity columns last, one per category.\n"
         "Decayed values halve every half-life: an amount added at `t` weighs `2 ** (-(now - t) / half_life)` "
         "at `now`.\n\n" + markdown_table() + "\n"
@@ -197,7 +197,7 @@ def rule_features(state: dict[str, Any], now: float) -> dict[str, Any]:
     days), the streaming form of "in the last 90 days"; a timestamp feature with no value is
     left out, so a rule on it is false.
 
-    >>> from tables.profile import new_state
+    >>> from app.profiles.unified import new_state
     >>> f = rule_features({**new_state(), "orders": 2, "revenue_cents": 12000, "first_seen": 5.0,
     ...                    "affinity": {"toys": 3.0, "books": 1.0}}, now=10.0)
     >>> f["lifetime.purchases"], f["lifetime.revenue"], f["affinity.toys"], "last_purchase_at" in f

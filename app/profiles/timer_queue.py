@@ -1,11 +1,11 @@
 """Which profiles a tick must visit: a queue of due times per partition.
 
 A tick closes sessions whose time is up and runs rule evaluations that fell due
-(:func:`tables.profile_stage.tick`). Visiting every profile that has an open session or
+(:func:`app.profiles.state.tick`). Visiting every profile that has an open session or
 a timed rule on every tick costs a table read (a decode, with compact:// and rocksdb://)
 per profile every few seconds, which at a million profiles is more work than the events.
 The queue hands a tick only the profiles whose earliest due time
-(:func:`tables.profile_stage.next_tick_at`) has come.
+(:func:`app.profiles.state.next_tick_at`) has come.
 
 Examples
 --------

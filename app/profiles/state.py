@@ -28,11 +28,11 @@ from functools import lru_cache
 from typing import Any
 
 from app.events.validation import Event
+from app.profiles import unified as profile
+from app.profiles.features import rule_features
+from app.profiles.quality import QualityMonitor
 from app.sessions import state as sessions
-from tables import profile
-from tables.features import rule_features
 from tables.hooks import State, register
-from tables.quality import QualityMonitor
 from tables.segments import membership
 from tables.segments import state as segments
 from tables.segments.evaluate import evaluate_and_schedule

@@ -15,7 +15,7 @@ and the agent carries it out in this order:
 States chain through ``pending`` exactly as they would through the table (a record
 reads ``pending`` first, then the table), so a batch gives the state and outputs of
 the same records applied one by one. Exactness under replay is the per-record one
-(tables/profile_identity.py): a state that records a handover is written only after
+(app/profiles/merges.py): a state that records a handover is written only after
 the handover is acknowledged (1 before 2), and every step skips the offsets or change
 ids its state already reflects, so a batch replayed after a crash applies nothing twice.
 
@@ -47,12 +47,14 @@ import orjson
 
 from app.events.positions import position
 from app.events.validation import Event, Rejection, processing_error
+from app.profiles import merges as profile_identity
+from app.profiles import state as profile_stage
+from app.profiles.quality import QualityMonitor
+from app.profiles.timer_queue import TimerQueue
 from app.sessions import state as sessions
-from tables import cluster_stage, profile_identity, profile_stage
+from tables import cluster_stage
 from tables.due_index import DUE_PREFIX, DueKeySource, due_key, indexed_key, is_index_key, parse_due_key
 from tables.hooks import State
-from tables.quality import QualityMonitor
-from tables.timer_queue import TimerQueue
 from tables.watermark import is_watermark_key
 
 OutputKind = Literal["session_summaries", "cluster_input", "segment_changes"]
@@ -68,7 +70,7 @@ class Record(NamedTuple):
 
 
 class At(NamedTuple):
-    """Where one record (or one item of a pack) stands in its partition (tables/profile_pack.py)."""
+    """Where one record (or one item of a pack) stands in its partition (app/profiles/pack.py)."""
 
     partition: int
     #: Its source position: what states compare to skip what they already reflect.
@@ -84,7 +86,7 @@ class StageMemory:
     clock: profile_stage.StreamClock = field(default_factory=profile_stage.StreamClock)
     monitor: QualityMonitor = field(default_factory=QualityMonitor)
     #: partition -> the profiles a tick may change, by due time (an open session's close or
-    #: a rule evaluation; :func:`tables.profile_stage.next_tick_at`): a copy of the table's due
+    #: a rule evaluation; :func:`app.profiles.state.next_tick_at`): a copy of the table's due
     #: keys (tables/due_index.py) for stores whose keys are not sorted. ``None`` until the first
     #: record or tick after a start or a rebalance: then ONE pass over the table's keys (no value
     #: is decoded) indexes every partition.
@@ -196,7 +198,7 @@ def fold(
     """Apply ``records`` in offset order on top of ``table`` (only read); return what the batch does.
 
     ``wall`` is the wall-clock time of the batch: stream time before any event of a
-    partition was seen, and the idle advance of stream time (:class:`~tables.profile_stage.StreamClock`).
+    partition was seen, and the idle advance of stream time (:class:`~app.profiles.state.StreamClock`).
     With ``max_folded``, the fold stops after the record that brings :attr:`Batch.folded` to it
     (a pack is never cut): :attr:`Batch.records` says how many of ``records`` it took, and the
     agent folds the rest as the next batch. A backlog of packs then holds the event loop for

@@ -1,6 +1,6 @@
 """Online data-quality checks: monetary outliers, event-rate outliers and bot-like rates.
 
-Nothing is dropped: a check only raises a flag, which :mod:`tables.profile`
+Nothing is dropped: a check only raises a flag, which :mod:`app.profiles.unified`
 counts in the profile's ``quality`` part, and :class:`QualityMonitor` counts per
 kind for metrics (``monitor.counts``).
 
@@ -28,7 +28,7 @@ statistics *before* ``x`` is added.
 * **Bot-like rate**: a minute with ``bot_events_per_minute`` (60, one per
   second sustained) events marks the profile as bot-like. This rule is local
   to the profile (no population statistics) and is applied by
-  :func:`tables.profile.apply` with or without a monitor.
+  :func:`app.profiles.unified.apply` with or without a monitor.
 
 The monitor's windows are per-worker working memory, not table state: after a
 restart they warm up again (no flags for the first ``min_observations``). The
