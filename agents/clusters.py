@@ -10,7 +10,7 @@ The model lives in memory on the worker that owns the one partition. It is loade
 the table's checkpoint at the first record after recovery (or taken again from it after
 a rebalance when the checkpoint is newer, see :func:`model_state`) and saved just before
 each watermark write, so a worker that gets the partition (restart or rebalance) goes on
-from the checkpoint, never from an empty model. Exactness is in :mod:`tables.cluster_stage`.
+from the checkpoint, never from an empty model. Exactness is in :mod:`app.clusters.state`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import orjson
 from faust.types import TP, StreamT
 
 from agents.ingest import send_dead_letter
+from app.clusters import state as cluster_stage
 from app.events.validation import Rejection, processing_error
 from app.faust_app import cluster_input_topic, faust_app, segment_changes_topic, settings
 from app.lifecycle import redis_sink
@@ -38,7 +39,7 @@ from app.metrics import (
     STAGE_SECONDS,
 )
 from app.runtime.tables import clusters_table
-from tables import cluster_stage, serving
+from tables import serving
 
 CONFIG = cluster_stage.ClusterConfig(k=settings.cluster_k or None, warmup=settings.cluster_warmup)
 QUALITY_SECONDS = 30.0
@@ -59,7 +60,7 @@ def model_state() -> cluster_stage.ClusterState:
     learned since. If another worker owned it meanwhile and checkpointed further, the
     checkpoint is newer and wins; otherwise the rewind to the watermark + 1 (written with
     the checkpoint) re-reads whatever the live model has not learned, and what it has is
-    not learned twice (``tables.cluster_stage.step`` skips offsets at or below its own).
+    not learned twice (``app.clusters.state.step`` skips offsets at or below its own).
     """
     global live, recheck
     if live is None or recheck:

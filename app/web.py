@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from app import health
 from app.auth import ApiKey
+from app.clusters import state as cluster_stage
 from app.events import batch_records
 from app.events.validation import Event, Rejection, processing_error
 from app.faust_app import clickstream_topic, faust_app, http_guard, resolver, settings, started_at, validator
@@ -27,7 +28,7 @@ from app.lifecycle import redis_healer, redis_sink
 from app.metrics import HTTP_EVENTS
 from app.profiles.state import default_rules
 from app.settings import MAX_EVENTS_PER_REQUEST
-from tables import cluster_stage, serving
+from tables import serving
 from tables.segments.listing import listing
 
 MAX_BATCH = MAX_EVENTS_PER_REQUEST

@@ -8,8 +8,8 @@ Streams a seeded simulator run (valid clickstream events only, in time order) an
   cluster input), or with ``--features standin`` the bench's earlier stand-in
   features (:class:`StandIn`). Customers are keyed by the simulator's true
   ``customer_id`` (identity resolution is benchmarked separately in ``bench/febrl.py``);
-* learns the online cluster model (:class:`tables.segments.clusters.ClusterModel`,
-  on :data:`tables.cluster_stage.CLUSTER_FEATURES` unless ``--all-features``) from
+* learns the online cluster model (:class:`app.clusters.model.ClusterModel`,
+  on :data:`app.clusters.state.CLUSTER_FEATURES` unless ``--all-features``) from
   each customer's vector at the end of each of their sessions (``--learn-on session``,
   the stream's cadence) or at a daily refresh, assigning clusters with hysteresis as it goes;
 * runs the default rules (``tables/segments/default_rules.toml``) on every event,
@@ -45,15 +45,15 @@ from typing import Any
 import numpy as np
 import orjson
 
+from app.clusters import state as cluster_stage
+from app.clusters.model import ClusterModel
 from app.events.validation import Event
 from app.profiles import features
 from app.profiles import unified as profile
 from app.simulator.config import SimConfig
 from app.simulator.generator import iter_records
-from tables import cluster_stage
 from tables.segments import evaluate as ev
 from tables.segments import membership, state
-from tables.segments.clusters import ClusterModel
 from tables.segments.rules import RuleSet, load_rules
 
 DAY = 86400.0
@@ -172,7 +172,7 @@ class RealProfile:
         self.state, _ = profile.apply(self.state, e, self.offset)
 
     def vector(self, now: float) -> dict[str, float]:
-        # As the stream's cluster input (tables.cluster_stage.cluster_input): read at the last event.
+        # As the stream's cluster input (app.clusters.state.cluster_input): read at the last event.
         return profile.feature_vector(self.state, self.last)
 
     def rule_features(self, now: float) -> dict[str, Any]:
@@ -419,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
                              "the profile's last event as the stream's cluster input is; standin: the bench's own")
     parser.add_argument("--all-features", action="store_true",
                         help="with --features real: cluster on the whole vector, category affinities and device "
-                             "shares included (the stream clusters on tables.cluster_stage.CLUSTER_FEATURES)")
+                             "shares included (the stream clusters on app.clusters.state.CLUSTER_FEATURES)")
     parser.add_argument("--no-rules", action="store_true", help="skip the rules (cluster figures only)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)

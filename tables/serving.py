@@ -43,13 +43,13 @@ from typing import Any
 
 import orjson
 
+from app.clusters import state as cluster_stage
 from app.identity.hashing import profile_id_for
 from app.identity.stream import PREFIXES, profile_summary
 from app.ingest import activity
 from app.profiles import merges as profile_identity
 from app.profiles import state as profile_stage
 from app.redis_sink import flatten
-from tables import cluster_stage
 from tables.segments import membership
 
 Fields = dict[str, str | int | float]
@@ -190,7 +190,7 @@ def cluster_entries(profile_id: str, entry: Mapping[str, Any] | None) -> list[En
 
 
 def clusters_entry(catalogue: Mapping[str, Mapping[str, Any]]) -> Entry:
-    """The catalogue of cluster segments (:func:`tables.cluster_stage.catalogue`), one hash."""
+    """The catalogue of cluster segments (:func:`app.clusters.state.catalogue`), one hash."""
     return CLUSTERS, {seg: orjson.dumps(dict(info)).decode() for seg, info in catalogue.items()}
 
 

@@ -45,6 +45,7 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 
+from app.clusters import state as cluster_stage
 from app.events.positions import position
 from app.events.validation import Event, Rejection, processing_error
 from app.profiles import merges as profile_identity
@@ -52,7 +53,6 @@ from app.profiles import state as profile_stage
 from app.profiles.quality import QualityMonitor
 from app.profiles.timer_queue import TimerQueue
 from app.sessions import state as sessions
-from tables import cluster_stage
 from tables.due_index import DUE_PREFIX, DueKeySource, due_key, indexed_key, is_index_key, parse_due_key
 from tables.hooks import State
 from tables.watermark import is_watermark_key

@@ -85,11 +85,11 @@ profiles_table = exact_table(
 )
 
 # profile_id -> cluster membership, and the one online model under "__model__"
-# (tables.cluster_stage): ONE partition like identity, so cluster ids are global; the model
+# (app.clusters.state): ONE partition like identity, so cluster ids are global; the model
 # checkpoint is written just before each watermark (agents/clusters.py).
 clusters_table = exact_table(
     "clusters",
     settings.cluster_input_topic,
-    "Per-profile cluster membership and the cluster model checkpoint (tables.cluster_stage).",
+    "Per-profile cluster membership and the cluster model checkpoint (app.clusters.state).",
     partitions=1,
 )

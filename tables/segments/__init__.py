@@ -12,7 +12,7 @@ One concept per module:
     Rules -> current segments with reasons; hysteresis; timer scheduling.
 :mod:`~tables.segments.membership`
     Membership state and its diff into ``segment-changes`` records; merge/split/erase.
-:mod:`~tables.segments.clusters`
+:mod:`~app.clusters.model`
     Online clustering (River) with stable ids, labels, persistence and quality.
 :mod:`~tables.segments.state`
     The ``segments`` table value (windows + memberships) and its registered hook.

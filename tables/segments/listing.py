@@ -2,7 +2,7 @@
 
 Rule segments come from the rule set (a ``for_each`` rule's segments, such as
 ``interest:toys``, exist once some profile entered one); cluster segments from the
-model's catalogue (:func:`tables.cluster_stage.catalogue`, served in Redis as
+model's catalogue (:func:`app.clusters.state.catalogue`, served in Redis as
 ``persona:clusters``); sizes are the cardinalities of the segments' Redis sets.
 
 >>> from tables.segments.rules import load_rules

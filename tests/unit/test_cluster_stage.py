@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
+from app.clusters import state as cluster_stage
+from app.clusters.state import ClusterConfig, checkpoint, restore, step
 from app.events.validation import Rejection
 from app.profiles.features import vector_names
-from tables import cluster_stage, serving
-from tables.cluster_stage import ClusterConfig, checkpoint, restore, step
+from tables import serving
 from tables.hooks import REGISTRY, apply_change
 from tests.unit.test_schemas import validator
 

@@ -3,7 +3,7 @@ through every stage's fold without a processing error, and every output keeps it
 
 The stages run as their pure folds, in flow order, as the agents chain them: ingest
 (app/ingest/fold.py), identity (app/identity/stream.py), profiles
-(app/profiles/fold.py, with a tick that closes the session), clusters (tables/cluster_stage.py).
+(app/profiles/fold.py, with a tick that closes the session), clusters (app/clusters/state.py).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft7Validator
 
+from app.clusters import state as cluster_stage
 from app.events.validation import Rejection, Validator
 from app.identity import IdentityResolver
 from app.identity.stream import Resolved, StagedStore, observation_to_dict, resolve_record
@@ -27,7 +28,6 @@ from app.ingest import fold as activity_batch
 from app.ingest.fold import Source
 from app.profiles import merges as profile_identity
 from app.profiles.fold import Record, StageMemory, fold
-from tables import cluster_stage
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 EXAMPLES = SCHEMAS / "examples"

@@ -133,8 +133,8 @@ def test_orjson_flatten_matches_agents_wire_format() -> None:
 
 
 def test_rebuild_restores_cluster_memberships_the_cluster_catalogue_and_every_segment_set() -> None:
+    from app.clusters import state as cluster_stage
     from app.rebuild import segment_sets
-    from tables import cluster_stage
 
     state = cluster_stage.new_state(cluster_stage.ClusterConfig(k=2, warmup=4))
     clusters: dict[str, object] = {}

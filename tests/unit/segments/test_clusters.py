@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tables.segments.clusters import ClusterModel, choose_k, kmeans_fit, match_ids, silhouette
+from app.clusters.model import ClusterModel, choose_k, kmeans_fit, match_ids, silhouette
 
 FEATURES = ["frequency", "monetary", "views"]
 BLOBS = {"a": (1.0, 50.0, 40.0), "b": (8.0, 900.0, 10.0), "c": (0.0, 0.0, 5.0)}

@@ -6,7 +6,7 @@ not per event: a session is the unit of behaviour the archetypes differ by, and 
 the model's input small. The clusters stage (``agents/clusters.py``) folds each record
 into :class:`ClusterState` with :func:`step`:
 
-* the model (:class:`tables.segments.clusters.ClusterModel`) learns the vector and the
+* the model (:class:`app.clusters.model.ClusterModel`) learns the vector and the
   profile is assigned a cluster with hysteresis; ``segment-changes`` records (kind
   ``cluster``, reason: cluster id, label, distance to the centre, nearest other cluster)
   come from :func:`tables.segments.membership.diff`;
@@ -55,12 +55,12 @@ from typing import Any
 
 import orjson
 
+from app.clusters.model import ClusterModel
 from app.events.validation import Rejection
 from app.profiles import features
 from app.profiles import unified as profile
 from tables.hooks import KeepOnSplit, State, register
 from tables.segments import membership
-from tables.segments.clusters import ClusterModel
 from tables.segments.evaluate import Decision
 
 log = logging.getLogger(__name__)
