@@ -27,9 +27,9 @@ from app.identity.normalise import normalise_email, normalise_id, normalise_loya
 from app.lifecycle import redis_healer, redis_sink
 from app.metrics import HTTP_EVENTS
 from app.profiles.state import default_rules
+from app.segments.listing import listing
 from app.settings import MAX_EVENTS_PER_REQUEST
 from tables import serving
-from tables.segments.listing import listing
 
 MAX_BATCH = MAX_EVENTS_PER_REQUEST
 

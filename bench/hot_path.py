@@ -26,10 +26,10 @@ from app.profiles import state as profile_stage
 from app.profiles import unified as profile
 from app.profiles.features import rule_features
 from app.profiles.quality import QualityMonitor
+from app.segments import membership
+from app.segments.evaluate import evaluate_and_schedule
 from app.sessions import state as sessions
 from app.simulator import SimConfig, iter_records
-from tables.segments import membership
-from tables.segments.evaluate import evaluate_and_schedule
 
 END = datetime(2024, 3, 1, tzinfo=UTC)
 

@@ -12,7 +12,7 @@ Streams a seeded simulator run (valid clickstream events only, in time order) an
   on :data:`app.clusters.state.CLUSTER_FEATURES` unless ``--all-features``) from
   each customer's vector at the end of each of their sessions (``--learn-on session``,
   the stream's cadence) or at a daily refresh, assigning clusters with hysteresis as it goes;
-* runs the default rules (``tables/segments/default_rules.toml``) on every event,
+* runs the default rules (``app/segments/default_rules.toml``) on every event,
   and fires their timers as the stream's clock passes them;
 
 then scores the online clusters of the customers' final vectors against the
@@ -50,11 +50,11 @@ from app.clusters.model import ClusterModel
 from app.events.validation import Event
 from app.profiles import features
 from app.profiles import unified as profile
+from app.segments import evaluate as ev
+from app.segments import membership, state
+from app.segments.rules import RuleSet, load_rules
 from app.simulator.config import SimConfig
 from app.simulator.generator import iter_records
-from tables.segments import evaluate as ev
-from tables.segments import membership, state
-from tables.segments.rules import RuleSet, load_rules
 
 DAY = 86400.0
 CLUSTER_FEATURES = [

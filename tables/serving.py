@@ -50,7 +50,7 @@ from app.ingest import activity
 from app.profiles import merges as profile_identity
 from app.profiles import state as profile_stage
 from app.redis_sink import flatten
-from tables.segments import membership
+from app.segments import membership
 
 Fields = dict[str, str | int | float]
 Entry = tuple[str, Fields]

@@ -72,7 +72,7 @@ from typing import Any
 import numpy as np
 from river import cluster, preprocessing
 
-from tables.segments.evaluate import Decision
+from app.segments.evaluate import Decision
 
 #: Words for a feature that is high / low in a centre (``high_<name>`` / ``low_<name>`` otherwise).
 LABEL_WORDS: dict[str, tuple[str, str]] = {
@@ -401,7 +401,7 @@ class ClusterModel:
         return best, d[best], other
 
     def decision(self, x: Vector, current: int | None = None) -> Decision | None:
-        """The cluster segment of a profile as a :class:`~tables.segments.evaluate.Decision`.
+        """The cluster segment of a profile as a :class:`~app.segments.evaluate.Decision`.
 
         Segment id ``cluster-<id>``, reason ``{"cluster", "label", "distance", "nearest_cluster"}``.
         """

@@ -9,7 +9,7 @@ into :class:`ClusterState` with :func:`step`:
 * the model (:class:`app.clusters.model.ClusterModel`) learns the vector and the
   profile is assigned a cluster with hysteresis; ``segment-changes`` records (kind
   ``cluster``, reason: cluster id, label, distance to the centre, nearest other cluster)
-  come from :func:`tables.segments.membership.diff`;
+  come from :func:`app.segments.membership.diff`;
 * one table (``clusters``, one partition) holds the per-profile membership under the
   profile id and the model checkpoint under :data:`MODEL_KEY`, so ids are global and one
   changelog and one watermark cover both.
@@ -59,9 +59,9 @@ from app.clusters.model import ClusterModel
 from app.events.validation import Rejection
 from app.profiles import features
 from app.profiles import unified as profile
+from app.segments import membership
+from app.segments.evaluate import Decision
 from tables.hooks import KeepOnSplit, State, register
-from tables.segments import membership
-from tables.segments.evaluate import Decision
 
 log = logging.getLogger(__name__)
 

@@ -191,7 +191,7 @@ if __name__ == "__main__":
 
 
 def rule_features(state: dict[str, Any], now: float) -> dict[str, Any]:
-    """The features segment rules read (names of :data:`tables.segments.known_features.DEFAULT_FEATURES`).
+    """The features segment rules read (names of :data:`app.segments.known_features.DEFAULT_FEATURES`).
 
     ``frequency`` and ``monetary`` are the decayed order count and revenue (half-life 90
     days), the streaming form of "in the last 90 days"; a timestamp feature with no value is

@@ -67,11 +67,11 @@ from app.identity.hashing import profile_id_for
 from app.profiles import state as profile_stage
 from app.profiles import unified as profile
 from app.profiles.features import rule_features
+from app.segments import membership
+from app.segments import state as segments
+from app.segments.evaluate import evaluate_and_schedule
 from app.sessions import state as sessions
 from tables.hooks import State
-from tables.segments import membership
-from tables.segments import state as segments
-from tables.segments.evaluate import evaluate_and_schedule
 
 #: How many applied change ids a profile remembers (merges are rare per profile).
 MAX_CHANGE_IDS: Final = 64

@@ -31,17 +31,17 @@ from app.events.validation import Event
 from app.profiles import unified as profile
 from app.profiles.features import rule_features
 from app.profiles.quality import QualityMonitor
+from app.segments import membership
+from app.segments import state as segments
+from app.segments.evaluate import evaluate_and_schedule
+from app.segments.rules import RuleSet, load_rules
 from app.sessions import state as sessions
 from tables.hooks import State, register
-from tables.segments import membership
-from tables.segments import state as segments
-from tables.segments.evaluate import evaluate_and_schedule
-from tables.segments.rules import RuleSet, load_rules
 
 
 @lru_cache(maxsize=1)
 def default_rules() -> RuleSet:
-    """The shipped rule file (``tables/segments/default_rules.toml``)."""
+    """The shipped rule file (``app/segments/default_rules.toml``)."""
     return load_rules()
 
 

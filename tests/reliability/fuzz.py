@@ -325,7 +325,7 @@ def rules_toml(doc: Mapping[str, Any]) -> str:
 def _mutated_default(cut: int, length: int, insert: str) -> str:
     from importlib import resources
 
-    base = resources.files("tables.segments").joinpath("default_rules.toml").read_text(encoding="utf-8")
+    base = resources.files("app.segments").joinpath("default_rules.toml").read_text(encoding="utf-8")
     cut %= len(base)
     return base[:cut] + insert + base[cut + length % 40:]
 

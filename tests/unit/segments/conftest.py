@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from tables.segments import evaluate as ev
-from tables.segments import membership, state
-from tables.segments.rules import RuleSet, load_rules
+from app.segments import evaluate as ev
+from app.segments import membership, state
+from app.segments.rules import RuleSet, load_rules
 
 T0 = 1_718_323_200.0  # 2024-06-14T00:00:00Z, a day boundary
 MIN, HOUR, DAY = 60.0, 3600.0, 86400.0

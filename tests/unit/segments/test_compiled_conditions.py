@@ -14,10 +14,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tables.segments import windows
-from tables.segments.evaluate import EPSILON, _compile, _Env
-from tables.segments.known_features import EVENT_TYPES
-from tables.segments.rules import Age, And, Compare, Count, Feature, Number, String
+from app.segments import windows
+from app.segments.evaluate import EPSILON, _compile, _Env
+from app.segments.known_features import EVENT_TYPES
+from app.segments.rules import Age, And, Compare, Count, Feature, Number, String
 from tests.unit.segments.conftest import DAY, T0
 from tests.unit.segments.test_rule_parser_properties import exprs
 

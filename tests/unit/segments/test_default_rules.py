@@ -7,7 +7,7 @@ from pathlib import Path
 
 from jsonschema import Draft7Validator
 
-from tables.segments.membership import iso
+from app.segments.membership import iso
 from tests.unit.segments.conftest import DAY, HOUR, MIN, T0, Script, summary
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[3] / "schemas" / "segment-changes.v1.json").read_text())

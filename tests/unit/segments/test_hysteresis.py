@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tables.segments.rules import load_rules
+from app.segments.rules import load_rules
 from tests.unit.segments.conftest import MIN, T0, Script, summary
 
 OSCILLATING = [4, 3, 4, 3, 4, 3, 4, 3]

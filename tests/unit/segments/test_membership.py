@@ -7,9 +7,9 @@ from pathlib import Path
 
 from jsonschema import Draft7Validator
 
+from app.segments import membership, state
+from app.segments.evaluate import Decision
 from tables.hooks import REGISTRY
-from tables.segments import membership, state
-from tables.segments.evaluate import Decision
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[3] / "schemas" / "segment-changes.v1.json").read_text())
 VALIDATOR = Draft7Validator(SCHEMA, format_checker=Draft7Validator.FORMAT_CHECKER)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from app.errors import ConfigError
-from tables.segments.known_features import FeatureRegistry, default_registry
-from tables.segments.rules import load_rules
+from app.segments.known_features import FeatureRegistry, default_registry
+from app.segments.rules import load_rules
 
 
 def rule(when: str, extra: str = "", name: str = "r1") -> str:

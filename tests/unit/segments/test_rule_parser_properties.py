@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.errors import ConfigError
-from tables.segments.known_features import EVENT_TYPES
-from tables.segments.rules import (
+from app.segments.known_features import EVENT_TYPES
+from app.segments.rules import (
     Age,
     And,
     Compare,

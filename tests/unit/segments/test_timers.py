@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tables.segments import evaluate as ev
-from tables.segments import windows
-from tables.segments.rules import load_rules
+from app.segments import evaluate as ev
+from app.segments import windows
+from app.segments.rules import load_rules
 from tests.unit.segments.conftest import HOUR, T0, Script, summary
 
 RULE = load_rules('[rules.busy]\nwhen = "count(product_view, 24h) > 3"\nexit_margin = 1\n')

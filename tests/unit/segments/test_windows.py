@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tables.segments import windows
+from app.segments import windows
 from tests.unit.segments.conftest import DAY, HOUR, T0
 
 TYPES = ["product_view", "search", "purchase"]

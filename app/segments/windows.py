@@ -1,6 +1,6 @@
 """Windowed event counts per profile, as bucketed counters in plain-JSON state.
 
-The rules of :mod:`tables.segments.rules` ask questions such as
+The rules of :mod:`app.segments.rules` ask questions such as
 ``count(product_view, 24h) > 3`` and ``age(add_to_cart) >= 30m``. This module
 keeps what answers them, per profile, in a small JSON-safe dict:
 

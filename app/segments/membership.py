@@ -5,7 +5,7 @@ The membership state of a profile is plain JSON::
     {"segments": {"<segment id>": {"kind": "rule" | "cluster", "since": <epoch s>, "reason": {...}}}}
 
 :func:`diff` compares it with a fresh evaluation (a mapping of segment id to
-:class:`~tables.segments.evaluate.Decision`) and returns the new state and one
+:class:`~app.segments.evaluate.Decision`) and returns the new state and one
 ``segment-changes.v1`` record per *real* change: a segment entered or exited. An
 evaluation that confirms the current memberships emits nothing.
 
@@ -30,7 +30,7 @@ part that kept the id, erase deletes.
 
 Examples
 --------
->>> from tables.segments.evaluate import Decision
+>>> from app.segments.evaluate import Decision
 >>> s = new_state()
 >>> s, out = diff("p-1", s, {"vip": Decision("vip", "rule", {"rule": "vip"})}, now=0.0, basis="b1")
 >>> [(c["segment_id"], c["change"], c["at"]) for c in out]
@@ -48,8 +48,8 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from app.segments.evaluate import Decision
 from tables.hooks import KeepOnSplit, State
-from tables.segments.evaluate import Decision
 
 KINDS = ("rule", "cluster")
 Change = dict[str, Any]
@@ -194,7 +194,7 @@ def merge_changes(
     Returns the survivor's new state (``since`` carried over from either side) and
     the changes: the absorbed profiles' exits (reason ``merged_into``), then the survivor's.
 
-    >>> from tables.segments.evaluate import Decision
+    >>> from app.segments.evaluate import Decision
     >>> a = {"segments": {"x": {"kind": "rule", "since": 1.0, "reason": {"rule": "x"}}}}
     >>> b = {"segments": {"y": {"kind": "rule", "since": 2.0, "reason": {"rule": "y"}}}}
     >>> s, out = merge_changes("p-1", a, {"p-2": b}, {"y": Decision("y", "rule", {"rule": "y"})}, 9.0, "m")
@@ -230,7 +230,7 @@ def split_changes(
     ``split_into``); a part with the old id is diffed against the old memberships;
     every other part starts empty and enters its segments.
 
-    >>> from tables.segments.evaluate import Decision
+    >>> from app.segments.evaluate import Decision
     >>> old = {"segments": {"x": {"kind": "rule", "since": 1.0, "reason": {"rule": "x"}}}}
     >>> states, out = split_changes("p-1", old, {"p-1": {"x": Decision("x", "rule")},
     ...                                          "p-9": {"x": Decision("x", "rule")}}, 5.0, "s")

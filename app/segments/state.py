@@ -2,13 +2,13 @@
 
 ::
 
-    {"windows": <tables.segments.windows state>, "members": <tables.segments.membership state>}
+    {"windows": <app.segments.windows state>, "members": <app.segments.membership state>}
 
 :data:`HOOKS` (registered as ``segments`` in :data:`tables.hooks.REGISTRY`) makes
 the table follow identity changes: merge sums the windows and unions the
 memberships, split keeps the state with the part that kept the id, erase deletes.
 The ``segment-changes`` records of those events come from
-:func:`tables.segments.membership.merge_changes`, ``split_changes`` and ``erase_changes``.
+:func:`app.segments.membership.merge_changes`, ``split_changes`` and ``erase_changes``.
 
 Examples
 --------
@@ -22,8 +22,8 @@ Examples
 
 from __future__ import annotations
 
+from app.segments import membership, windows
 from tables.hooks import KeepOnSplit, State, register
-from tables.segments import membership, windows
 
 
 def new_state() -> State:
@@ -39,7 +39,7 @@ def apply_event(state: State | None, event_type: str, ts: float, offset: int) ->
 
 
 class SegmentsHooks(KeepOnSplit[State]):
-    """Merge: windows summed (:class:`~tables.segments.windows.WindowHooks`), memberships unioned."""
+    """Merge: windows summed (:class:`~app.segments.windows.WindowHooks`), memberships unioned."""
 
     def merge(self, surviving: State, absorbed: State) -> State:
         return {

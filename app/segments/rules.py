@@ -36,9 +36,9 @@ parentheses. A comparison is ``operand OP operand`` with OP one of
 ``> >= < <= == !=``; the left operand is one of
 
 * a feature name (``monetary``, ``lifetime.purchases``, ``affinity.books``),
-  checked against a :class:`~tables.segments.known_features.FeatureRegistry`;
+  checked against a :class:`~app.segments.known_features.FeatureRegistry`;
 * ``count(<event type>, <window>)``: events of that type in the window ending now
-  (:mod:`tables.segments.windows`; the window must be answerable by a bucket tier);
+  (:mod:`app.segments.windows`; the window must be answerable by a bucket tier);
 * ``age(<event type or timestamp feature>)``: seconds since its newest occurrence
   (``inf`` when it never happened);
 
@@ -72,8 +72,8 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import ConfigError
-from tables.segments import windows
-from tables.segments.known_features import DEFAULT_FEATURES, EVENT_TYPES, FeatureRegistry
+from app.segments import windows
+from app.segments.known_features import DEFAULT_FEATURES, EVENT_TYPES, FeatureRegistry
 
 OPS = (">", ">=", "<", "<=", "==", "!=")
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -530,7 +530,7 @@ def load_rules(
     registry
         Known feature names.
     tiers
-        Window bucket tiers (see :mod:`tables.segments.windows`).
+        Window bucket tiers (see :mod:`app.segments.windows`).
 
     Raises
     ------
@@ -540,7 +540,7 @@ def load_rules(
     """
     if source is None:
         name = "default_rules.toml"
-        text = resources.files("tables.segments").joinpath(name).read_text(encoding="utf-8")
+        text = resources.files("app.segments").joinpath(name).read_text(encoding="utf-8")
         data = _toml(text, name)
     elif isinstance(source, Mapping):
         name, data = "<rules>", dict(source)

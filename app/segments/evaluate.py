@@ -1,7 +1,7 @@
 """Evaluate every rule for one profile; when to evaluate again without an event.
 
 :func:`evaluate` takes the profile's features, its window state
-(:mod:`tables.segments.windows`), the time and its current memberships, and
+(:mod:`app.segments.windows`), the time and its current memberships, and
 returns the segments it belongs to now, each with a reason: the rule's name and
 the value of every operand of its condition (the values that decided it).
 
@@ -37,8 +37,8 @@ expiry, so an active profile is not woken hourly.
 
 Examples
 --------
->>> from tables.segments.rules import load_rules
->>> from tables.segments import windows
+>>> from app.segments.rules import load_rules
+>>> from app.segments import windows
 >>> rules = load_rules('[rules.busy]\\nwhen = "count(search, 1h) >= 2"\\n')
 >>> w, _ = windows.apply(None, "search", ts=10.0, offset=1)
 >>> w, _ = windows.apply(w, "search", ts=20.0, offset=2)
@@ -59,10 +59,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from tables.hooks import State
-from tables.segments import windows
-from tables.segments.known_features import EVENT_TYPES
-from tables.segments.rules import (
+from app.segments import windows
+from app.segments.known_features import EVENT_TYPES
+from app.segments.rules import (
     Age,
     And,
     Compare,
@@ -75,6 +74,7 @@ from tables.segments.rules import (
     RuleSet,
     String,
 )
+from tables.hooks import State
 
 #: A tick after a threshold time, for comparisons that change just *after* it (``>``, ``<=``).
 EPSILON = 0.001
@@ -379,11 +379,11 @@ def evaluate(
     Parameters
     ----------
     rules
-        From :func:`tables.segments.rules.load_rules`.
+        From :func:`app.segments.rules.load_rules`.
     features
         Feature name -> value (numbers, strings, timestamps as epoch seconds).
     window_state
-        The profile's :mod:`tables.segments.windows` state (``None``: no events yet).
+        The profile's :mod:`app.segments.windows` state (``None``: no events yet).
     now
         Epoch seconds: the event time, or the timer time.
     members

@@ -5,7 +5,7 @@ Rule segments come from the rule set (a ``for_each`` rule's segments, such as
 model's catalogue (:func:`app.clusters.state.catalogue`, served in Redis as
 ``persona:clusters``); sizes are the cardinalities of the segments' Redis sets.
 
->>> from tables.segments.rules import load_rules
+>>> from app.segments.rules import load_rules
 >>> rules = load_rules({"rules": {
 ...     "vip": {"when": "lifetime.revenue > 500", "description": "Spent over 500."},
 ...     "interest": {"for_each": "affinity.*", "segment": "interest:{key}", "when": "affinity.{key} >= 0.3",
@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from tables.segments.rules import Rule
+from app.segments.rules import Rule
 
 
 def rule_of(rules: Iterable[Rule], segment_id: str) -> Rule | None:
