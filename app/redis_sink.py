@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
-import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -30,19 +29,6 @@ from app.metrics import REDIS_ERRORS, REDIS_PENDING, REDIS_SKIPPED, REDIS_WRITES
 log = logging.getLogger(__name__)
 
 RedisHash = Mapping[str, str | int | float]
-
-
-def flatten(summary: Mapping[str, Any]) -> dict[str, str | int | float]:
-    """Redis hash fields of a summary: scalars as they are, the rest as JSON, ``None`` left out.
-
-    >>> flatten({"events": 3, "counts": {"page_view": 3}, "first_seen": None})
-    {'events': 3, 'counts': '{"page_view":3}'}
-    """
-    return {
-        name: value if isinstance(value, int | float | str) else orjson.dumps(value).decode()
-        for name, value in summary.items()
-        if value is not None
-    }
 
 
 #: (set key, member) -> whether the member belongs: the newest SADD (True) or SREM (False) wins.

@@ -49,7 +49,6 @@ from app.identity.stream import PREFIXES, profile_summary
 from app.ingest import activity
 from app.profiles import merges as profile_identity
 from app.profiles import state as profile_stage
-from app.redis_sink import flatten
 from app.segments import membership
 
 Fields = dict[str, str | int | float]
@@ -67,6 +66,19 @@ TABLES = ("identity", "identity_alias", "activity", "profiles", "clusters")
 
 #: The key families, as ``persona rebuild-redis`` counts them.
 FAMILIES = ("activity", "identity", "profile_identity", "profile_cluster", "profile", "clusters", "segment")
+
+
+def flatten(summary: Mapping[str, Any]) -> dict[str, str | int | float]:
+    """Redis hash fields of a summary: scalars as they are, the rest as JSON, ``None`` left out.
+
+    >>> flatten({"events": 3, "counts": {"page_view": 3}, "first_seen": None})
+    {'events': 3, 'counts': '{"page_view":3}'}
+    """
+    return {
+        name: value if isinstance(value, int | float | str) else orjson.dumps(value).decode()
+        for name, value in summary.items()
+        if value is not None
+    }
 
 
 def family(redis_key: str) -> str:
