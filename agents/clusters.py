@@ -39,7 +39,7 @@ from app.metrics import (
     STAGE_SECONDS,
 )
 from app.runtime.tables import clusters_table
-from tables import serving
+from app.serving import keys as serving
 
 CONFIG = cluster_stage.ClusterConfig(k=settings.cluster_k or None, warmup=settings.cluster_warmup)
 QUALITY_SECONDS = 30.0

@@ -53,7 +53,7 @@ from app.lifecycle import redis_sink
 from app.metrics import DUPLICATES, IDENTITY_ALIASES, IDENTITY_CHANGES, STAGE_SECONDS
 from app.profiles import merges as profile_identity
 from app.runtime.tables import alias_table, identity_table
-from tables import serving
+from app.serving import keys as serving
 from tables.types import KeyValueStore
 from tables.watermark import watermark_key
 

@@ -52,7 +52,7 @@ from app.metrics import (
 )
 from app.profiles import pack as profile_pack
 from app.runtime.tables import activity_table, alias_table
-from tables import serving
+from app.serving import keys as serving
 
 CLICKSTREAM = settings.topics.clickstream
 CRM = settings.topics.crm_profiles

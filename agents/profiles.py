@@ -59,7 +59,7 @@ from app.metrics import (
 from app.profiles import fold as profile_batch
 from app.profiles import merges as profile_identity
 from app.runtime.tables import profiles_table
-from tables import serving
+from app.serving import keys as serving
 from tables.rocksdb_store import RocksDBStore
 
 TICK_SECONDS = 5.0

@@ -5,7 +5,7 @@ changelog (``<app_id>-<table>-changelog``) from the beginning to its end (the en
 at start, then on until a poll finds nothing more), with a plain consumer without a group,
 so it disturbs no worker; it keeps the last value per
 key (a tombstone deletes it; exact-recovery watermark keys are skipped), turns every
-value into its serving keys with :mod:`tables.serving` (the same functions the agents
+value into its serving keys with :mod:`app.serving.keys` (the same functions the agents
 use) and writes them in pipelined batches with the configured TTL. The serving keys of
 deleted entries are deleted from Redis, unless a live entry writes them again (the
 ``merged_into`` marker of an absorbed profile comes from its profiles-table tombstone).
@@ -24,8 +24,8 @@ import click
 import orjson
 
 from app.errors import PersonaError, StackError
+from app.serving.keys import TABLES
 from app.settings import Settings
-from tables.serving import TABLES
 
 #: A changelog is read to its end once a poll of this long returns nothing past the end offsets.
 IDLE_MS = 1000
@@ -91,7 +91,7 @@ def stale_keys(deleted: dict[str, set[str]], written: Collection[str]) -> list[s
     >>> stale_keys({"profiles": {"p-1"}, "identity": {"p/p-2"}}, written={"persona:profile:p-2:identity"})
     ['persona:profile:p-1']
     """
-    from tables import serving
+    from app.serving import keys as serving
 
     return sorted(
         {k for table, keys in deleted.items() for key in keys for k in serving.gone_entries(table, key)} - set(written)
@@ -100,7 +100,7 @@ def stale_keys(deleted: dict[str, set[str]], written: Collection[str]) -> list[s
 
 def serving_keys(tables: dict[str, dict[str, Any]], now: float) -> dict[str, dict[str, str | int | float]]:
     """Every serving key the tables imply (identity summaries and lookups, activity, profiles, clusters)."""
-    from tables import serving
+    from app.serving import keys as serving
 
     out: dict[str, dict[str, str | int | float]] = {}
     aliases = tables.get("identity_alias", {})
@@ -119,7 +119,7 @@ def segment_sets(tables: dict[str, dict[str, Any]]) -> dict[str, set[str]]:
     >>> segment_sets(tables)
     {'persona:segment:vip': {'p-1'}, 'persona:segment:cluster-0': {'p-1'}}
     """
-    from tables import serving
+    from app.serving import keys as serving
 
     out: dict[str, set[str]] = {}
     for table in ("profiles", "clusters"):
@@ -193,7 +193,7 @@ async def rebuild(settings: Settings, batch_size: int, timeout: float) -> tuple[
     from redis.exceptions import RedisError
 
     from app.redis_sink import write_hashes
-    from tables import serving
+    from app.serving import keys as serving
 
     client = aioredis.from_url(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
     try:
@@ -247,7 +247,7 @@ def rebuild_redis(batch_size: int, timeout: float) -> None:
     workers may keep running. Reads KAFKA_BOOTSTRAP_SERVERS, REDIS_URL and PERSONA_APP_ID
     like the worker; writes each key with PERSONA_REDIS_TTL_SECONDS.
     """
-    from tables import serving
+    from app.serving import keys as serving
 
     # The clear error below says it; aiokafka's own connection logs would only repeat it.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)

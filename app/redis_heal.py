@@ -1,9 +1,9 @@
 """Redis heals itself: the worker re-serves its own table partitions when Redis may be behind them.
 
-Redis is a cache of the tables (:mod:`tables.serving`). Two things leave it behind them,
+Redis is a cache of the tables (:mod:`app.serving.keys`). Two things leave it behind them,
 and each makes the worker re-serve table partitions it owns, from its own tables (no
 changelog read), with the same function as ``persona rebuild-redis``
-(:func:`tables.serving.table_entries`):
+(:func:`app.serving.keys.table_entries`):
 
 * **Redis lost its data** (restart without persistence, a new instance, ``FLUSHDB``,
   eviction of the marker): every worker of an app id agrees on a *generation marker*,
@@ -52,7 +52,7 @@ from app.metrics import (
     REDIS_REBUILDS,
 )
 from app.redis_sink import RedisSink
-from tables import serving
+from app.serving import keys as serving
 from tables.exact import ExactTable
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def check_due(now: float, next_check: float, reconnected: bool) -> bool:
 
 
 def work_order(work: Iterable[Work]) -> list[Work]:
-    """Partitions in the order a rebuild serves them: by table as in :data:`tables.serving.TABLES`, then partition.
+    """Partitions in the order a rebuild serves them: by table as in :data:`app.serving.keys.TABLES`, then partition.
 
     >>> work_order([("profiles", 1), ("identity_alias", 0), ("identity", 0), ("profiles", 0)])
     [('identity', 0), ('identity_alias', 0), ('profiles', 0), ('profiles', 1)]

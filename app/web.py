@@ -28,8 +28,8 @@ from app.lifecycle import redis_healer, redis_sink
 from app.metrics import HTTP_EVENTS
 from app.profiles.state import default_rules
 from app.segments.listing import listing
+from app.serving import keys as serving
 from app.settings import MAX_EVENTS_PER_REQUEST
-from tables import serving
 
 MAX_BATCH = MAX_EVENTS_PER_REQUEST
 

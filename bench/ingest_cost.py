@@ -49,8 +49,8 @@ from app.events.deadletters import dead_letter
 from app.identity.stream import observation_to_dict
 from app.ingest import fold as activity_batch
 from app.ingest.fold import Source
+from app.serving import keys as serving
 from app.simulator import read_jsonl
-from tables import serving
 from tables.hooks import State
 
 NOW = 1767225600.0 + 86400  # a day after the bench input's end (SIM_END): every valid event is in range

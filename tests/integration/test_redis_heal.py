@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.redis_heal import generation_key
-from tables import serving
+from app.serving import keys as serving
 from tests.integration.conftest import Pipeline, expire_killed_worker, get, wait_for
 from tests.integration.test_recovery import replay_accounted
 from tests.integration.test_serving import implied_state, serving_snapshot, settled, traffic

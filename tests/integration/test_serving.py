@@ -22,9 +22,9 @@ import redis
 
 from app.identity.pii import keyed_hash
 from app.rebuild import TABLES, changelog_topic, last_values, read_changelog, segment_sets, serving_keys
+from app.serving import keys as serving
 from app.settings import DEV_HMAC_SECRET, Settings
 from app.stack import EmbeddedStack, ManagedProcess, free_port, start_redis
-from tables import serving
 from tests.integration.conftest import Pipeline, get, wait_for
 from tests.integration.events import event, record
 

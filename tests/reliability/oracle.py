@@ -205,7 +205,7 @@ def redis_fields(fields: Mapping[str, Any]) -> dict[str, str]:
 
 def compare_redis(expected: Mapping[str, Mapping[str, Any]], redis_client: Any) -> dict[str, Any]:
     """Serving keys of the activity and lookup families (whole hashes) and profiles (event count) against Redis."""
-    from tables import serving
+    from app.serving import keys as serving
 
     checked = missing = differing = 0
     examples: list[dict[str, Any]] = []

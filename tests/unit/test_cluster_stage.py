@@ -11,7 +11,7 @@ from app.clusters import state as cluster_stage
 from app.clusters.state import ClusterConfig, checkpoint, restore, step
 from app.events.validation import Rejection
 from app.profiles.features import vector_names
-from tables import serving
+from app.serving import keys as serving
 from tables.hooks import REGISTRY, apply_change
 from tests.unit.test_schemas import validator
 

@@ -13,8 +13,8 @@ from app.profiles import merges as profile_identity
 from app.profiles import state as profile_stage
 from app.profiles import unified as profile
 from app.rebuild import stale_keys
+from app.serving import keys as serving
 from app.sessions.state import ev
-from tables import serving
 from tables.hooks import State
 
 SEGMENT_SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "segment-changes.v1.json").read_text())

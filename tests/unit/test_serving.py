@@ -14,7 +14,7 @@ from app.identity.hashing import profile_id_for
 from app.ingest import activity
 from app.profiles import state as profile_stage
 from app.rebuild import last_values, serving_keys
-from tables import serving
+from app.serving import keys as serving
 
 T0 = 1_700_000_000.0
 IDENTITY_PROFILE = {
