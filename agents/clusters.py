@@ -25,9 +25,9 @@ from faust.types import TP, StreamT
 from agents.ingest import send_dead_letter
 from app.clusters import state as cluster_stage
 from app.events.validation import Rejection, processing_error
-from app.faust_app import cluster_input_topic, faust_app, segment_changes_topic, settings
-from app.lifecycle import redis_sink
-from app.metrics import (
+from app.runtime.faust_app import cluster_input_topic, faust_app, segment_changes_topic, settings
+from app.runtime.lifecycle import redis_sink
+from app.runtime.metrics import (
     CLUSTER_DRIFT,
     CLUSTER_INPUTS,
     CLUSTER_K,

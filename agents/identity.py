@@ -31,15 +31,6 @@ from faust.types import EventT, StreamT
 
 from agents.ingest import send_dead_letter
 from app.events.validation import Rejection, processing_error
-from app.faust_app import (
-    faust_app,
-    identity_aliases_topic,
-    identity_input_topic,
-    output_topics,
-    profile_events_topic,
-    resolver,
-    settings,
-)
 from app.identity.stream import (
     PREFIXES,
     SERVE_PROFILE,
@@ -49,9 +40,18 @@ from app.identity.stream import (
     resolve_record,
     serving_updates,
 )
-from app.lifecycle import redis_sink
-from app.metrics import DUPLICATES, IDENTITY_ALIASES, IDENTITY_CHANGES, STAGE_SECONDS
 from app.profiles import merges as profile_identity
+from app.runtime.faust_app import (
+    faust_app,
+    identity_aliases_topic,
+    identity_input_topic,
+    output_topics,
+    profile_events_topic,
+    resolver,
+    settings,
+)
+from app.runtime.lifecycle import redis_sink
+from app.runtime.metrics import DUPLICATES, IDENTITY_ALIASES, IDENTITY_CHANGES, STAGE_SECONDS
 from app.runtime.tables import alias_table, identity_table
 from app.serving import keys as serving
 from tables.types import KeyValueStore

@@ -25,7 +25,12 @@ from faust.types import EventT, StreamT
 
 from app.events.deadletters import dead_letter
 from app.events.validation import Rejection
-from app.faust_app import (
+from app.identity.observation import Observation
+from app.identity.stream import observation_to_dict
+from app.ingest import fold as activity_batch
+from app.ingest.fold import Source
+from app.profiles import pack as profile_pack
+from app.runtime.faust_app import (
     clickstream_topic,
     crm_profiles_topic,
     dead_letters_topic,
@@ -36,13 +41,9 @@ from app.faust_app import (
     settings,
     validator,
 )
-from app.identity.observation import Observation
-from app.identity.stream import observation_to_dict
-from app.ingest import fold as activity_batch
-from app.ingest.fold import Source
-from app.kafka_transport import key_partitioner
-from app.lifecycle import redis_sink
-from app.metrics import (
+from app.runtime.kafka_transport import key_partitioner
+from app.runtime.lifecycle import redis_sink
+from app.runtime.metrics import (
     DEAD_LETTERS,
     DUPLICATES,
     EVENT_LAG_SECONDS,
@@ -50,7 +51,6 @@ from app.metrics import (
     IDENTITY_FORWARDED,
     STAGE_SECONDS,
 )
-from app.profiles import pack as profile_pack
 from app.runtime.tables import activity_table, alias_table
 from app.serving import keys as serving
 

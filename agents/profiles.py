@@ -36,7 +36,9 @@ from faust.types import TP, EventT, StreamT
 
 from agents.ingest import send_dead_letter
 from app.events.validation import processing_error
-from app.faust_app import (
+from app.profiles import fold as profile_batch
+from app.profiles import merges as profile_identity
+from app.runtime.faust_app import (
     cluster_input_topic,
     faust_app,
     output_topics,
@@ -45,8 +47,8 @@ from app.faust_app import (
     session_summaries_topic,
     settings,
 )
-from app.lifecycle import redis_sink
-from app.metrics import (
+from app.runtime.lifecycle import redis_sink
+from app.runtime.metrics import (
     DUPLICATES,
     END_TO_END_SECONDS,
     PROFILE_REDIRECTS,
@@ -56,8 +58,6 @@ from app.metrics import (
     STAGE_SECONDS,
     TICK_INDEX_SCANNED,
 )
-from app.profiles import fold as profile_batch
-from app.profiles import merges as profile_identity
 from app.runtime.tables import profiles_table
 from app.serving import keys as serving
 from tables.rocksdb_store import RocksDBStore

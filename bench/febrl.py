@@ -34,12 +34,12 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from app.cli.identity import crm_validator, read_lines
 from app.identity.config import ResolverConfig
 from app.identity.estimate import estimate
 from app.identity.link import link_observations, read_observations
 from app.identity.model import MatchModel
 from app.identity.resolver import IdentityResolver
-from app.identity_cli import crm_validator, read_lines
 
 SECRET = "febrl-benchmark-secret"
 FIELD_MAP = {

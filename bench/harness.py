@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from app.settings import Settings
-from app.stack import EmbeddedStack, ManagedProcess, embedded_stack, free_port, wait_healthy, worker_argv
-from app.topics_admin import ensure_topics_sync
+from app.embedded.stack import EmbeddedStack, ManagedProcess, embedded_stack, free_port, wait_healthy, worker_argv
+from app.runtime.settings import Settings
+from app.runtime.topics_admin import ensure_topics_sync
 
 T = TypeVar("T")
 

@@ -42,7 +42,7 @@ import orjson
 from app.events.validation import Event, Rejection, Validator
 from app.identity import IdentityResolver, IdentityState
 from app.identity.normalise import normalise_id
-from app.settings import DEV_HMAC_SECRET, Topics
+from app.runtime.settings import DEV_HMAC_SECRET, Topics
 from app.simulator import SimConfig, SimRecord, SimTopics, TruthWriter, iter_records
 from app.simulator.producer import produce
 from bench.harness import report_main, running_pipeline, simulation_parser, wait_stable

@@ -34,7 +34,7 @@ import redis
 
 from app.events.validation import Rejection, Validator
 from app.identity.resolver import IdentityResolver
-from app.settings import DEV_HMAC_SECRET, Topics
+from app.runtime.settings import DEV_HMAC_SECRET, Topics
 from app.simulator import SimRecord, produce
 from bench.febrl import load
 from bench.harness import running_pipeline

@@ -26,8 +26,8 @@ from pathlib import Path
 import orjson
 import redis
 
+from app.embedded.stack import ManagedProcess, embedded_stack, free_port, worker_argv
 from app.simulator import SimConfig, iter_records
-from app.stack import ManagedProcess, embedded_stack, free_port, worker_argv
 
 APP_ID = "bench-lookup"
 
@@ -117,8 +117,8 @@ def main(argv: list[str] | None = None) -> None:
                "PERSONA_DATA_DIR": str(Path(tmp) / "data"),
                "PERSONA_READ_RATE": "0"}  # latency unthrottled: no per-key rate limit
         os.environ.update(env)
-        from app.settings import Settings
-        from app.topics_admin import ensure_topics_sync
+        from app.runtime.settings import Settings
+        from app.runtime.topics_admin import ensure_topics_sync
 
         ensure_topics_sync(Settings.from_env(env))
         worker = ManagedProcess.start("worker", worker_argv(port), Path(tmp), env)

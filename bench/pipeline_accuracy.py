@@ -64,13 +64,13 @@ import fastjsonschema
 import orjson
 from aiokafka.partitioner import murmur2
 
-from app.console import scrape
+from app.cli.console import scrape
 from app.events.validation import SCHEMA_DIR
 from app.identity import IdentityResolver
 from app.identity.hashing import profile_id_for
 from app.identity.normalise import normalise_id
-from app.rebuild import read_changelog
-from app.settings import DEV_HMAC_SECRET, Settings
+from app.runtime.rebuild import read_changelog
+from app.runtime.settings import DEV_HMAC_SECRET, Settings
 from app.simulator import SimRecord
 from app.simulator.producer import produce
 from bench.harness import RunningPipeline, report_main, running_pipeline, simulation_parser, wait_stable

@@ -1,9 +1,9 @@
-"""The cost of the Redis self-heal's re-serve (app/redis_heal.py) on realistic profiles.
+"""The cost of the Redis self-heal's re-serve (app/runtime/redis_heal.py) on realistic profiles.
 
 Builds realistic ``profiles`` table values (bench.state_scale's seeded simulator folds),
 copies them under ``--profiles`` ids, then re-serves them as the worker does: chunks of
 ``--chunk`` values turned into serving keys and segment memberships by
-:func:`app.redis_heal.chunk_changes`, offered to a :class:`app.redis_sink.RedisSink` and
+:func:`app.runtime.redis_heal.chunk_changes`, offered to a :class:`app.runtime.redis_sink.RedisSink` and
 flushed to a real throw-away redis-server. Reports the wall time, the CPU time of the
 derivation alone per value, and the longest chunk (derivation plus flush: the longest the
 event loop is held or waited on between two yields): median, 99th percentile, longest.
@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.redis_heal import chunk_changes
-from app.redis_sink import RedisSink
-from app.stack import start_redis
+from app.embedded.stack import start_redis
+from app.runtime.redis_heal import chunk_changes
+from app.runtime.redis_sink import RedisSink
 from bench.state_scale import profile_templates
 
 

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from app.stack import BROKERS, EmbeddedStack
+from app.embedded.stack import BROKERS, EmbeddedStack
 from tests.integration.conftest import Pipeline, expire_killed_worker, get
 from tests.integration.test_recovery import all_counts, batch
 

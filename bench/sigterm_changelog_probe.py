@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from app.stack import EmbeddedStack
+from app.embedded.stack import EmbeddedStack
 from tests.integration.conftest import Pipeline, wait_for
 from tests.integration.events import event, record
 

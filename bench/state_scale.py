@@ -39,13 +39,13 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
+from app.embedded.stack import EmbeddedStack, ManagedProcess, embedded_stack, free_port, wait_healthy, worker_argv
 from app.events.validation import Event, Validator
 from app.profiles import state as profile_stage
 from app.profiles.fold import tick_due_at
-from app.settings import Settings
+from app.runtime.settings import Settings
+from app.runtime.topics_admin import ensure_topics_sync
 from app.simulator import SimConfig, iter_records
-from app.stack import EmbeddedStack, ManagedProcess, embedded_stack, free_port, wait_healthy, worker_argv
-from app.topics_admin import ensure_topics_sync
 from bench.lookup_latency import produce
 from bench.pipeline_accuracy import metric_totals
 from bench.stats import histogram_delta, histogram_quantile

@@ -69,11 +69,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
 
-from app.settings import Settings, Topics
+from app.embedded.stack import EmbeddedStack, ManagedProcess, free_port, wait_healthy, worker_argv
+from app.runtime.settings import Settings, Topics
+from app.runtime.topics_admin import ensure_topics_sync
 from app.simulator import SimConfig, SimRecord, iter_records, produce, read_jsonl, write_jsonl
 from app.simulator.batches import batch_records
-from app.stack import EmbeddedStack, ManagedProcess, free_port, wait_healthy, worker_argv
-from app.topics_admin import ensure_topics_sync
 from bench.probe_input import continuation
 from bench.stats import (
     add_ratios,
@@ -126,7 +126,7 @@ class BenchConfig:
     # Other source trees to run the 1-worker pipeline from, alternating with this one (``--compare``).
     compare: tuple[Path, ...] = ()
     rounds: int = 1
-    #: The embedded stack's broker: ``tansu`` or ``kafka`` (Apache Kafka, app/kafka_broker.py).
+    #: The embedded stack's broker: ``tansu`` or ``kafka`` (Apache Kafka, app/embedded/kafka_broker.py).
     broker: str = "tansu"
     data_dir: Path = REPO / "bench" / "data"
     results_dir: Path = REPO / "bench" / "results"

@@ -22,7 +22,7 @@ from app.identity.hashing import profile_id_for
 from app.identity.pii import keyed_hash
 from app.profiles.fold import Record, StageMemory, fold
 from app.profiles.pack import pack
-from app.settings import DEV_HMAC_SECRET
+from app.runtime.settings import DEV_HMAC_SECRET
 from app.simulator import read_jsonl
 
 NOW = 1767225600.0 + 86400  # a day after the bench input's end (SIM_END)

@@ -33,7 +33,7 @@ class _NoopChild:
 def apply(patches: list[str]) -> None:
     from prometheus_client.metrics import MetricWrapperBase
 
-    from app import metrics
+    from app.runtime import metrics
 
     unknown = set(patches) - set(PATCHES)
     if unknown:

@@ -7,7 +7,7 @@ committed so that Grafana can provision it without Python. Change this script, t
     python grafana/build_dashboards.py           # rewrite grafana/dashboards/*.json
     python grafana/build_dashboards.py --check   # exit 1 if a committed file is out of date
 
-Metric names come from ``app/metrics.py``; ``tests/unit/test_grafana.py`` checks that every
+Metric names come from ``app/runtime/metrics.py``; ``tests/unit/test_grafana.py`` checks that every
 ``persona_*`` name used here exists there. What each panel means and what to do when it turns
 red is in ``docs/operations.md``.
 """

@@ -248,7 +248,7 @@ class ExactTable(faust.Table):
                 RECOVERY_REWINDS.labels(self.source_topic).inc()
         if rewinds:
             # Faust seeks every partition to its committed offset right after this hook (a rewind
-            # to offset 0 too: app/kafka_transport.py). Seeking here instead lets a fetch hand the
+            # to offset 0 too: app/runtime/kafka_transport.py). Seeking here instead lets a fetch hand the
             # rewound records over before the stream partitions resume, and Faust drops them.
             await cast(Any, self.app.consumer)._commit(rewinds)
         if self.on_recovered is not None:

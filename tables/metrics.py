@@ -1,7 +1,7 @@
 """Prometheus metrics of the state layer (exact and bulk recovery).
 
 They are registered in the same (default) registry as the worker's own metrics in
-app/metrics.py, which exports them under the same names, so ``GET /metrics`` and the
+app/runtime/metrics.py, which exports them under the same names, so ``GET /metrics`` and the
 dashboards see no difference. They live here so that ``tables/`` imports nothing from ``app/``.
 """
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import faust
 
-from app.faust_app import faust_app, settings
+from app.runtime.faust_app import faust_app, settings
 from tables.exact import ExactTable
 
 

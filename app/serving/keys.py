@@ -1,7 +1,7 @@
 """The Redis serving keys of each table value: the one place both the agents and ``persona rebuild-redis`` use.
 
 Each function is pure and returns ``[(redis_key, hash_fields), ...]``; the caller
-writes every pair with :meth:`app.redis_sink.RedisSink.put` (the agents) or in
+writes every pair with :meth:`app.runtime.redis_sink.RedisSink.put` (the agents) or in
 pipelined batches (the rebuild). Key families:
 
 ``persona:activity:<anonymous id hash>``
@@ -236,7 +236,7 @@ def table_entries(table: str, key: str, value: Any, now: float, aliases: Mapping
     """The serving keys of one entry of ``table`` (one of :data:`TABLES`), as its agent puts them.
 
     The one function ``persona rebuild-redis`` (values from the changelogs) and the worker's
-    self-heal (values from its own tables, :mod:`app.redis_heal`) both serve entries with.
+    self-heal (values from its own tables, :mod:`app.runtime.redis_heal`) both serve entries with.
     ``aliases``: the identity_alias table (an activity key carries its anonymous id's current
     profile, else the id the anonymous id's own profile gets); ``now``: the stream time a
     profile without events is served at. Keys that are not state (watermarks) give nothing.

@@ -24,7 +24,7 @@ from app.simulator.clock import utc_now
 
 @dataclass(frozen=True)
 class SimTopics:
-    """Topic names; the attribute names match :class:`app.settings.Topics`."""
+    """Topic names; the attribute names match :class:`app.runtime.settings.Topics`."""
 
     clickstream: str = "clickstream"
     crm_profiles: str = "crm-profiles"

@@ -27,11 +27,11 @@ from typing import Any, cast
 import pytest
 import redis
 
-from app.auth import new_key
+from app.embedded.stack import EmbeddedStack, ManagedProcess, api_request, free_port, wait_healthy, worker_argv
 from app.identity.pii import keyed_hash
-from app.settings import DEV_HMAC_SECRET, Settings, Topics
-from app.stack import EmbeddedStack, ManagedProcess, api_request, free_port, wait_healthy, worker_argv
-from app.topics_admin import ensure_topics_sync
+from app.runtime.auth import new_key
+from app.runtime.settings import DEV_HMAC_SECRET, Settings, Topics
+from app.runtime.topics_admin import ensure_topics_sync
 
 _redis_db = itertools.count(1)
 

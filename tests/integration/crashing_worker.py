@@ -32,7 +32,7 @@ def stage_topic(app_id: str, stage: str) -> str:
 
 def register() -> None:
     """Add the ``crash-test`` and ``stall-test`` agents to the product's Faust app."""
-    from app.faust_app import faust_app, settings
+    from app.runtime.faust_app import faust_app, settings
 
     def topic(stage: str) -> object:
         return faust_app.topic(

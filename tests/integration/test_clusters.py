@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from app.settings import Topics
+from app.runtime.settings import Topics
 from app.simulator import SimRecord
 from app.simulator.producer import produce
 from bench.identity_accuracy import simulated

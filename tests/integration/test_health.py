@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from app.stack import ManagedProcess, free_port
+from app.embedded.stack import ManagedProcess, free_port
 from tests.integration.conftest import Pipeline, get, wait_for
 from tests.integration.crashing_worker import CRASH_STAGE, STALL_STAGE, stage_topic
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.auth import new_key
+from app.runtime.auth import new_key
 from tests.integration.conftest import API_KEY, Pipeline, get, post
 from tests.integration.events import event
 

@@ -16,7 +16,7 @@ from app.events.validation import Validator
 from app.identity import IdentityResolver
 from app.identity.pii import keyed_hash
 from app.identity.stream import observation_to_dict
-from app.settings import DEV_HMAC_SECRET, Settings
+from app.runtime.settings import DEV_HMAC_SECRET, Settings
 from tests.integration.conftest import Pipeline, wait_for
 from tests.integration.events import event, record
 

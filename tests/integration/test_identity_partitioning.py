@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from app.embedded.stack import EmbeddedStack
 from app.simulator import SimRecord
 from app.simulator.producer import produce
-from app.stack import EmbeddedStack
 from bench.identity_accuracy import (
     Expected,
     clusters,
@@ -37,7 +37,7 @@ END = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)  # fi
 
 @pytest.fixture(scope="module")
 def traffic() -> tuple[list[SimRecord], Expected]:
-    from app.settings import Topics
+    from app.runtime.settings import Topics
 
     records = simulated(seed=11, customers=60, end=END, max_events=3000, topics=Topics())
     return records, expected(records)

@@ -2,7 +2,7 @@
 
 Tansu keeps topics in memory (a restart forgets them), compacts nothing and answers
 DescribeConfigs only with the configs a topic was created with; these tests run on the
-Kafka of ``app/kafka_broker.py`` (``make test-kafka``).
+Kafka of ``app/embedded/kafka_broker.py`` (``make test-kafka``).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from app.settings import Settings
-from app.stack import EmbeddedStack
-from app.topic_specs import topic_specs
+from app.embedded.stack import EmbeddedStack
+from app.runtime.settings import Settings
+from app.runtime.topic_specs import topic_specs
 from tests.integration.conftest import Pipeline, expire_killed_worker, wait_for
 from tests.integration.events import event, record
 from tests.integration.test_recovery import IDS, all_counts, wait_counts

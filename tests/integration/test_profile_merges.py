@@ -14,10 +14,10 @@ import jsonschema
 import orjson
 import pytest
 
+from app.embedded.stack import EmbeddedStack
 from app.identity.hashing import profile_id_for
 from app.identity.pii import keyed_hash
-from app.settings import DEV_HMAC_SECRET, Settings
-from app.stack import EmbeddedStack
+from app.runtime.settings import DEV_HMAC_SECRET, Settings
 from tests.integration.conftest import Pipeline, get, wait_for
 from tests.integration.events import event, iso, product_view, record
 from tests.integration.test_identity import anon_hash, crm, identify, profile_of

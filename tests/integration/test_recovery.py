@@ -42,7 +42,7 @@ def wait_counts(pipeline: Pipeline, expected: int, timeout: float = 60) -> None:
 
 def test_worker_killed_before_its_first_commit_and_restarted_keeps_the_table_exactly(pipeline: Pipeline) -> None:
     # The restarted worker finds no committed offset: its fetcher reads the input during
-    # recovery, and those records must still reach the agents (app/kafka_transport.py).
+    # recovery, and those records must still reach the agents (app/runtime/kafka_transport.py).
     pipeline.env_overrides["PERSONA_COMMIT_INTERVAL_SECONDS"] = "600"
     pipeline.produce(pipeline.topics.clickstream, batch("first", 25))
     worker, _ = pipeline.start_worker()

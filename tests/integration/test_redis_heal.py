@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.redis_heal import generation_key
+from app.runtime.redis_heal import generation_key
 from app.serving import keys as serving
 from tests.integration.conftest import Pipeline, expire_killed_worker, get, wait_for
 from tests.integration.test_recovery import replay_accounted

@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 import redis
 
+from app.embedded.stack import EmbeddedStack, ManagedProcess, free_port, start_redis
 from app.identity.pii import keyed_hash
-from app.rebuild import TABLES, changelog_topic, last_values, read_changelog, segment_sets, serving_keys
+from app.runtime.rebuild import TABLES, changelog_topic, last_values, read_changelog, segment_sets, serving_keys
+from app.runtime.settings import DEV_HMAC_SECRET, Settings
 from app.serving import keys as serving
-from app.settings import DEV_HMAC_SECRET, Settings
-from app.stack import EmbeddedStack, ManagedProcess, free_port, start_redis
 from tests.integration.conftest import Pipeline, get, wait_for
 from tests.integration.events import event, record
 

@@ -1,4 +1,5 @@
-"""Topics on the real broker: created as app/topic_specs.py describes them; a wrong one stops the worker at start."""
+"""Topics on the real broker: created as app/runtime/topic_specs.py describes them; a wrong one stops the worker at
+start."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import time
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from app.settings import Settings
-from app.topic_specs import topic_specs
-from app.topics_admin import describe
+from app.runtime.settings import Settings
+from app.runtime.topic_specs import topic_specs
+from app.runtime.topics_admin import describe
 
 from .conftest import Pipeline
 

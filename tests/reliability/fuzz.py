@@ -342,7 +342,7 @@ def settings_env() -> st.SearchStrategy[dict[str, str]]:
     """Environments for ``Settings.from_env``: a few of its variables, each set to a plausible or hostile string."""
     from dataclasses import fields
 
-    from app.settings import Settings, Topics, _env_name
+    from app.runtime.settings import Settings, Topics, _env_name
 
     names = [_env_name(f.name) for f in fields(Settings) if f.name != "topics"]
     names += [f"PERSONA_TOPIC_{f.name.upper()}" for f in fields(Topics)]

@@ -14,7 +14,7 @@ What compares exactly, and why:
   profile's ``events`` must equal the sum of its visitors' activity events, and the total
   over live profiles the total of applied events.
 - **Redis**: every serving key of the activity and identity-lookup families must equal what
-  the tables serve (``app/rebuild.py`` ``serving_keys``: the same functions the agents use),
+  the tables serve (``app/runtime/rebuild.py`` ``serving_keys``: the same functions the agents use),
   an activity hash's ``profile_id`` counted apart (ingest stamps it at its last write of the
   key: an alias that came later shows at the visitor's next event); profile hashes hold
   features decayed to the time they were written, so only their event count is compared.
@@ -44,7 +44,7 @@ async def read_topic(bootstrap: str, topic: str, idle_ms: int = 3000) -> list[To
     """Every record of ``topic``, all partitions, until a poll of ``idle_ms`` finds nothing more."""
     from aiokafka import AIOKafkaConsumer
 
-    from app.rebuild import topic_partitions
+    from app.runtime.rebuild import topic_partitions
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest")

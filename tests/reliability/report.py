@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from app.stack import ManagedProcess
+from app.embedded.stack import ManagedProcess
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
 #: Lines of a worker log that mean some code raised where it should not have.
@@ -117,8 +117,8 @@ def stage_of(problem: str) -> str:
 
     >>> stage_of("[ERROR] [^----Agent*: agents.ingest.ingest_clickstream]: Crashed reason=TypeError()")
     'ingest.ingest_clickstream'
-    >>> stage_of('File "/v/site-packages/faust/agents/agent.py", line 1\n  File "/w/app/web.py", line 89, in x')
-    'app/web.py'
+    >>> stage_of('File "/v/site-packages/faust/agents/agent.py", line 1\n  File "/w/app/runtime/web.py", line 89, in x')
+    'runtime/web.py'
     >>> stage_of("Traceback (most recent call last):")
     'unknown'
     """

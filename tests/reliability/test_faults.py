@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 import redis
 
-from app import rebuild
-from app.settings import Settings
-from app.stack import EmbeddedStack, ManagedProcess, start_redis
+from app.embedded.stack import EmbeddedStack, ManagedProcess, start_redis
+from app.runtime import rebuild
+from app.runtime.settings import Settings
 from tests.integration.conftest import Pipeline, expire_killed_worker
 from tests.reliability import oracle
 from tests.reliability.report import LogWatch, size, stage_of, write_results

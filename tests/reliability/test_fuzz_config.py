@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from app.errors import ConfigError
+from app.runtime.settings import Settings
 from app.segments import rules
-from app.settings import Settings
 from tests.reliability import fuzz
 from tests.reliability.report import size, write_results
 

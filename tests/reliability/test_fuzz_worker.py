@@ -26,10 +26,10 @@ import orjson
 import pytest
 from hypothesis import strategies as st
 
+from app.embedded.stack import EmbeddedStack
 from app.identity.hashing import profile_id_for
 from app.identity.pii import keyed_hash
-from app.settings import DEV_HMAC_SECRET
-from app.stack import EmbeddedStack
+from app.runtime.settings import DEV_HMAC_SECRET
 from tests.integration.conftest import API_KEY, Pipeline, get
 from tests.integration.events import event, iso, record
 from tests.reliability import fuzz

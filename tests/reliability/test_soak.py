@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from app.stack import EmbeddedStack, ManagedProcess
+from app.embedded.stack import EmbeddedStack, ManagedProcess
 from tests.integration.conftest import Pipeline
 from tests.reliability.report import LogWatch, rss_kib, size, stage_of, write_results
 

@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app import auth
 from app.cli import cli
 from app.errors import ConfigError
-from app.settings import DEV_HMAC_SECRET, Settings
+from app.runtime import auth
+from app.runtime.settings import DEV_HMAC_SECRET, Settings
 
 SITE = auth.new_key("site", ["ingest"], ["web", "app"])
 OPS = auth.new_key("ops", ["admin"])

@@ -176,8 +176,8 @@ def test_quix_shim_fills_missing_retention() -> None:
 
 def test_self_time_by_package() -> None:
     lines = [
-        "main (app/cli.py:1);run (asyncio/base_events.py:2);send (aiokafka/producer.py:3) 5\n",
-        "main (app/cli.py:1);apply (app/ingest/activity.py:55) 3\n",
+        "main (app/cli/__init__.py:1);run (asyncio/base_events.py:2);send (aiokafka/producer.py:3) 5\n",
+        "main (app/cli/__init__.py:1);apply (app/ingest/activity.py:55) 3\n",
         "select (selectors.py:468) 2\n",
     ]
     assert self_time_by_package(lines) == [

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.settings import Settings
+from app.runtime.settings import Settings
 from tables.compact_store import (
     FROM_KEY,
     MIN_PACKED,

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from app.settings import Topics
+from app.runtime.settings import Topics
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "schemas"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from app.faust_app import PersonaApp
+from app.runtime.faust_app import PersonaApp
 
 
 def test_first_start_creates_the_data_directory_and_its_missing_parents(tmp_path: Path) -> None:

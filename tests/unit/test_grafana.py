@@ -2,7 +2,7 @@
 
 No Docker engine runs in CI, so docker-compose.yml, the Dockerfile and the Grafana/Prometheus
 configuration are checked by parsing them and asserting their structure and their agreement
-with the code (metric names in app/metrics.py, settings in app/settings.py).
+with the code (metric names in app/runtime/metrics.py, settings in app/runtime/settings.py).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import yaml
 from prometheus_client import REGISTRY
 from prometheus_client.metrics import MetricWrapperBase
 
-import app.metrics
-from app.auth import new_key
-from app.settings import Settings, Topics
+import app.runtime.metrics
+from app.runtime.auth import new_key
+from app.runtime.settings import Settings, Topics
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "grafana"
@@ -101,9 +101,9 @@ def _series_names(collector_families: Iterator[Any]) -> set[str]:
 
 
 def persona_series() -> set[str]:
-    """Series names of the collectors defined in app/metrics.py, read from the objects."""
-    collectors = [v for v in vars(app.metrics).values() if isinstance(v, MetricWrapperBase)]
-    assert collectors, "app.metrics defines no metrics?"
+    """Series names of the collectors defined in app/runtime/metrics.py, read from the objects."""
+    collectors = [v for v in vars(app.runtime.metrics).values() if isinstance(v, MetricWrapperBase)]
+    assert collectors, "app.runtime.metrics defines no metrics?"
     return _series_names(f for c in collectors for f in c.describe())
 
 
@@ -125,7 +125,7 @@ def test_every_metric_in_a_dashboard_exists(path: Path) -> None:
         for name in METRIC.findall(expr):
             used.add(name)
             if name.startswith("persona_"):
-                assert name in known_persona, f"{name} is not a series of app/metrics.py"
+                assert name in known_persona, f"{name} is not a series of app/runtime/metrics.py"
             else:
                 assert name in known_other, f"{name} is not exported by prometheus_client"
     assert any(n.startswith("persona_") for n in used)
@@ -218,9 +218,9 @@ def alert_rules() -> list[Json]:
 
 
 def metric_labels() -> dict[str, set[str]]:
-    """Series name -> label names, for the collectors of app/metrics.py (plus the scrape's own)."""
+    """Series name -> label names, for the collectors of app/runtime/metrics.py (plus the scrape's own)."""
     out: dict[str, set[str]] = {}
-    for collector in vars(app.metrics).values():
+    for collector in vars(app.runtime.metrics).values():
         if isinstance(collector, MetricWrapperBase):
             for name in _series_names(iter(collector.describe())):
                 out[name] = set(collector._labelnames) | {"instance", "job"}
@@ -237,7 +237,7 @@ def test_every_alert_names_exported_metrics_and_their_labels(rule: Json) -> None
     labels = metric_labels()
     for name in names:
         if name.startswith("persona_"):
-            assert name in labels, f"{rule['alert']}: {name} is not a series of app/metrics.py"
+            assert name in labels, f"{rule['alert']}: {name} is not a series of app/runtime/metrics.py"
             used = set(re.findall(r"\$labels\.(\w+)", json.dumps(rule["annotations"])))
             assert used <= labels[name], f"{rule['alert']}: {used - labels[name]} not labels of {name}"
         else:
@@ -359,7 +359,7 @@ def test_images_are_pinned() -> None:
     for name, service in services().items():
         image = service["image"]
         assert ":" in image and not image.endswith(":latest"), f"{name}: pin {image}"
-    assert services()["kafka"]["image"] == "apache/kafka:4.1.1"  # the release app/kafka_broker.py runs
+    assert services()["kafka"]["image"] == "apache/kafka:4.1.1"  # the release app/embedded/kafka_broker.py runs
     assert services()["redis"]["image"] == "redis:7-alpine"
     assert services()["prometheus"]["image"].startswith("prom/prometheus:")
     assert services()["grafana"]["image"].startswith("grafana/grafana-oss:")

@@ -1,5 +1,5 @@
-"""The readiness decision (app/health.py), the crash record (app/supervision.py), the stop deadline
-(app/shutdown.py)."""
+"""The readiness decision (app/runtime/health.py), the crash record (app/runtime/supervision.py), the stop deadline
+(app/runtime/shutdown.py)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from types import FrameType
 
 import pytest
 
-from app import health
 from app.errors import ConfigError
-from app.health import PartitionProgress, StageFacts, readiness, track
-from app.settings import Settings
-from app.shutdown import EXIT_CODE, ShutdownDeadline, chain_signal_handlers
-from app.supervision import crashes, record_crash
+from app.runtime import health
+from app.runtime.health import PartitionProgress, StageFacts, readiness, track
+from app.runtime.settings import Settings
+from app.runtime.shutdown import EXIT_CODE, ShutdownDeadline, chain_signal_handlers
+from app.runtime.supervision import crashes, record_crash
 
 STALL = 60.0
 
@@ -118,7 +118,7 @@ def test_deadline_logs_what_is_pending_once_and_exits_with_its_code(caplog: pyte
         done.set()
 
     deadline = ShutdownDeadline(0.05, lambda: "2 unacknowledged records (pe[0] offsets 0..1)", exit)
-    with caplog.at_level(logging.ERROR, logger="app.shutdown"):
+    with caplog.at_level(logging.ERROR, logger="app.runtime.shutdown"):
         deadline.arm()
         deadline.arm()  # a second signal keeps the first deadline
         assert done.wait(5)

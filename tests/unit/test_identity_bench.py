@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import orjson
 
 import bench.identity_accuracy as bench
-from app.settings import Topics
+from app.runtime.settings import Topics
 from app.simulator import SimRecord
 
 

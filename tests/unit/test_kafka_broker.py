@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from app.errors import StackError
-from app.kafka_broker import (
+from app.embedded.kafka_broker import (
     COMPOSE_SETTINGS,
     KAFKA_VERSION,
     compose_broker_settings,
     fetch_kafka,
     server_properties,
 )
+from app.errors import StackError
 
 COMPOSE = Path(__file__).parents[2] / "docker-compose.yml"
 #: Compose settings that name this node's addresses or paths: the fixture sets its own.

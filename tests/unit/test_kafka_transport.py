@@ -6,8 +6,8 @@ import asyncio
 
 import aiokafka
 
-from app.faust_app import faust_app, settings
-from app.kafka_transport import ConsumerThread, seeks_left_out
+from app.runtime.faust_app import faust_app, settings
+from app.runtime.kafka_transport import ConsumerThread, seeks_left_out
 
 
 def test_worker_consumer_waits_at_most_the_configured_fetch_wait_not_fausts_1500_ms() -> None:

@@ -12,7 +12,7 @@ import orjson
 from app.profiles import merges as profile_identity
 from app.profiles import state as profile_stage
 from app.profiles import unified as profile
-from app.rebuild import stale_keys
+from app.runtime.rebuild import stale_keys
 from app.serving import keys as serving
 from app.sessions.state import ev
 from tables.hooks import State

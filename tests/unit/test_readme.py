@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.settings import settings_table
+from app.runtime.settings import settings_table
 
 README = Path(__file__).parents[2] / "README.md"
 
@@ -14,7 +14,7 @@ def test_readme_configuration_table_matches_the_settings() -> None:
     start = text.index("<!-- settings-table:start -->") + len("<!-- settings-table:start -->")
     end = text.index("<!-- settings-table:end -->")
     assert text[start:end].strip() == settings_table().strip(), (
-        "README configuration table is stale: regenerate it from app.settings.settings_table()"
+        "README configuration table is stale: regenerate it from app.runtime.settings.settings_table()"
     )
 
 

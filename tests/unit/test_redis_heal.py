@@ -15,9 +15,9 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from rocksdict import Options, Rdict
 
-from app import redis_sink
-from app.redis_heal import RedisHealer, generation_key
-from app.redis_sink import RedisSink
+from app.runtime import redis_sink
+from app.runtime.redis_heal import RedisHealer, generation_key
+from app.runtime.redis_sink import RedisSink
 from tables.due_index import indexed_key
 from tables.exact import ExactTable, watermark_key
 from tables.rocksdb_store import RocksDBStore

@@ -8,8 +8,8 @@ import fakeredis
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from app import redis_sink
-from app.redis_sink import RedisSink
+from app.runtime import redis_sink
+from app.runtime.redis_sink import RedisSink
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from app.events.validation import Event
 from app.identity.hashing import profile_id_for
 from app.ingest import activity
 from app.profiles import state as profile_stage
-from app.rebuild import last_values, serving_keys
+from app.runtime.rebuild import last_values, serving_keys
 from app.serving import keys as serving
 
 T0 = 1_700_000_000.0
@@ -134,7 +134,7 @@ def test_orjson_flatten_matches_agents_wire_format() -> None:
 
 def test_rebuild_restores_cluster_memberships_the_cluster_catalogue_and_every_segment_set() -> None:
     from app.clusters import state as cluster_stage
-    from app.rebuild import segment_sets
+    from app.runtime.rebuild import segment_sets
 
     state = cluster_stage.new_state(cluster_stage.ClusterConfig(k=2, warmup=4))
     clusters: dict[str, object] = {}

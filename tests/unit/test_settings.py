@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.errors import ConfigError
-from app.settings import Settings, settings_table
+from app.runtime.settings import Settings, settings_table
 
 
 def test_defaults_work_without_any_environment() -> None:

@@ -1,4 +1,5 @@
-"""The one health wait of ``persona up``, the benchmarks and the integration fixtures (``app.stack.wait_healthy``)."""
+"""The one health wait of ``persona up``, the benchmarks and the integration fixtures
+(``app.embedded.stack.wait_healthy``)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from app.embedded.stack import ManagedProcess, free_port, wait_healthy
 from app.errors import StackError
-from app.stack import ManagedProcess, free_port, wait_healthy
 
 
 def _server(status: int) -> Iterator[int]:

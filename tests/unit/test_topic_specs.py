@@ -1,4 +1,4 @@
-"""The description of every topic (app/topic_specs.py) and its comparison with what a broker reports."""
+"""The description of every topic (app/runtime/topic_specs.py) and its comparison with what a broker reports."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from aiokafka.protocol.admin import (
     DescribeConfigsResponse_v2,
 )
 
-from app.settings import Settings
-from app.topic_specs import (
+from app.runtime.settings import Settings
+from app.runtime.topic_specs import (
     RETENTION_MS,
     TABLES,
     TopicSpec,
@@ -25,7 +25,7 @@ from app.topic_specs import (
     topics_table,
     undescribed_tables,
 )
-from app.topics_admin import new_topic
+from app.runtime.topics_admin import new_topic
 
 SETTINGS = Settings(app_id="ps", topic_partitions=4, replication_factor=3)
 SPECS = {spec.name: spec for spec in topic_specs(SETTINGS)}
@@ -83,7 +83,7 @@ def test_topics_are_created_with_their_configs() -> None:
 
 def test_every_table_of_the_app_has_a_compacted_changelog_spec_faust_agrees_with() -> None:
     import app.runtime.tables  # noqa: F401  (registers every table on the app)
-    from app.faust_app import faust_app, settings
+    from app.runtime.faust_app import faust_app, settings
 
     specs = {spec.name: spec for spec in topic_specs(settings)}
     assert faust_app.tables.keys(), "no table loaded"
@@ -236,5 +236,5 @@ def test_operations_md_topics_table_is_the_generated_one() -> None:
     start = text.index("<!-- topics-table:start -->") + len("<!-- topics-table:start -->")
     end = text.index("<!-- topics-table:end -->")
     assert text[start:end].strip() == topics_table().strip(), (
-        "docs/operations.md topics table is stale: regenerate it from app.topic_specs.topics_table()"
+        "docs/operations.md topics table is stale: regenerate it from app.runtime.topic_specs.topics_table()"
     )

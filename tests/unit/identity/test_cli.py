@@ -7,8 +7,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from app.cli.identity import identity, link
 from app.identity import MatchModel
-from app.identity_cli import identity, link
 
 from .conftest import SECRET, crm, population
 

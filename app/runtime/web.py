@@ -16,20 +16,20 @@ from multidict import MultiMapping
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from redis.exceptions import RedisError
 
-from app import health
-from app.auth import ApiKey
 from app.clusters import state as cluster_stage
 from app.events import batch_records
 from app.events.validation import Event, Rejection, processing_error
-from app.faust_app import clickstream_topic, faust_app, http_guard, resolver, settings, started_at, validator
-from app.http_guard import KEY
 from app.identity.normalise import normalise_email, normalise_id, normalise_loyalty_id, normalise_phone
-from app.lifecycle import redis_healer, redis_sink
-from app.metrics import HTTP_EVENTS
 from app.profiles.state import default_rules
+from app.runtime import health
+from app.runtime.auth import ApiKey
+from app.runtime.faust_app import clickstream_topic, faust_app, http_guard, resolver, settings, started_at, validator
+from app.runtime.http_guard import KEY
+from app.runtime.lifecycle import redis_healer, redis_sink
+from app.runtime.metrics import HTTP_EVENTS
+from app.runtime.settings import MAX_EVENTS_PER_REQUEST
 from app.segments.listing import listing
 from app.serving import keys as serving
-from app.settings import MAX_EVENTS_PER_REQUEST
 
 MAX_BATCH = MAX_EVENTS_PER_REQUEST
 
@@ -278,7 +278,7 @@ class ClusterModelView(View):
     """``GET /v1/clusters/model``: the live cluster model, on the worker that owns it (404 elsewhere)."""
 
     async def get(self, request: Request) -> Response:
-        from agents import clusters  # registered before the views (app.faust_app.COMPONENT_MODULES)
+        from agents import clusters  # registered before the views (app.runtime.faust_app.COMPONENT_MODULES)
 
         state = clusters.owned_model()
         if state is None:
@@ -288,8 +288,8 @@ class ClusterModelView(View):
 
 async def readiness_body() -> tuple[dict[str, Any], int]:
     """The body and status of ``/health/ready``: 503 with each problem's stage and reason while a table
-    recovers, an agent has crashed or stopped, or a stage is stalled with lag (app/health.py)."""
-    from app import health_probe  # registered after the views (app.faust_app.COMPONENT_MODULES)
+    recovers, an agent has crashed or stopped, or a stage is stalled with lag (app/runtime/health.py)."""
+    from app.runtime import health_probe  # registered after the views (app.runtime.faust_app.COMPONENT_MODULES)
 
     verdict, facts = health_probe.check()
     redis_up = await redis_sink.ping()

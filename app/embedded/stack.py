@@ -1,4 +1,4 @@
-"""The embedded stack: a Kafka broker (Tansu, or Apache Kafka: ``app/kafka_broker.py``) and a real
+"""The embedded stack: a Kafka broker (Tansu, or Apache Kafka: ``app/embedded/kafka_broker.py``) and a real
 redis-server on loopback.
 
 Used by ``persona up`` and by the integration tests. Every process is started in its
@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.auth import NewKey, new_key
 from app.errors import StackError
+from app.runtime.auth import NewKey, new_key
 
 if TYPE_CHECKING:
-    from app.kafka_broker import KafkaBroker
+    from app.embedded.kafka_broker import KafkaBroker
 
 PR_SET_PDEATHSIG = 1
 #: The brokers the embedded stack can run: Tansu (the default, starts in a blink, memory only) and
@@ -282,7 +282,7 @@ class EmbeddedStack:
         if self.broker not in BROKERS:
             raise StackError(f"unknown broker {self.broker!r}; choose from {', '.join(BROKERS)}")
         if self.broker == "kafka":
-            from app.kafka_broker import KafkaBroker
+            from app.embedded.kafka_broker import KafkaBroker
 
             self.kafka = KafkaBroker(self.log_dir, Path(tempfile.mkdtemp(prefix="persona-kafka-")))
             try:

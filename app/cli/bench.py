@@ -14,9 +14,9 @@ from pathlib import Path
 
 import click
 
-from app.stack import BROKERS
+from app.embedded.stack import BROKERS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCENARIO_CHOICES = ("faust_passthrough", "quix_count", "pipeline_1w", "pipeline_2w")
 
 
@@ -118,7 +118,7 @@ SCENARIO_CHOICES = ("faust_passthrough", "quix_count", "pipeline_1w", "pipeline_
     type=click.Choice(BROKERS),
     default="tansu",
     show_default=True,
-    help="Run every scenario on this embedded broker: Tansu or Apache Kafka (app/kafka_broker.py).",
+    help="Run every scenario on this embedded broker: Tansu or Apache Kafka (app/embedded/kafka_broker.py).",
 )
 @click.option(
     "--results-dir",

@@ -4,8 +4,8 @@ Faust restarts an agent's actor when the agent's code raises (``mode.OneForOneSu
 the records the crashed actor held are never acknowledged, so their partitions cannot commit past
 them until the worker restarts, and a stop waits for them forever (``wait_empty``). The restarted
 actor looks healthy; :data:`crashes` keeps what happened so ``/health/ready`` and
-``persona_agent_up`` tell the truth (:mod:`app.health_probe`). Set on the app as its
-``agent_supervisor`` (app/faust_app.py). This module imports no part of the app.
+``persona_agent_up`` tell the truth (:mod:`app.runtime.health_probe`). Set on the app as its
+``agent_supervisor`` (app/runtime/faust_app.py). This module imports no part of the app.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import Any
 from mode import OneForOneSupervisor
 from mode.types import ServiceT
 
-from app.health import crash_description
-from app.metrics import AGENT_CRASHES
+from app.runtime.health import crash_description
+from app.runtime.metrics import AGENT_CRASHES
 
-#: Agent name -> its last crash (:func:`app.health.crash_description`) since the worker started.
+#: Agent name -> its last crash (:func:`app.runtime.health.crash_description`) since the worker started.
 crashes: dict[str, str] = {}
 
 

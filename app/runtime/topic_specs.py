@@ -1,9 +1,9 @@
 """Every topic a deployment needs, and how a broker's topics are compared with it (pure).
 
-:func:`topic_specs` describes each topic from :class:`~app.settings.Settings`: the
+:func:`topic_specs` describes each topic from :class:`~app.runtime.settings.Settings`: the
 inputs and outputs, the internal topics between the stages and one changelog per table
 of :data:`TABLES` (Faust names it ``<app_id>-<table>-changelog``). ``ensure_topics``
-(``app/topics_admin.py``) creates the missing ones from it, then gives what the broker
+(``app/runtime/topics_admin.py``) creates the missing ones from it, then gives what the broker
 reports to :func:`check_topics`; a ``fatal`` mismatch keeps the worker from starting.
 
 What must hold, and why:
@@ -22,7 +22,7 @@ nothing the worker relies on: they are warnings.
 
 Examples
 --------
->>> from app.settings import Settings
+>>> from app.runtime.settings import Settings
 >>> specs = {s.name: s for s in topic_specs(Settings(app_id="ps", topic_partitions=4))}
 >>> specs["ps-identity-changelog"].partitions, specs["ps-identity-changelog"].configs["cleanup.policy"]
 (1, 'compact')
@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from app.settings import Settings
+from app.runtime.settings import Settings
 
 #: Retention of every delete-policy topic the worker creates: the compose broker's
 #: ``KAFKA_LOG_RETENTION_HOURS: 168`` and kafka-init's ``DEAD_LETTER_RETENTION_MS``.
@@ -191,7 +191,7 @@ def compare(spec: TopicSpec, partitions: int | None, policy: str | None, app_id:
 
     Examples
     --------
-    >>> from app.settings import Settings
+    >>> from app.runtime.settings import Settings
     >>> specs = {s.name: s for s in topic_specs(Settings(app_id="ps", topic_partitions=4))}
     >>> compare(specs["ps-profiles-changelog"], 4, "compact", "ps")
     []
@@ -250,7 +250,7 @@ def check_topics(
 
     Examples
     --------
-    >>> from app.settings import Settings
+    >>> from app.runtime.settings import Settings
     >>> settings = Settings(app_id="ps", topic_partitions=2)
     >>> specs = topic_specs(settings)
     >>> found = {s.name: s.partitions for s in specs}

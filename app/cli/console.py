@@ -22,8 +22,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from app.embedded.stack import BROKERS, EmbeddedStack, ManagedProcess, api_request, free_port, wait_healthy, worker_argv
 from app.errors import StackError
-from app.stack import BROKERS, EmbeddedStack, ManagedProcess, api_request, free_port, wait_healthy, worker_argv
 
 
 @dataclass

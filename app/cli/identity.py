@@ -35,9 +35,9 @@ from app.identity.link import link_observations, parse_line, read_observations
 from app.identity.model import MatchModel
 from app.identity.observation import InvalidRecordError
 from app.identity.resolver import IdentityResolver
-from app.settings import Settings
+from app.runtime.settings import Settings
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "crm-profiles.v1.json"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "crm-profiles.v1.json"
 #: Most bad lines listed one by one on stderr (all are counted).
 MAX_LISTED_ERRORS = 50
 

@@ -193,7 +193,7 @@ class Settings:
 
     def check_http(self) -> None:
         """The HTTP API's settings: keys, open endpoints, rate limits, timeouts."""
-        from app import auth
+        from app.runtime import auth
 
         auth.parse_keys(self.api_keys)
         auth.parse_open_groups(self.open_endpoints)
@@ -210,7 +210,7 @@ class Settings:
 
     def startup_refusal(self) -> str | None:
         """Why ``persona worker`` must not start with these settings (one line), or ``None``."""
-        from app import auth
+        from app.runtime import auth
 
         return auth.startup_refusal(
             self.web_host, bool(self.api_keys.strip()), self.hmac_secret, DEV_HMAC_SECRET, self.embedded_stack
@@ -237,7 +237,7 @@ class Settings:
         return f"{self.app_id}-cluster-input"
 
     def internal_topics(self) -> dict[str, int]:
-        """Internal topics between the stages and their partition counts (changelogs: ``app.topic_specs``)."""
+        """Internal topics between the stages and their partition counts (changelogs: ``app.runtime.topic_specs``)."""
         return {
             self.identity_input_topic: 1,
             self.identity_aliases_topic: self.topic_partitions,
@@ -428,7 +428,7 @@ SETTINGS_DOC: dict[str, str] = {
     "embedded_stack": "Set (1) by `persona up` and the test stack: the worker runs on the embedded stack, where "
     "the development HMAC secret is allowed. Elsewhere `persona worker` refuses that secret.",
     "kafka_cache_dir": "Where `persona up --broker kafka` and the Kafka tests keep Apache Kafka's jars, fetched "
-    "from Maven Central with `mvn` on first use (app/kafka_broker.py).",
+    "from Maven Central with `mvn` on first use (app/embedded/kafka_broker.py).",
 }
 
 

@@ -1,7 +1,7 @@
 """The worker's HTTP front door: only the product's routes, API keys and scopes, rate limits,
 body limits, read timeouts and one-line logs of malformed requests.
 
-The decisions are pure functions of :mod:`app.auth`; this module applies them to aiohttp
+The decisions are pure functions of :mod:`app.runtime.auth`; this module applies them to aiohttp
 requests. :class:`PersonaWeb` is the Faust web driver without Faust's own views
 (``/``, ``/router/``, ``/table/``, ``/graph/``, ``/stats/``...): those expose table contents,
 customer identities among them, to anyone who reaches the port.
@@ -20,9 +20,9 @@ from aiohttp import http_exceptions, web
 from aiohttp.web_urldispatcher import SystemRoute
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
-from app import auth
-from app.metrics import HTTP_REFUSED
-from app.settings import Settings
+from app.runtime import auth
+from app.runtime.metrics import HTTP_REFUSED
+from app.runtime.settings import Settings
 
 #: Where the middleware leaves the request's key for the views (``request[KEY]``; ``None`` without keys).
 KEY = "persona.api_key"

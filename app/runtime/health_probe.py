@@ -1,8 +1,8 @@
 """What ``/health/ready`` and the stage gauges are decided from: facts gathered from the running worker.
 
-The imperative shell of :mod:`app.health`. For each agent (stage) of the Faust app it reads
+The imperative shell of :mod:`app.runtime.health`. For each agent (stage) of the Faust app it reads
 whether an actor runs, whether the agent's code raised since the worker started
-(:mod:`app.supervision`), and the committed and end offsets of the input partitions this worker
+(:mod:`app.runtime.supervision`), and the committed and end offsets of the input partitions this worker
 holds; a timer exports the verdict as ``persona_agent_up``, ``persona_stage_stalled`` and
 ``persona_stage_lag_records`` every few seconds, so a stall is seen even when nobody asks.
 """
@@ -14,12 +14,12 @@ from typing import Any, cast
 
 from faust.types import TP
 
-from app import health
-from app.faust_app import faust_app, settings
-from app.metrics import AGENT_UP, STAGE_LAG, STAGE_STALLED
-from app.supervision import crashes
+from app.runtime import health
+from app.runtime.faust_app import faust_app, settings
+from app.runtime.metrics import AGENT_UP, STAGE_LAG, STAGE_STALLED
+from app.runtime.supervision import crashes
 
-#: Input partition -> its progress at the last observation (:func:`app.health.track`).
+#: Input partition -> its progress at the last observation (:func:`app.runtime.health.track`).
 _progress: dict[TP, health.PartitionProgress] = {}
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import time
 
-from app.faust_app import faust_app, output_topics, settings
-from app.metrics import REDIS_LAG, TABLE_KEYS
-from app.redis_heal import RedisHealer
-from app.redis_sink import RedisSink
+from app.runtime.faust_app import faust_app, output_topics, settings
+from app.runtime.metrics import REDIS_LAG, TABLE_KEYS
+from app.runtime.redis_heal import RedisHealer
+from app.runtime.redis_sink import RedisSink
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Readiness of a worker, decided from facts about its stages: the pure core of ``/health/ready``.
 
-The imperative shell (:mod:`app.health_probe`) gathers the facts from the running Faust app:
+The imperative shell (:mod:`app.runtime.health_probe`) gathers the facts from the running Faust app:
 whether each agent (stage) has a running actor, whether its code has raised since the worker
 started, and the committed and end offsets of the input partitions it consumes. This module
 turns them into a verdict: ready, or not ready with the stage and the reason for each problem.

@@ -4,7 +4,7 @@ Agents call :meth:`RedisSink.put` on the hot path (a dict assignment); a timer c
 :meth:`RedisSink.flush`, which writes every changed key in one pipeline. When Redis is
 unreachable the keys stay pending (newest value wins) up to ``max_pending``; beyond
 that new keys are skipped and counted (:attr:`RedisSink.dropped`), and the worker's
-self-heal (:mod:`app.redis_heal`) or ``persona rebuild-redis`` restores them from the
+self-heal (:mod:`app.runtime.redis_heal`) or ``persona rebuild-redis`` restores them from the
 tables. Redis is a cache; the tables are the truth.
 
 The self-heal hands its keys over with :meth:`RedisSink.offer`: the same flusher writes
@@ -24,7 +24,7 @@ from typing import Any, TypeVar, cast
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from app.metrics import REDIS_ERRORS, REDIS_PENDING, REDIS_SKIPPED, REDIS_WRITES
+from app.runtime.metrics import REDIS_ERRORS, REDIS_PENDING, REDIS_SKIPPED, REDIS_WRITES
 
 log = logging.getLogger(__name__)
 

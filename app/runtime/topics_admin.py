@@ -1,4 +1,4 @@
-"""Create the deployment's topics as ``app.topic_specs`` describes them, and check the existing ones.
+"""Create the deployment's topics as ``app.runtime.topic_specs`` describes them, and check the existing ones.
 
 Run before a worker starts (and by tests before they publish), so no topic is
 auto-created by a first produce with the broker's default partition count and policy,
@@ -19,8 +19,15 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
 from app.errors import PersonaError, StackError
-from app.settings import Settings
-from app.topic_specs import TopicReport, TopicSpec, check_topics, cleanup_policies, partition_counts, topic_specs
+from app.runtime.settings import Settings
+from app.runtime.topic_specs import (
+    TopicReport,
+    TopicSpec,
+    check_topics,
+    cleanup_policies,
+    partition_counts,
+    topic_specs,
+)
 
 log = logging.getLogger(__name__)
 

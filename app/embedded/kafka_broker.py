@@ -23,8 +23,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.embedded.stack import ManagedProcess, free_port, wait_for_port
 from app.errors import StackError
-from app.stack import ManagedProcess, free_port, wait_for_port
 
 #: The Kafka release the project runs and tests on (also the image of docker-compose.yml).
 KAFKA_VERSION = "4.1.1"
@@ -145,7 +145,7 @@ def compose_broker_settings(environment: Mapping[str, object]) -> dict[str, str]
 
 def cache_dir() -> Path:
     """Where fetched Kafka releases live: ``PERSONA_KAFKA_CACHE_DIR`` (``~/.cache/persona-stream/kafka``)."""
-    from app.settings import Settings
+    from app.runtime.settings import Settings
 
     return Path(Settings.from_env().kafka_cache_dir).expanduser()
 

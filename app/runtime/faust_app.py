@@ -1,4 +1,4 @@
-"""The Faust application and its topics, configured from :class:`app.settings.Settings`.
+"""The Faust application and its topics, configured from :class:`app.runtime.settings.Settings`.
 
 Importing this module reads the environment once. Agents, tables and web views
 register themselves on :data:`faust_app` when their modules are imported
@@ -15,23 +15,23 @@ import faust
 from faust.types import TransportT
 
 from app.events.validation import Limits, Validator
-from app.http_guard import HttpGuard, PersonaWeb
 from app.identity import IdentityResolver
-from app.kafka_transport import Transport
-from app.settings import Settings
+from app.runtime.http_guard import HttpGuard, PersonaWeb
+from app.runtime.kafka_transport import Transport
+from app.runtime.settings import Settings
 from tables import (
     compact_store,  # noqa: F401  (registers the compact:// table store with Faust)
     rocksdb_store,  # noqa: F401  (rocksdb:// accepts writes outside a current event)
 )
 
 settings = Settings.from_env()
-#: API keys, scopes and rate limits of the HTTP API (app/http_guard.py).
+#: API keys, scopes and rate limits of the HTTP API (app/runtime/http_guard.py).
 http_guard = HttpGuard(settings)
 
 
 class PersonaApp(faust.App):
     """``faust.App`` whose consumer transport takes ``fetch_max_wait_ms`` and ``fetch_min_bytes``
-    (see :mod:`app.kafka_transport`)."""
+    (see :mod:`app.runtime.kafka_transport`)."""
 
     def __init__(
         self, *args: Any, fetch_max_wait_ms: int, fetch_min_bytes: int, recovery_bulk_min_records: int, **kwargs: Any
@@ -91,8 +91,8 @@ faust_app = PersonaApp(
     broker_session_timeout=settings.session_timeout_seconds,
     broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
     consumer_group_instance_id=settings.worker_instance_id or None,
-    # Faust's default supervisor, remembering each agent crash for /health/ready (app/supervision.py).
-    agent_supervisor="app.supervision:CrashRecordingSupervisor",
+    # Faust's default supervisor, remembering each agent crash for /health/ready (app/runtime/supervision.py).
+    agent_supervisor="app.runtime.supervision:CrashRecordingSupervisor",
 )
 
 validator = Validator(
@@ -138,9 +138,9 @@ COMPONENT_MODULES = (
     "agents.identity",
     "agents.profiles",
     "agents.clusters",
-    "app.web",
-    "app.lifecycle",
-    "app.health_probe",
+    "app.runtime.web",
+    "app.runtime.lifecycle",
+    "app.runtime.health_probe",
 )
 
 

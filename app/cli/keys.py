@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from app import auth
 from app.errors import ConfigError
+from app.runtime import auth
 
 
 def _names(text: str) -> list[str]:

@@ -33,22 +33,24 @@ def worker(web_port: int | None, loglevel: str | None) -> None:
         os.environ["PERSONA_WEB_PORT"] = str(web_port)
     refuse_unsafe_start()
     try:
-        from app.faust_app import faust_app, load_components, settings
+        from app.runtime.faust_app import faust_app, load_components, settings
     except PersonaError as exc:
         raise click.ClickException(str(exc)) from exc
-    from app.topic_specs import undescribed_tables
-    from app.topics_admin import ensure_topics_sync
+    from app.runtime.topic_specs import undescribed_tables
+    from app.runtime.topics_admin import ensure_topics_sync
 
     load_components()
     if unknown := undescribed_tables(faust_app.tables.keys()):
-        raise click.ClickException(f"tables without a topic description in app/topic_specs.py TABLES: {unknown}")
+        raise click.ClickException(
+            f"tables without a topic description in app/runtime/topic_specs.py TABLES: {unknown}"
+        )
     try:
         # Creates missing topics and refuses existing ones that would lose data (docs/operations.md, Topics).
         ensure_topics_sync(settings)
     except PersonaError as exc:
         raise click.ClickException(str(exc)) from exc
-    from app.health_probe import stop_pending
-    from app.shutdown import ShutdownDeadline
+    from app.runtime.health_probe import stop_pending
+    from app.runtime.shutdown import ShutdownDeadline
 
     deadline = ShutdownDeadline(settings.shutdown_grace_seconds, stop_pending)
     build_worker(faust_app, loglevel or settings.log_level, deadline).execute_from_commandline()
@@ -58,7 +60,7 @@ def refuse_unsafe_start() -> None:
     """Stop with a one-line message when the worker's configuration is unsafe to serve
     (a non-loopback address without API keys, the development HMAC secret outside the
     embedded stack), or invalid."""
-    from app.settings import Settings
+    from app.runtime.settings import Settings
 
     try:
         refusal = Settings.from_env().startup_refusal()
@@ -75,12 +77,12 @@ def build_worker(app: Any, loglevel: str, deadline: Any = None) -> Any:
     level: every debug call of aiokafka and Faust then builds a LogRecord, per message
     (about 20 % of the worker's CPU per event, docs/benchmarks.md).
 
-    ``deadline`` (an :class:`app.shutdown.ShutdownDeadline`) is armed by SIGTERM and SIGINT, on
+    ``deadline`` (an :class:`app.runtime.shutdown.ShutdownDeadline`) is armed by SIGTERM and SIGINT, on
     top of Faust's own handlers: the process exits within its grace period however the stop goes.
     """
     from faust import Worker
 
-    from app.shutdown import chain_signal_handlers
+    from app.runtime.shutdown import chain_signal_handlers
 
     class DeadlineWorker(Worker):
         def install_signal_handlers(self) -> None:
@@ -95,11 +97,11 @@ def build_worker(app: Any, loglevel: str, deadline: Any = None) -> Any:
 
 def _register_commands() -> None:
     """Commands that live beside the code they drive (imported late: they pull in their packages)."""
-    from app.bench_cli import bench
-    from app.console import up
-    from app.identity_cli import identity, link
-    from app.keys_cli import keys
-    from app.rebuild import rebuild_redis
+    from app.cli.bench import bench
+    from app.cli.console import up
+    from app.cli.identity import identity, link
+    from app.cli.keys import keys
+    from app.runtime.rebuild import rebuild_redis
     from app.simulator.command import simulate
 
     for command in (up, simulate, link, identity, rebuild_redis, bench, keys):
@@ -111,7 +113,3 @@ _register_commands()
 
 def main() -> None:
     cli(prog_name="persona")
-
-
-if __name__ == "__main__":
-    main()

@@ -27,9 +27,9 @@ changelog read), with the same function as ``persona rebuild-redis``
 
 A re-serve walks a partition in chunks of ``PERSONA_REDIS_REBUILD_CHUNK`` values
 (:meth:`tables.exact.ExactTable.state_chunks` reads each chunk when it is asked for, never
-an older snapshot), offers the chunk's keys to the sink (:meth:`app.redis_sink.RedisSink.offer`)
+an older snapshot), offers the chunk's keys to the sink (:meth:`app.runtime.redis_sink.RedisSink.offer`)
 and flushes, so the event loop is free between chunks and the agents go on. A key an agent
-puts meanwhile wins over the offered one (:func:`app.redis_sink.write_order`). Segment sets
+puts meanwhile wins over the offered one (:func:`app.runtime.redis_sink.write_order`). Segment sets
 get SADDs for the memberships the tables hold (a membership that ended while Redis was
 behind is left until ``persona rebuild-redis``, which rebuilds the sets whole).
 """
@@ -45,13 +45,13 @@ from typing import Any, Literal, Protocol, cast
 
 from redis.exceptions import RedisError
 
-from app.metrics import (
+from app.runtime.metrics import (
     REDIS_DATA_LOST,
     REDIS_REBUILD_KEYS,
     REDIS_REBUILD_QUEUED,
     REDIS_REBUILDS,
 )
-from app.redis_sink import RedisSink
+from app.runtime.redis_sink import RedisSink
 from app.serving import keys as serving
 from tables.exact import ExactTable
 

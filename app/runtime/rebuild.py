@@ -24,8 +24,8 @@ import click
 import orjson
 
 from app.errors import PersonaError, StackError
+from app.runtime.settings import Settings
 from app.serving.keys import TABLES
-from app.settings import Settings
 
 #: A changelog is read to its end once a poll of this long returns nothing past the end offsets.
 IDLE_MS = 1000
@@ -192,7 +192,7 @@ async def rebuild(settings: Settings, batch_size: int, timeout: float) -> tuple[
     import redis.asyncio as aioredis
     from redis.exceptions import RedisError
 
-    from app.redis_sink import write_hashes
+    from app.runtime.redis_sink import write_hashes
     from app.serving import keys as serving
 
     client = aioredis.from_url(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
