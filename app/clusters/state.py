@@ -1,6 +1,6 @@
 """Cluster segments in the stream: one online model for all profiles, per-profile memberships.
 
-The profiles stage sends a profile's feature vector (:func:`cluster_input`) to the
+The profiles stage sends a profile's feature vector (:func:`~app.profiles.cluster_input.cluster_input`) to the
 one-partition internal topic ``<app_id>-cluster-input`` when one of its sessions closes,
 not per event: a session is the unit of behaviour the archetypes differ by, and it keeps
 the model's input small. The clusters stage (``agents/clusters.py``) folds each record
@@ -58,7 +58,10 @@ import orjson
 from app.clusters.model import ClusterModel
 from app.events.validation import Rejection
 from app.profiles import features
-from app.profiles import unified as profile
+
+# The records the profiles stage sends here (app/profiles/cluster_input.py), still named from here.
+from app.profiles.cluster_input import cluster_input as cluster_input
+from app.profiles.cluster_input import merge_record as merge_record
 from app.segments import membership
 from app.segments.evaluate import Decision
 from tables.hooks import KeepOnSplit, State, register
@@ -149,26 +152,6 @@ def restore(value: Mapping[str, Any] | None, config: ClusterConfig) -> ClusterSt
     return state
 
 
-def cluster_input(profile_id: str, value: Mapping[str, Any], input_id: str,
-                  config: profile.ProfileConfig = profile.DEFAULT_CONFIG) -> dict[str, Any]:
-    """The ``cluster-input`` record of a profile: its feature vector at its last event.
-
-    The vector is read at the profile's last event time, not at the wall clock or a tick,
-    so the record depends only on the profile state (the same after a replay).
-    ``input_id`` names what caused it (the closed session's id).
-
-    >>> import math
-    >>> value = {"profile": {**profile.new_state(), "events": 3, "first_seen": 0.0, "last_seen": 3600.0}}
-    >>> doc = cluster_input("p-1", value, "ses-e1")
-    >>> doc["at"], doc["vector"]["lifetime_events_log"] == math.log1p(3)
-    (3600.0, True)
-    """
-    state = value["profile"]
-    at = float(state["last_seen"] if state["last_seen"] is not None else 0.0)
-    return {"profile_id": profile_id, "input_id": input_id, "at": at,
-            "vector": profile.feature_vector(state, at, config)}
-
-
 def parse_input(raw: bytes) -> dict[str, Any] | Rejection:
     """A ``cluster-input`` record, or why it cannot be used (dead-lettered, never a crash).
 
@@ -238,11 +221,6 @@ def step(
         "inputs": dict(list(recent.items())[-RECENT_INPUTS:]),
         "at": float(doc["at"]),
     }, changes
-
-
-def merge_record(absorbed_id: str, surviving_id: str, change_id: str, at: float) -> dict[str, Any]:
-    """The ``cluster-input`` record that tells the clusters stage ``absorbed_id`` was merged."""
-    return {"profile_id": absorbed_id, "merged_into": surviving_id, "change_id": change_id, "at": at}
 
 
 def absorb(

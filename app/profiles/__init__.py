@@ -16,6 +16,8 @@
     agents/profiles.py carries it out.
 :mod:`app.profiles.pack`
     The wire format of ingest's packs on ``<app_id>-profile-events``.
+:mod:`app.profiles.cluster_input`
+    The records this stage sends to the clusters stage on ``<app_id>-cluster-input``.
 :mod:`app.profiles.timer_queue`
     Which profiles a tick must visit.
 """

@@ -45,9 +45,9 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 
-from app.clusters import state as cluster_stage
 from app.events.positions import position
 from app.events.validation import Event, Rejection, processing_error
+from app.profiles import cluster_input
 from app.profiles import merges as profile_identity
 from app.profiles import state as profile_stage
 from app.profiles.quality import QualityMonitor
@@ -437,7 +437,7 @@ class _Folder:
             add(("session_summaries", profile_id, sessions.summary(session, profile_id)))
         if outputs.closed_sessions:  # the cluster model learns a profile once per closed session
             add(("cluster_input", profile_id,
-                 cluster_stage.cluster_input(profile_id, value, outputs.closed_sessions[-1]["id"])))
+                 cluster_input.cluster_input(profile_id, value, outputs.closed_sessions[-1]["id"])))
         for change in outputs.segment_changes:
             # Keyed by the profile the change is about: a merge also emits the absorbed one's exits.
             add(("segment_changes", str(change["profile_id"]), change))
@@ -497,7 +497,7 @@ class _Folder:
         if not payload.get("split"):
             # The one clusters stage moves the absorbed profile's cluster membership (idempotent there).
             absorbed = str(payload["from"])
-            merge = cluster_stage.merge_record(absorbed, profile_id, str(payload["change_id"]), now)
+            merge = cluster_input.merge_record(absorbed, profile_id, str(payload["change_id"]), now)
             self.batch.outputs.append(("cluster_input", absorbed, merge))
 
     def split(self, profile_id: str, value: Any, payload: dict[str, Any], partition: int) -> None:
