@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from app.embedded.stack import BROKERS
+from app.cli.options import broker_option
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIO_CHOICES = ("faust_passthrough", "quix_count", "pipeline_1w", "pipeline_2w")
@@ -113,12 +113,8 @@ SCENARIO_CHOICES = ("faust_passthrough", "quix_count", "pipeline_1w", "pipeline_
     help="With --batch-events: a visitor's batch is flushed once its next event happened this long (event "
     "time) after the batch's first, as an SDK's flush interval.",
 )
-@click.option(
-    "--broker",
-    type=click.Choice(BROKERS),
-    default="tansu",
-    show_default=True,
-    help="Run every scenario on this embedded broker: Tansu or Apache Kafka (app/embedded/kafka_broker.py).",
+@broker_option(
+    "Run every scenario on this embedded broker: Tansu or Apache Kafka (app/embedded/kafka_broker.py).",
 )
 @click.option(
     "--results-dir",

@@ -22,7 +22,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from app.embedded.stack import BROKERS, EmbeddedStack, ManagedProcess, api_request, free_port, wait_healthy, worker_argv
+from app.cli.options import broker_option
+from app.embedded.stack import EmbeddedStack, ManagedProcess, api_request, free_port, wait_healthy, worker_argv
 from app.errors import StackError
 
 
@@ -157,12 +158,8 @@ class Stopper:
     help="Simulated customers (about 100 records each; the simulator stops when they are used up).",
 )
 @click.option("--seed", type=int, default=42, show_default=True, help="Simulator seed.")
-@click.option(
-    "--broker",
-    type=click.Choice(BROKERS),
-    default="tansu",
-    show_default=True,
-    help="The embedded broker: Tansu (starts at once, memory only) or Apache Kafka (fetched from Maven "
+@broker_option(
+    "The embedded broker: Tansu (starts at once, memory only) or Apache Kafka (fetched from Maven "
     "Central on first use; needs java and mvn).",
 )
 @click.option("--no-simulator", is_flag=True, help="Start the stack and workers only; publish your own events.")
