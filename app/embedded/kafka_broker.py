@@ -236,6 +236,7 @@ class KafkaBroker:
 
     def start(self, timeout: float = 90.0) -> KafkaBroker:
         self.lib = self.lib or fetch_kafka()
+        require_tool("java", "openjdk-17-jre-headless")  # the jars may be cached on a machine without Java
         self.port = self.port or free_port()
         self.controller_port = self.controller_port or free_port()
         config = self.data_dir / "server.properties"

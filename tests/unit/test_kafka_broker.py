@@ -10,6 +10,7 @@ import yaml
 from app.embedded.kafka_broker import (
     COMPOSE_SETTINGS,
     KAFKA_VERSION,
+    KafkaBroker,
     compose_broker_settings,
     fetch_kafka,
     server_properties,
@@ -53,3 +54,15 @@ def test_a_completed_fetch_is_reused_without_java_or_maven(tmp_path: Path, monke
     (lib / ".complete").write_text(KAFKA_VERSION)
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     assert fetch_kafka(tmp_path / "cache") == lib
+
+
+def test_a_broker_with_its_jars_cached_but_no_java_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not the operating system's "No such file or directory" from starting a missing java.
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    with pytest.raises(StackError, match=r"needs `java` on PATH"):
+        KafkaBroker(tmp_path / "logs", tmp_path / "data", lib=lib).start()
+    assert not (tmp_path / "data").exists()
