@@ -77,7 +77,8 @@ RECENT_INPUTS = 16
 #: The profile features the model clusters on: behaviour (recency, frequency, spend, engagement,
 #: e-mail, carts, bot flag). Category affinities and device shares are left out: they say what
 #: and on what a customer shops, not how, and with them the clusters matched the simulator's
-#: behaviours half as well (ARI 0.47 instead of 0.73 for batch k-means; docs/benchmarks.md).
+#: behaviours much worse (batch k-means ARI 0.4560 with all 28 features against 0.7311 with
+#: these 13; docs/benchmarks.md).
 #: They stay in the served profile and drive the ``interest:*`` rules.
 CLUSTER_FEATURES: tuple[str, ...] = tuple(
     n for n in features.vector_names() if not n.startswith(("affinity:", "device_"))
