@@ -60,13 +60,13 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)
 	@touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
-	PYTHONPATH=$(CURDIR) $(BIN)/persona bench $(BENCH_ARGS)
+	$(BIN)/persona bench $(BENCH_ARGS)
 
 ## accuracy: sessions, identity and segment changes scored through the running pipeline against the
 ## simulator's ground truth (bench/pipeline_accuracy.py); ACCURACY_ARGS="--customers 300 --seed 7" etc.
 ACCURACY_ARGS ?=
 accuracy: $(BENCH_STAMP)
-	PYTHONPATH=$(CURDIR) $(BIN)/python -m bench.pipeline_accuracy $(ACCURACY_ARGS)
+	$(BIN)/python -m bench.pipeline_accuracy $(ACCURACY_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check app agents tables tests bench grafana

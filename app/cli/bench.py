@@ -1,8 +1,8 @@
 """``persona bench``: the throughput benchmark (bench/throughput.py), one run on one embedded broker
 (Tansu, or Apache Kafka with ``--broker kafka``).
 
-The ``bench`` package lives beside ``app`` in the repository (it is not installed), so
-this command adds the repository root to ``sys.path`` before importing it.
+The ``bench`` package is installed with ``app`` (``pyproject.toml``'s ``packages.find``); it is
+imported late, when the command runs.
 """
 
 from __future__ import annotations
@@ -148,8 +148,6 @@ def bench(
     broker and Redis, runs every scenario on its own topics, and writes
     bench/results/<timestamp>.json and .png.
     """
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
     from rich.console import Console
 
     from bench.throughput import TUNING_VARIANTS, BenchConfig, BenchError, run, table, tuning_table
