@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from app.embedded.stack import EmbeddedStack, ManagedProcess, embedded_stack, free_port, wait_healthy, worker_argv
 from app.runtime.settings import Settings
 from app.runtime.topics_admin import ensure_topics_sync
+from bench.inputs import recent_end
 
 T = TypeVar("T")
 
@@ -112,7 +113,7 @@ def simulation_parser(description: str, customers: int, timeout: float) -> argpa
     parser.add_argument(
         "--end",
         type=lambda s: datetime.fromisoformat(s).replace(tzinfo=UTC),
-        default=datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0),
+        default=recent_end(),
         help="end of the simulated period (default: today 00:00 UTC)",
     )
     parser.add_argument("--max-events", type=int, default=0, help="stop the simulator after N records (0: no cap)")

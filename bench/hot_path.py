@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from app.events.validation import Event, Validator
@@ -29,17 +28,14 @@ from app.profiles.quality import QualityMonitor
 from app.segments import membership
 from app.segments.evaluate import evaluate_and_schedule
 from app.sessions import state as sessions
-from app.simulator import SimConfig, iter_records
-
-END = datetime(2024, 3, 1, tzinfo=UTC)
+from bench.inputs import END, records, simulator_config
 
 
 def events(n: int, seed: int = 7, customers: int = 1000) -> list[tuple[str, Event, bytes]]:
     """(customer id, validated event, raw record value) of the valid clickstream records."""
-    sim = SimConfig(seed=seed, customers=customers, end=END, max_events=n)
     validator = Validator.default()
     out = []
-    for record in iter_records(sim):
+    for record in records(simulator_config(seed=seed, customers=customers, events=n)):
         if record.topic == "clickstream" and record.truth is not None:
             event = validator.clickstream(record.value, now=END.timestamp())
             if isinstance(event, Event):

@@ -43,9 +43,10 @@ from app.events.validation import Event, Rejection, Validator
 from app.identity import IdentityResolver, IdentityState
 from app.identity.normalise import normalise_id
 from app.runtime.settings import DEV_HMAC_SECRET, Topics
-from app.simulator import SimConfig, SimRecord, SimTopics, TruthWriter, iter_records
+from app.simulator import SimRecord, SimTopics, TruthWriter, iter_records
 from app.simulator.producer import produce
 from bench.harness import report_main, running_pipeline, simulation_parser, wait_stable
+from bench.inputs import simulator_config
 
 
 @dataclass(frozen=True)
@@ -190,13 +191,13 @@ def simulated(
     seed: int, customers: int, end: datetime, max_events: int | None, topics: Topics, truth_dir: Path | None = None
 ) -> list[SimRecord]:
     """The seeded simulator run for ``topics``; with ``truth_dir``, its ground truth written there too."""
-    config = SimConfig(
+    config = simulator_config(
         seed=seed,
         customers=customers,
         end=end,
-        max_events=max_events,
+        events=max_events,
         topics=SimTopics(clickstream=topics.clickstream, crm_profiles=topics.crm_profiles),
-    ).check()
+    )
     if truth_dir is None:
         return list(iter_records(config))
     with TruthWriter(truth_dir, config) as truth:

@@ -51,9 +51,9 @@ from app.ingest import fold as activity_batch
 from app.ingest.fold import Source
 from app.serving import keys as serving
 from app.simulator import read_jsonl
+from bench.inputs import NOW  # a day after the bench input's end: every valid event is in range
 from tables.hooks import State
 
-NOW = 1767225600.0 + 86400  # a day after the bench input's end (SIM_END): every valid event is in range
 PRODUCED_AT = NOW  # the Kafka timestamp of every record
 PARTITION = 0
 TOPIC = "clickstream"

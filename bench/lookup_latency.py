@@ -27,7 +27,7 @@ import orjson
 import redis
 
 from app.embedded.stack import ManagedProcess, embedded_stack, free_port, worker_argv
-from app.simulator import SimConfig, iter_records
+from bench import inputs
 
 APP_ID = "bench-lookup"
 
@@ -47,7 +47,7 @@ async def produce(bootstrap: str, records: list[tuple[str, bytes, bytes]]) -> No
 def traffic(n: int, seed: int) -> tuple[list[tuple[str, bytes, bytes]], list[str]]:
     """The simulator's records and the e-mail addresses they carry (for lookups)."""
     records, emails = [], set()
-    for record in iter_records(SimConfig(seed=seed, customers=max(50, n // 20), max_events=n)):
+    for record in inputs.records(inputs.simulator_config(seed=seed, customers=max(50, n // 20), events=n)):
         records.append((record.topic, record.key, record.value))
         try:
             doc = orjson.loads(record.value)
@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> None:
         port = free_port()
         env = {**stack.env, "PERSONA_APP_ID": APP_ID, "PERSONA_WEB_PORT": str(port),
                "PERSONA_DATA_DIR": str(Path(tmp) / "data"),
-               "PERSONA_READ_RATE": "0"}  # latency unthrottled: no per-key rate limit
+               "PERSONA_READ_RATE": "0",  # latency unthrottled: no per-key rate limit
+               **inputs.OLD_EVENTS_ENV}  # the input ends on bench.inputs.END
         os.environ.update(env)
         from app.runtime.settings import Settings
         from app.runtime.topics_admin import ensure_topics_sync

@@ -53,8 +53,8 @@ from app.profiles import unified as profile
 from app.segments import evaluate as ev
 from app.segments import membership, state
 from app.segments.rules import RuleSet, load_rules
-from app.simulator.config import SimConfig
 from app.simulator.generator import iter_records
+from bench.inputs import END, simulator_config
 
 DAY = 86400.0
 CLUSTER_FEATURES = [
@@ -240,9 +240,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
     from sklearn.preprocessing import StandardScaler
 
-    end = datetime(2024, 7, 1, tzinfo=UTC)
-    config = SimConfig(seed=args.seed, customers=args.customers, days=args.days, end=end,
-                       malformed_share=0.0, duplicate_share=0.0)
+    end = args.end
+    config = simulator_config(seed=args.seed, customers=args.customers, days=args.days, end=end,
+                              malformed_share=0.0, duplicate_share=0.0)
     rules: RuleSet = load_rules()
     real = args.features == "real"
     customers: dict[str, StandIn | RealProfile] = {}
@@ -405,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--customers", type=int, default=1000)
     parser.add_argument("--days", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--end", type=lambda s: datetime.fromisoformat(s).replace(tzinfo=UTC), default=END,
+                        help="end of the simulated period (runs before #21 used 2024-07-01)")
     parser.add_argument("--k", type=int, default=6, help="clusters (6 archetypes)")
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--halflife", type=float, default=0.02)

@@ -27,7 +27,7 @@ import random
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,8 @@ import orjson
 
 from app.events.validation import Event, Validator
 from app.sessions import state as sessions
-from app.simulator import SimConfig, TruthWriter, iter_records
-
-END = datetime(2024, 3, 1, tzinfo=UTC)
+from app.simulator import TruthWriter, iter_records
+from bench.inputs import END, simulator_config
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,7 @@ def true_sessions(truth_dir: Path) -> set[tuple[str, int, int]]:
 def measure(seed: int = 7, customers: int = 400, events: int = 20000,
             config: sessions.SessionConfig = sessions.DEFAULT_CONFIG, delay: float = 0.0) -> Agreement:
     """Run the comparison; deterministic for fixed arguments."""
-    sim = SimConfig(seed=seed, customers=customers, end=END, max_events=events)
+    sim = simulator_config(seed=seed, customers=customers, events=events)
     validator = Validator.default()
     now = END.timestamp()
     states: dict[str, dict[str, Any]] = {}

@@ -45,11 +45,11 @@ from app.profiles import state as profile_stage
 from app.profiles.fold import tick_due_at
 from app.runtime.settings import Settings
 from app.runtime.topics_admin import ensure_topics_sync
-from app.simulator import SimConfig, iter_records
+from bench.inputs import END, clickstream, simulator_config
 from bench.lookup_latency import produce
 from bench.pipeline_accuracy import metric_totals
 from bench.stats import histogram_delta, histogram_quantile
-from bench.throughput import REPO, SIM_END, pipeline_env, scrape_worker
+from bench.throughput import REPO, pipeline_env, scrape_worker
 from tables.due_index import due_key, indexed_key
 
 RESULTS = REPO / "bench" / "results"
@@ -89,11 +89,11 @@ def settle(value: dict[str, Any], profile_id: str, horizon: float) -> dict[str, 
 
 def profile_templates(seed: int, customers: int, settled: bool = False) -> list[dict[str, Any]]:
     """One profiles-table value per simulated customer, folded from its valid events in order."""
-    sim = SimConfig(seed=seed, customers=customers, days=14, end=SIM_END).check()
+    sim = simulator_config(seed=seed, customers=customers, days=14)
     validator = Validator.default()
-    now = SIM_END.timestamp()
+    now = END.timestamp()
     values: dict[str, dict[str, Any]] = {}
-    for offset, record in enumerate(r for r in iter_records(sim) if r.topic == sim.topics.clickstream):
+    for offset, record in enumerate(clickstream(sim)):
         event = validator.clickstream(record.value, now=now)
         if not isinstance(event, Event) or record.truth is None:
             continue
@@ -365,9 +365,8 @@ def first_traffic(cfg: ScaleConfig, stack: EmbeddedStack, settings: Settings, wo
                   rss: float) -> FirstTraffic:
     """Send 300 clickstream events of a few new customers to a ready worker; wait until half are applied."""
     wanted = 300 + int(cfg.observe_s * cfg.trickle_rate)  # 20 customers' day is about 300 events
-    sim = SimConfig(seed=cfg.seed + 1, customers=20 * (1 + wanted // 250), days=1, end=SIM_END).check()
-    clicks = [(settings.topics.clickstream, r.key, r.value) for r in iter_records(sim)
-              if r.topic == sim.topics.clickstream]
+    sim = simulator_config(seed=cfg.seed + 1, customers=20 * (1 + wanted // 250), days=1)
+    clicks = [(settings.topics.clickstream, r.key, r.value) for r in clickstream(sim)]
     traffic, later = clicks[:300], clicks[300:]
     asyncio.run(produce(stack.bootstrap, traffic))
     sent_at, peak = time.monotonic(), rss

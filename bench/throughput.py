@@ -72,8 +72,9 @@ from rich.table import Table
 from app.embedded.stack import EmbeddedStack, ManagedProcess, free_port, wait_healthy, worker_argv
 from app.runtime.settings import Settings, Topics
 from app.runtime.topics_admin import ensure_topics_sync
-from app.simulator import SimConfig, SimRecord, iter_records, produce, read_jsonl, write_jsonl
+from app.simulator import SimConfig, SimRecord, produce, read_jsonl, write_jsonl
 from app.simulator.batches import batch_records
+from bench.inputs import OLD_EVENTS_ENV, clickstream, simulator_config
 from bench.probe_input import continuation
 from bench.stats import (
     add_ratios,
@@ -88,7 +89,6 @@ from bench.stats import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-SIM_END = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 POLL_S = 0.1
 DESCRIPTIONS = {
     "faust_passthrough": "bare Faust agent, count only, 1 partition",
@@ -144,7 +144,7 @@ class BenchConfig:
         return max(100, self.events // 80)
 
     def sim_config(self, seed: int) -> SimConfig:
-        return SimConfig(seed=seed, customers=self.customers, days=14, end=SIM_END).check()
+        return simulator_config(seed=seed, customers=self.customers, days=14)
 
 
 # Tuning experiments (``--tuning``): the 1-worker pipeline with one change each, applied
@@ -247,14 +247,10 @@ class BenchError(RuntimeError):
 # --------------------------------------------------------------------------- input
 
 
-def clickstream(config: SimConfig) -> Iterator[SimRecord]:
-    return (r for r in iter_records(config) if r.topic == config.topics.clickstream)
-
-
 def ensure_input(cfg: BenchConfig, console: Console) -> Path:
     """The input JSONL for these parameters, generated once and reused."""
     sim = cfg.sim_config(cfg.seed)
-    name = f"clickstream-seed{cfg.seed}-n{cfg.events}-c{sim.customers}-d{sim.days:g}-end{SIM_END:%Y%m%d}.jsonl"
+    name = f"clickstream-seed{cfg.seed}-n{cfg.events}-c{sim.customers}-d{sim.days:g}-end{sim.end:%Y%m%d}.jsonl"
     path = cfg.data_dir / name
     if path.exists():
         console.print(f"input: reusing {rel(path)}")
@@ -292,7 +288,7 @@ class ProbePool:
         sim = self.cfg.sim_config(self.seed)
         if self.cfg.probe_input == "continuation":
             return continuation(read_jsonl(self.input_path), dt.timedelta(days=sim.days), self.round)
-        return clickstream(SimConfig(seed=sim.seed, customers=max(sim.customers, 5000), days=sim.days, end=sim.end))
+        return clickstream(simulator_config(seed=sim.seed, customers=max(sim.customers, 5000), days=sim.days))
 
     def take(self, n: int) -> list[SimRecord]:
         taken = list(islice(self.records, n))
@@ -632,8 +628,8 @@ def pipeline_env(cfg: BenchConfig, stack: EmbeddedStack, tag: str, partitions: i
         "PERSONA_TOPIC_PARTITIONS": str(partitions),
         "PERSONA_DATA_DIR": str(cfg.run_dir / tag / "data"),
         "PERSONA_LOG_LEVEL": "warning",
-        # The fixed input ends on SIM_END; keep it inside the validator's age limit whatever today is.
-        "PERSONA_MAX_EVENT_AGE_DAYS": "36500",
+        # The fixed input ends on bench.inputs.END; keep it inside the validator's age limit whatever today is.
+        **OLD_EVENTS_ENV,
         "PYTHONPATH": str(REPO),
     }
     env.update({f"PERSONA_TOPIC_{f.upper()}": getattr(topics, f) for f in Topics.__dataclass_fields__})

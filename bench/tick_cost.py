@@ -23,7 +23,8 @@ import orjson
 
 from app.profiles.fold import Record, StageMemory, fold
 from app.sessions.state import ev
-from bench.state_scale import SIM_END, profile_templates
+from bench.inputs import END
+from bench.state_scale import profile_templates
 from tables.compact_store import CompactDict
 
 TOPIC = "bench-profile-events"
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     templates = profile_templates(11, args.template_customers)
     table = fill(args.store, args.profiles, templates)
     memory = StageMemory()
-    now = SIM_END.timestamp()
+    now = END.timestamp()
     first = Record(TOPIC, 0, 0, orjson.dumps({"profile_id": "bench-clock", "ts": now, "event": ev("c", now).data}))
     started = time.process_time()
     for profile_id, (value, _) in fold([first], table, memory, WALL).pending.items():

@@ -24,8 +24,7 @@ from app.profiles.fold import Record, StageMemory, fold
 from app.profiles.pack import pack
 from app.runtime.settings import DEV_HMAC_SECRET
 from app.simulator import read_jsonl
-
-NOW = 1767225600.0 + 86400  # a day after the bench input's end (SIM_END)
+from bench.inputs import NOW
 
 
 def profile_records(path: Path) -> list[bytes]:
