@@ -1,8 +1,10 @@
 """Run the real pipeline for a benchmark: embedded broker and Redis, worker processes, a wait for quiet.
 
-Shared by the accuracy benchmarks that measure *through the running pipeline*
-(``bench/identity_accuracy.py``, ``bench/pipeline_accuracy.py``), so they start,
-configure and stop the pipeline the same way.
+Shared by the benchmarks that measure *through the running pipeline*
+(``bench/identity_accuracy.py``, ``bench/pipeline_accuracy.py``, ``bench/identity_throughput.py``,
+``bench/lookup_latency.py``), so they start, configure and stop the pipeline the same way.
+``bench/throughput.py`` and ``bench/state_scale.py`` start the stack themselves: they run several
+scenarios or stores on one stack, each on its own topics and Redis database.
 """
 
 from __future__ import annotations

@@ -26,8 +26,8 @@ from pathlib import Path
 import orjson
 import redis
 
-from app.embedded.stack import ManagedProcess, embedded_stack, free_port, worker_argv
 from bench import inputs
+from bench.harness import running_pipeline
 
 APP_ID = "bench-lookup"
 
@@ -111,47 +111,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args(argv)
     records, emails = traffic(args.events, args.seed)
-    with tempfile.TemporaryDirectory() as tmp, embedded_stack(Path(tmp)) as stack:
-        port = free_port()
-        env = {**stack.env, "PERSONA_APP_ID": APP_ID, "PERSONA_WEB_PORT": str(port),
-               "PERSONA_DATA_DIR": str(Path(tmp) / "data"),
-               "PERSONA_READ_RATE": "0",  # latency unthrottled: no per-key rate limit
-               **inputs.OLD_EVENTS_ENV}  # the input ends on bench.inputs.END
-        os.environ.update(env)
-        from app.runtime.settings import Settings
-        from app.runtime.topics_admin import ensure_topics_sync
-
-        ensure_topics_sync(Settings.from_env(env))
-        worker = ManagedProcess.start("worker", worker_argv(port), Path(tmp), env)
-        try:
-            deadline = time.monotonic() + 90
-            while True:
-                try:
-                    metric(port, "persona_events_processed_total")
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or not worker.running:
-                        raise SystemExit(f"worker did not start:\n{worker.tail(40)}") from None
-                    time.sleep(0.5)
-            loaded = time.perf_counter()
-            asyncio.run(produce(stack.bootstrap, records))
-            client = redis.Redis.from_url(stack.redis_url, decode_responses=True)
-            wait_settled(port, client, timeout=600)
-            print(f"loaded {len(records)} records in {time.perf_counter() - loaded:.1f} s; "
-                  f"{client.dbsize()} Redis keys")
-            profile_ids = sorted(
-                k.removeprefix("persona:profile:") for k in client.scan_iter("persona:profile:*")
-                if not k.endswith(":identity")
-            )
-            by_id = [f"/v1/profiles/{pid}" for pid in profile_ids]
-            by_email = [f"/v1/profiles/lookup?{urllib.parse.urlencode({'type': 'email', 'value': e})}" for e in emails]
-            print(f"{len(profile_ids)} profiles served, {len(emails)} e-mail addresses in the traffic")
-            for name, paths in (("GET /v1/profiles/{id}", by_id), ("GET /v1/profiles/lookup (email)", by_email)):
-                measure(port, paths, 200, stack.api_key.token)  # warm-up
-                report(name, *measure(port, paths, args.requests, stack.api_key.token))
-            print(json.dumps({"worker_alive": worker.running}))
-        finally:
-            worker.stop()
+    extra_env = {"PERSONA_READ_RATE": "0",  # latency unthrottled: no per-key rate limit
+                 **inputs.OLD_EVENTS_ENV}  # the input ends on bench.inputs.END
+    with tempfile.TemporaryDirectory() as tmp, running_pipeline(Path(tmp), APP_ID, extra_env=extra_env) as pipeline:
+        os.environ.update(pipeline.env)
+        stack, port, worker = pipeline.stack, pipeline.ports[0], pipeline.workers[0]
+        loaded = time.perf_counter()
+        asyncio.run(produce(stack.bootstrap, records))
+        client = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+        wait_settled(port, client, timeout=600)
+        print(f"loaded {len(records)} records in {time.perf_counter() - loaded:.1f} s; "
+              f"{client.dbsize()} Redis keys")
+        profile_ids = sorted(
+            k.removeprefix("persona:profile:") for k in client.scan_iter("persona:profile:*")
+            if not k.endswith(":identity")
+        )
+        by_id = [f"/v1/profiles/{pid}" for pid in profile_ids]
+        by_email = [f"/v1/profiles/lookup?{urllib.parse.urlencode({'type': 'email', 'value': e})}" for e in emails]
+        print(f"{len(profile_ids)} profiles served, {len(emails)} e-mail addresses in the traffic")
+        for name, paths in (("GET /v1/profiles/{id}", by_id), ("GET /v1/profiles/lookup (email)", by_email)):
+            measure(port, paths, 200, stack.api_key.token)  # warm-up
+            report(name, *measure(port, paths, args.requests, stack.api_key.token))
+        print(json.dumps({"worker_alive": worker.running}))
 
 
 if __name__ == "__main__":
