@@ -69,6 +69,10 @@ class Rejection:
 
 #: Longest exception text a ``processing_error`` dead letter quotes (the text may echo input).
 MAX_ERROR_TEXT = 300
+#: Deepest nesting a record may have. No event needs more than a handful of levels; orjson
+#: writes at most 254, so a record nested deeper passed validation and then failed where a
+#: stage wrote it again (dead-lettered as ``processing_error``: found by the worker fuzz).
+MAX_NESTING = 64
 
 
 def processing_error(stage: str, exc: BaseException) -> Rejection:
@@ -240,15 +244,41 @@ def parse_json(raw: bytes, max_record_bytes: int) -> Any:
     ([1], 'invalid_json', 'record_too_large')
     >>> parse_json(bytes([0x22, 0xFF, 0x22]), 10).code
     'invalid_encoding'
+    >>> parse_json(b"[" * 65 + b"]" * 65, 1000).message, parse_json(b'["[[[["]', 10)
+    ('nested deeper than 64 levels', ['[[[['])
     """
     if len(raw) > max_record_bytes:
         return Rejection("record_too_large", f"record is {len(raw)} bytes, the limit is {max_record_bytes}")
     try:
-        return orjson.loads(raw)
+        doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         if _is_bad_utf8(raw):
             return Rejection("invalid_encoding", "record is not valid UTF-8")
         return Rejection("invalid_json", f"not valid JSON: {exc}")
+    # Counting brackets is cheap; only a record with that many is walked (they may be in strings).
+    if raw.count(b"[") + raw.count(b"{") > MAX_NESTING and nesting(doc, MAX_NESTING) > MAX_NESTING:
+        return Rejection("schema_violation", f"nested deeper than {MAX_NESTING} levels")
+    return doc
+
+
+def nesting(doc: Any, limit: int) -> int:
+    """How many levels of arrays and objects ``doc`` has, counted up to ``limit + 1``.
+
+    >>> nesting(1, 5), nesting({"a": [1, {"b": []}]}, 5), nesting([[[[[[[]]]]]]], 3)
+    (0, 4, 4)
+    """
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        node, level = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        if deepest > limit:
+            return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def _version_rejection(doc: dict[str, Any]) -> Rejection | None:

@@ -147,3 +147,15 @@ def test_a_record_that_is_not_a_valid_batch_is_refused_whole() -> None:
 def test_a_record_of_one_event_gets_one_verdict_without_an_index() -> None:
     (item,) = VALIDATOR.clickstream_items(orjson.dumps(doc()), now=NOW)
     assert item.batch_index is None and summary(item.result) == ("event", "e1")
+
+
+def test_an_event_nested_deeper_than_a_stage_can_write_is_refused_at_the_edge() -> None:
+    # Found by the worker fuzz: 255 levels under a context field passed validation, and ingest
+    # then failed to write the event for the profiles stage (orjson writes at most 254 levels).
+    deep = b'{"schema_version": 1, "event_id": "e1", "type": "page_view", "timestamp": "2026-11-24T07:59:00Z", ' \
+        b'"anonymous_id": "a1", "context": {"x": ' + b"[" * 255 + b"]" * 255 + b"}}"
+    refused = Validator(Limits(max_record_bytes=65536)).clickstream(deep, now=NOW)
+    assert isinstance(refused, Rejection) and refused.code == "schema_violation"
+    assert "nested deeper than 64 levels" in refused.message
+    # Brackets inside strings are text, not nesting.
+    assert isinstance(verdict(doc(context={"page": {"title": "[" * 300}})), Event)
