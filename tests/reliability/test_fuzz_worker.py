@@ -180,7 +180,8 @@ def test_hostile_inputs_through_every_entry_point_halt_no_stage_and_get_no_5xx(
                 deployment.stop()
                 deployment, deployments = Deployment(stack, tmp_path / f"d{deployments}"), deployments + 1
         five_xx = sum(v for k, v in statuses.items() if k >= 500)
-        figures[entry] = {"inputs": sent, "drawn_by_hypothesis": generated, "bred": sent - generated, "halted": len(halts), "halts": halts, "http_statuses": dict(statuses),
+        figures[entry] = {"inputs": sent, "drawn_by_hypothesis": generated, "bred": sent - generated,
+                          "halted": len(halts), "halts": halts, "http_statuses": dict(statuses),
                           "http_5xx": five_xx,
                           "processing_error_dead_letters": processing_errors, "logged_tracebacks": len(logged),
                           "traceback_stages": dict(Counter(stage_of(p) for p in logged)),
