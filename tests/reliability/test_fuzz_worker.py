@@ -160,12 +160,12 @@ def test_hostile_inputs_through_every_entry_point_halt_no_stage_and_get_no_5xx(
     for entry in entries:
         strategy, topic = ENTRY_POINTS[entry]
         started, statuses, halts, logged = time.monotonic(), Counter[int](), [], []
-        sent, generated, processing_errors = 0, 0, 0.0
+        sent, generated, bred, processing_errors = 0, 0, 0, 0.0
         for index in range(0, (n + chunk - 1) // chunk):
             count = min(chunk, n - index * chunk)
             drawn = fuzz.draw(strategy, -(-count // draw_every), seed=index)
             inputs = fuzz.with_duplicates(fuzz.expand(drawn, count, seed=index))
-            generated += len(drawn)
+            generated, bred = generated + len(drawn), bred + count - len(drawn)
             before = deployment.processing_errors()
             statuses += deployment.send(entry, topic, inputs)
             sent += len(inputs)
@@ -180,7 +180,8 @@ def test_hostile_inputs_through_every_entry_point_halt_no_stage_and_get_no_5xx(
                 deployment.stop()
                 deployment, deployments = Deployment(stack, tmp_path / f"d{deployments}"), deployments + 1
         five_xx = sum(v for k, v in statuses.items() if k >= 500)
-        figures[entry] = {"inputs": sent, "drawn_by_hypothesis": generated, "bred": sent - generated,
+        figures[entry] = {"inputs": sent, "drawn_by_hypothesis": generated, "bred": bred,
+                          "resent": sent - generated - bred,
                           "halted": len(halts), "halts": halts, "http_statuses": dict(statuses),
                           "http_5xx": five_xx,
                           "processing_error_dead_letters": processing_errors, "logged_tracebacks": len(logged),
