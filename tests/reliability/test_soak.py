@@ -7,6 +7,12 @@ sampled every 5 s, flat within ±10 % after the warm-up (the first fifth, at lea
 mean of the last minute against the mean of the first minute after it); end-to-end p50/p99
 from ``persona_end_to_end_seconds`` over the time after the warm-up (bucket bounds: the
 quantile lies at or below the figure).
+
+The soak's visitors (``RELIABILITY_SOAK_CUSTOMERS``, default 1,000) have nearly all appeared
+by the warm-up's end, so the state stops growing and a steady RSS can be asked for: with 5,000
+customers new visitors kept arriving for the whole soak, the tables grew all along, and RSS
+growth could not tell state from a leak. The table keys (``persona_table_keys``) at the
+warm-up's end and at the end are reported beside RSS.
 """
 
 from __future__ import annotations
@@ -45,6 +51,11 @@ def bucket_quantile(buckets: list[tuple[float, float]], q: float) -> float | Non
 def histogram(pipeline: Pipeline, port: int, name: str) -> list[tuple[float, float]]:
     samples = pipeline.samples(port, name + "_bucket")
     return sorted((float(s.labels["le"]), s.value) for s in samples if s.name == name + "_bucket")
+
+
+def table_keys(pipeline: Pipeline, port: int) -> dict[str, float]:
+    return {s.labels["table"]: s.value for s in pipeline.samples(port, "persona_table_keys")
+            if s.name == "persona_table_keys"}
 
 
 def records_done(pipeline: Pipeline, port: int) -> float:
@@ -89,17 +100,20 @@ def test_half_the_maximum_rate_for_ten_minutes_keeps_rss_flat(stack: EmbeddedSta
         measured = drain_rate(pipeline, port, size("SOAK_DRAIN_RECORDS", 20_000))
         rate = size("SOAK_RATE", 0) or int(measured / 2)
         warmup = max(60.0, seconds / 5)
-        sim = simulate(pipeline, tmp_path, "soak", "--seed", "8", "--customers", "5000", "--days", "14",
-                       "--rate", str(rate), "--duration", str(seconds))
+        sim = simulate(pipeline, tmp_path, "soak", "--seed", "8", "--customers", str(size("SOAK_CUSTOMERS", 1000)),
+                       "--days", "14", "--rate", str(rate), "--duration", str(seconds))
         began, rss, e2e_at_warmup, done_at_warmup = time.monotonic(), [], None, 0.0
+        keys_at_warmup: dict[str, float] = {}
         while time.monotonic() - began < seconds and sim.running and worker.running:
             time.sleep(5)
             rss.append((round(time.monotonic() - began, 1), rss_kib(worker.proc.pid)))
             if e2e_at_warmup is None and time.monotonic() - began >= warmup:
                 e2e_at_warmup, done_at_warmup = histogram(pipeline, port, "persona_end_to_end_seconds"), \
                     records_done(pipeline, port)
+                keys_at_warmup = table_keys(pipeline, port)
         elapsed = time.monotonic() - began
         e2e_end, done_end = histogram(pipeline, port, "persona_end_to_end_seconds"), records_done(pipeline, port)
+        keys_end = table_keys(pipeline, port)
         sim.stop()
         after = [(le, n - dict(e2e_at_warmup or []).get(le, 0)) for le, n in e2e_end]
         steady = [kib for t, kib in rss if t >= warmup]
@@ -119,6 +133,7 @@ def test_half_the_maximum_rate_for_ten_minutes_keeps_rss_flat(stack: EmbeddedSta
             "rss_kib_min_max_after_warmup": [min(steady), max(steady)] if steady else None,
             "end_to_end_p50_s": bucket_quantile(after, 0.5), "end_to_end_p99_s": bucket_quantile(after, 0.99),
             "end_to_end_events_after_warmup": after[-1][1] if after else 0,
+            "table_keys_at_warmup_end": keys_at_warmup, "table_keys_at_end": keys_end,
             "rss_samples": rss, "worker_alive": worker.running, "logged_tracebacks": len(problems),
             "traceback_stages": sorted({stage_of(p) for p in problems}),
         }
