@@ -87,11 +87,12 @@ async def ingest_batch(records: Sequence[EventT]) -> None:
     )
     for refused in batch.rejected:
         await send_dead_letter(records[refused.record], refused.rejection, index=refused.batch_index, raw=refused.raw)
-    identity_acks = [await forward_event(obs, partition) for obs, partition in batch.forwards]
-    await forward_to_profiles(batch.to_profiles)
-    # The activity state remembers what was forwarded to identity: write it only once the
-    # broker has every forward (a crash before this point forwards them again).
-    await asyncio.gather(*identity_acks)
+    acks = [await forward_event(obs, partition) for obs, partition in batch.forwards]
+    acks += await forward_to_profiles(batch.to_profiles)
+    # An activity state remembers what was forwarded to identity, and its offset says its events
+    # reached the profiles stage: write it only once the broker has every forward and pack (a
+    # crash before this point applies the records again; replays of written states send nothing).
+    await asyncio.gather(*acks)
     for key, (state, partition) in batch.pending.items():
         activity_table.put(key, state, partition)
     for partition, (offset, count) in batch.last_offsets.items():
@@ -140,15 +141,16 @@ async def ingest_crm_batch(records: Sequence[EventT]) -> None:
         EVENTS_PROCESSED.labels(CRM, "crm_record").inc(forwarded)
 
 
-async def forward_to_profiles(records: Sequence[tuple[str, bytes]]) -> None:
+async def forward_to_profiles(records: Sequence[tuple[str, bytes]]) -> list[Awaitable[Any]]:
     """Send a batch's ``(profile_id, record)`` to the profiles stage: packs, one per partition
     (app/profiles/pack.py), each where its profiles' keys hash to, the records in their order.
+    Returns the broker's acknowledgements to await.
 
     A profile-events record per event cost a produce and a consume per event; a pack costs
-    them once per partition per batch. Every pack holds the watermark until acknowledged.
+    them once per partition per batch.
     """
     if not records:
-        return
+        return []
     partition_for = await key_partitioner(faust_app.producer, PROFILE_EVENTS)
     by_partition: dict[int, list[bytes]] = {}
     partition_of: dict[str, int] = {}
@@ -157,10 +159,9 @@ async def forward_to_profiles(records: Sequence[tuple[str, bytes]]) -> None:
         if partition is None:
             partition = partition_of[profile_id] = partition_for(profile_id.encode())
         by_partition.setdefault(partition, []).append(record)
-    for partition, values in by_partition.items():
-        for value in profile_pack.pack(values, max_events=settings.profiles_pack_events):
-            delivery = await profile_events_topic.send(key=b"pack", value=value, partition=partition)
-            activity_table.hold_watermark_for(delivery)
+    return [await profile_events_topic.send(key=b"pack", value=value, partition=partition)
+            for partition, values in by_partition.items()
+            for value in profile_pack.pack(values, max_events=settings.profiles_pack_events)]
 
 
 async def forward_event(obs: Observation, partition: int) -> Awaitable[Any]:

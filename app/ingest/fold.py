@@ -7,9 +7,11 @@ does, and the agent carries it out in this order:
 1. send the dead letters of :attr:`IngestBatch.rejected` (each holds the watermark until
    acknowledged), the identity forwards of :attr:`IngestBatch.forwards` and the packs of
    :attr:`IngestBatch.to_profiles`;
-2. wait for **every** identity forward's acknowledgement: the states of ``pending`` remember
-   what was forwarded, so they may be written only once the broker has it (a crash before that
-   forwards again, which the resolver absorbs);
+2. wait for **every** identity forward's and pack's acknowledgement: the states of ``pending``
+   remember what was forwarded, and a state's offset says its events reached the profiles
+   stage, so they may be written only once the broker has them all (a crash before that
+   applies the records again: forwards again, which the resolver absorbs, and sends the
+   events again, which the profiles stage drops by event id);
 3. write :attr:`IngestBatch.pending`, each changed anonymous id **once**;
 4. move the watermark once per partition (:attr:`IngestBatch.last_offsets`);
 5. serve :attr:`IngestBatch.served` to Redis.
@@ -17,8 +19,10 @@ does, and the agent carries it out in this order:
 States chain through ``pending`` exactly as they would through the table, so a batch gives the
 states and outputs of the same records applied one by one. Every event stands at its own
 source position (app/events/positions.py), which its state compares: a replayed record changes
-nothing, and is forwarded to the profiles stage again (that stage drops repeated event ids), since
-the crash may have come between the state's write and the forward's.
+nothing and is not sent to the profiles stage again, since its state was written only after
+the profiles stage's pack was acknowledged (step 2). Sending replays again over-counted
+profiles after kills: a replay longer than a profile's window of recent event ids, or one
+reaching a merge survivor before the absorbed side's ids, counted twice.
 
 Examples
 --------
@@ -84,7 +88,7 @@ class IngestBatch:
     pending: dict[str, tuple[State, int]] = field(default_factory=dict)
     #: anonymous id hash -> (state, profile id) to put into Redis.
     served: dict[str, tuple[State, str]] = field(default_factory=dict)
-    #: (profile id, its profile-events record) of every applied or replayed event, in offset order.
+    #: (profile id, its profile-events record) of every applied event, in offset order.
     to_profiles: list[tuple[str, bytes]] = field(default_factory=list)
     #: (observation, source partition) of the events that carry new identity information, in order.
     forwards: list[tuple[Observation, int]] = field(default_factory=list)
@@ -152,8 +156,7 @@ class _Step(NamedTuple):
     to_profiles: bytes
 
     def keep(self, batch: IngestBatch, partition: int, event_type: str) -> None:
-        if self.outcome == "replayed":
-            batch.to_profiles.append((self.profile_id, self.to_profiles))
+        if self.outcome == "replayed":  # its state was written after its pack's acknowledgement: sent already
             batch.duplicates["offset"] += 1
             return
         batch.pending[self.key] = (self.state, partition)

@@ -52,15 +52,16 @@ def test_a_batch_ends_with_the_states_and_outputs_of_its_records_applied_one_by_
     assert sum(b.duplicates["event_id"] for b in batches) > 0
 
 
-def test_a_replayed_batch_changes_no_state_and_forwards_its_events_to_the_profiles_stage_again(
+def test_a_replayed_batch_changes_no_state_and_sends_nothing_to_the_profiles_stage_again(
     sources: list[Source],
 ) -> None:
+    # A written state's events reached the profiles stage (the agent writes it after the packs'
+    # acknowledgements): sending them again over-counted profiles whose recent ids had moved on.
     table: dict[str, Any] = {}
     (first,) = fold_in_batches(sources[:400], 400, table)
     (again,) = fold_in_batches(sources[:400], 400, table)
     assert again.pending == {} and again.forwards == [] and not again.processed
     # Every valid event of the replay stands at or below its state's position: retries included.
     assert again.duplicates["offset"] == sum(first.processed.values()) + first.duplicates["event_id"]
-    assert len(again.to_profiles) == again.duplicates["offset"]
-    assert {pid for pid, _ in again.to_profiles} == {pid for pid, _ in first.to_profiles}
+    assert again.to_profiles == [] and first.to_profiles != []
     assert again.last_offsets == first.last_offsets == {0: (399, 400)}
