@@ -83,11 +83,9 @@ async def ingest_batch(records: Sequence[EventT]) -> None:
     started = time.perf_counter()
     # Per partition, only records contiguous with what the states reflect (a gap is sought back):
     # after a recovery Faust hands over records from before its seek (tables/exact.py admit).
-    kept = await activity_table.admit([(r.message.partition, r.message.offset) for r in records])
-    if len(kept) < len(records):
-        records = [records[i] for i in kept]
-        if not records:
-            return
+    records = await activity_table.contiguous(records)
+    if not records:
+        return
     sources = [Source(r.value, r.message.partition, r.message.offset, r.message.timestamp) for r in records]
     batch = activity_batch.fold(
         sources, activity_table, alias_table, validator, resolver, now=time.time(), dedup_window=settings.dedup_window

@@ -339,6 +339,11 @@ class ExactTable(faust.Table):
         self._admitted = admission.expected
         return admission.keep
 
+    async def contiguous(self, records: Sequence[Any]) -> list[Any]:
+        """The records of a batch (Faust events) this table may apply now: :meth:`admit` on their positions."""
+        kept = await self.admit([(r.message.partition, r.message.offset) for r in records])
+        return list(records) if len(kept) == len(records) else [records[i] for i in kept]
+
     def applied_through(self) -> None:
         """The records :meth:`admit` kept are applied: expect what follows them."""
         self.expected.update(self._admitted)
