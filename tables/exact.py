@@ -314,24 +314,30 @@ class ExactTable(faust.Table):
         """The indices of a batch's records to apply now (:func:`admit`); seeks back where a gap is.
 
         The caller applies the kept records, then calls :meth:`applied_through`. A gap met again
-        and again at the same place (:data:`GAP_SEEKS_BEFORE_A_HOLE` seeks) is a hole in the log,
-        and the partition's expectation moves past it.
+        and again at the same place (:data:`GAP_SEEKS_BEFORE_A_HOLE` seeks back) is a hole in the
+        log, and the partition's expectation moves past it.
         """
         admission = admit(positions, self.expected)
-        consumer = cast(Any, self.app.consumer)
+        holes = {}
         for partition, offset in admission.seek_back.items():
             met = next(o for p, o in positions if p == partition and o > offset)
             last = self._gap_seeks.get(partition)
             times = last[2] + 1 if last is not None and last[:2] == (offset, met) else 1
-            if times > GAP_SEEKS_BEFORE_A_HOLE:
-                log.warning("%s: offsets %s-%s of %s[%s] never came after %s seeks back: taken for a hole",
-                            self.name, offset, met - 1, self.source_topic, partition, times - 1)
-                self.expected[partition] = met
-                self._gap_seeks.pop(partition, None)
-                return await self.admit(positions)
             self._gap_seeks[partition] = (offset, met, times)
-            log.warning("%s: %s[%s] handed over offset %s where %s was expected; seeking back",
-                        self.name, self.source_topic, partition, met, offset)
+            if times > GAP_SEEKS_BEFORE_A_HOLE:
+                holes[partition] = met
+        if holes:
+            for partition, met in holes.items():
+                log.warning("%s: offsets %s-%s of %s[%s] never came after %s seeks back: taken for a hole",
+                            self.name, self.expected[partition], met - 1, self.source_topic, partition,
+                            GAP_SEEKS_BEFORE_A_HOLE)
+                self.expected[partition] = met
+                self._gap_seeks.pop(partition)
+            admission = admit(positions, self.expected)
+        consumer = cast(Any, self.app.consumer)
+        for partition, offset in admission.seek_back.items():
+            log.warning("%s: %s[%s] handed over offsets past %s, which it expected; seeking back",
+                        self.name, self.source_topic, partition, offset)
             INPUT_GAPS.labels(self.source_topic).inc()
             await consumer.seek(TP(self.source_topic, partition), offset)
         for partition in {positions[i][0] for i in admission.keep} - admission.seek_back.keys():
