@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple, cast
 
@@ -54,6 +55,10 @@ COUNT_SLICE = 10_000
 #: Seeks back to the same offset, met by the same next offset, after which a gap is taken for a
 #: hole in the log (a transaction marker) rather than records the consumer failed to hand over.
 GAP_SEEKS_BEFORE_A_HOLE = 5
+#: How long after a recovery the gap guard watches (:meth:`ExactTable.contiguous`): the records
+#: handed over out of order come in the first seconds; later a transactional publisher's markers
+#: pass without seeks back.
+GAP_GUARD_SECONDS = 60.0
 
 
 class Admission(NamedTuple):
@@ -144,6 +149,7 @@ class ExactTable(faust.Table):
         #: Source partition -> (offset sought back to, the offset met there, how many times in a row).
         self._gap_seeks: dict[int, tuple[int, int, int]] = {}
         self._admitted: dict[int, int] = {}
+        self._guard_until = 0.0
 
     def put(self, key: Any, value: Any, partition: int) -> None:
         """``table[key] = value`` with the changelog record in ``partition``.
@@ -283,6 +289,7 @@ class ExactTable(faust.Table):
         await super().on_recovery_completed(active_tps, standby_tps)
         rewinds: dict[TP, int] = {}
         self.expected, self._gap_seeks = {}, {}
+        self._guard_until = time.monotonic() + GAP_GUARD_SECONDS
         for changelog_tp in active_tps:
             source_tp = TP(self.source_topic, changelog_tp.partition)
             watermark = self.data.get(watermark_key(changelog_tp.partition))
@@ -326,6 +333,9 @@ class ExactTable(faust.Table):
             self._gap_seeks[partition] = (offset, met, times)
             if times > GAP_SEEKS_BEFORE_A_HOLE:
                 holes[partition] = met
+            elif last is None or last[0] != offset:  # once per gap, not per batch of a burst
+                log.warning("%s: %s[%s] handed over offset %s where %s was expected; seeking back",
+                            self.name, self.source_topic, partition, met, offset)
         if holes:
             for partition, met in holes.items():
                 log.warning("%s: offsets %s-%s of %s[%s] never came after %s seeks back: taken for a hole",
@@ -336,8 +346,6 @@ class ExactTable(faust.Table):
             admission = admit(positions, self.expected)
         consumer = cast(Any, self.app.consumer)
         for partition, offset in admission.seek_back.items():
-            log.warning("%s: %s[%s] handed over offsets past %s, which it expected; seeking back",
-                        self.name, self.source_topic, partition, offset)
             INPUT_GAPS.labels(self.source_topic).inc()
             await consumer.seek(TP(self.source_topic, partition), offset)
         for partition in {positions[i][0] for i in admission.keep} - admission.seek_back.keys():
@@ -346,7 +354,11 @@ class ExactTable(faust.Table):
         return admission.keep
 
     async def contiguous(self, records: Sequence[Any]) -> list[Any]:
-        """The records of a batch (Faust events) this table may apply now: :meth:`admit` on their positions."""
+        """The records of a batch (Faust events) this table may apply now: :meth:`admit` on their positions,
+        in the :data:`GAP_GUARD_SECONDS` after a recovery; all of them after that."""
+        if time.monotonic() > self._guard_until:
+            self.expected = {}
+            return list(records)
         kept = await self.admit([(r.message.partition, r.message.offset) for r in records])
         return list(records) if len(kept) == len(records) else [records[i] for i in kept]
 

@@ -16,7 +16,7 @@ RECOVERY_REWINDS = Counter(
 )
 INPUT_GAPS = Counter(
     "persona_input_gaps_total",
-    "Batches whose source offsets skipped what the table's state expected, sought back (tables.exact.admit).",
+    "Seeks back of a source partition whose batch skipped offsets the table's state expected (tables.exact.admit).",
     ["topic"],
 )
 RECOVERY_BULK_RECORDS = Counter(

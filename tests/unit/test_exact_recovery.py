@@ -63,3 +63,11 @@ async def test_a_gap_that_stays_after_five_seeks_back_is_a_hole_in_the_log_and_i
     assert await ExactTable.admit(table, [(0, 11), (0, 12)]) == [0, 1]
     ExactTable.applied_through(table)
     assert table.expected == {0: 13} and len(seeks) == 5
+
+
+async def test_after_the_guard_window_every_record_passes_and_nothing_is_sought() -> None:
+    # Out-of-order hand-overs follow a recovery; later a gap is a transactional publisher's marker.
+    table, seeks = _table_expecting({0: 10})
+    table._guard_until = 0.0
+    records = [SimpleNamespace(message=SimpleNamespace(partition=0, offset=o)) for o in (12, 13)]
+    assert await ExactTable.contiguous(table, records) == records and seeks == [] and table.expected == {}
