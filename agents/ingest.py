@@ -81,6 +81,11 @@ async def ingest_batch(records: Sequence[EventT]) -> None:
     the batch (``applied`` once per partition, for the batch's last offset).
     """
     started = time.perf_counter()
+    # Per partition, only records contiguous with what the states reflect (a gap is sought back):
+    # after a recovery Faust hands over records from before its seek (tables/exact.py admit).
+    records = await activity_table.contiguous(records)
+    if not records:
+        return
     sources = [Source(r.value, r.message.partition, r.message.offset, r.message.timestamp) for r in records]
     batch = activity_batch.fold(
         sources, activity_table, alias_table, validator, resolver, now=time.time(), dedup_window=settings.dedup_window
@@ -97,6 +102,7 @@ async def ingest_batch(records: Sequence[EventT]) -> None:
         activity_table.put(key, state, partition)
     for partition, (offset, count) in batch.last_offsets.items():
         await activity_table.applied(partition, offset, records=count)
+    activity_table.applied_through()
     for key, (state, profile_id) in batch.served.items():
         for redis_key, fields in serving.activity_entries(key, state, profile_id):
             redis_sink.put(redis_key, fields)

@@ -90,13 +90,16 @@ async def update_profiles(stream: StreamT) -> None:
     # Batches write each changed profile (several kB of JSON, one changelog record) once per
     # batch instead of once per event. Faust acks a batch's offsets after this body returns.
     batches = cast(Stream, stream).take_events(settings.profiles_batch_size, within=settings.profiles_batch_seconds)
-    async for records in batches:
+    async for batch in batches:
+        # Only records contiguous with what the states reflect (tables/exact.py admit).
+        records = await profiles_table.contiguous(batch)
         # Packs carry many events each: fold at most a batch size of events at a time.
         folded = [profile_batch.Record(r.message.topic, r.message.partition, r.message.offset, r.value)
                   for r in records]
         start = 0
         while start < len(records):
             start += await apply_batch(records[start:], folded[start:])
+        profiles_table.applied_through()
 
 
 async def apply_batch(records: Sequence[EventT], folded: Sequence[profile_batch.Record]) -> int:

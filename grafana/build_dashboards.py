@@ -583,12 +583,18 @@ def overview() -> dash.Dashboard:
             ids,
             "Recovery rewinds",
             "Source partitions rewound at recovery because the committed offset was ahead of "
-            "the restored state, by topic. Expected only around restarts.",
+            "the restored state, by topic; and input gaps: a batch that skipped offsets its state "
+            "expected, sought back (Faust hands over records from before its seek after a "
+            "recovery). Both expected only around restarts.",
             [
                 Query(
                     f"sum by (topic) (increase(persona_recovery_rewinds_total{{{SEL}}}[{RATE}]))",
-                    "{{topic}}",
-                )
+                    "rewinds {{topic}}",
+                ),
+                Query(
+                    f"sum by (topic) (increase(persona_input_gaps_total{{{SEL}}}[{RATE}]))",
+                    "gaps {{topic}}",
+                ),
             ],
             "short",
             bars=True,

@@ -24,8 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, cast
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple, cast
 
 import faust
 import orjson
@@ -35,7 +36,7 @@ from faust.types import TP
 from faust.types.tuples import FutureMessage
 
 from tables.due_index import RAW_INDEX_KEY_PREFIX, is_index_key
-from tables.metrics import RECOVERY_REWINDS
+from tables.metrics import INPUT_GAPS, RECOVERY_REWINDS
 from tables.watermark import WATERMARK_PREFIX, is_watermark_key, watermark_key
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,57 @@ EXACT_COUNT_LIMIT = 1_000_000
 ESTIMATED_KEYS = "rocksdb.estimate-num-keys"
 #: Keys counted between two yields to the event loop (about 40 ms of RocksDB iteration here).
 COUNT_SLICE = 10_000
+
+
+#: Seeks back to the same offset, met by the same next offset, after which a gap is taken for a
+#: hole in the log (a transaction marker) rather than records the consumer failed to hand over.
+GAP_SEEKS_BEFORE_A_HOLE = 5
+#: How long after a recovery the gap guard watches (:meth:`ExactTable.contiguous`): the records
+#: handed over out of order come in the first seconds; later a transactional publisher's markers
+#: pass without seeks back.
+GAP_GUARD_SECONDS = 60.0
+
+
+class Admission(NamedTuple):
+    """What of a batch a table may apply now: see :func:`admit`."""
+
+    #: Indices (into the batch) of the records to apply, in order.
+    keep: list[int]
+    #: Source partition -> the offset to seek back to (its records from the first gap on are left out).
+    seek_back: dict[int, int]
+    #: Source partition -> the next offset expected once the kept records are applied.
+    expected: dict[int, int]
+
+
+def admit(positions: Sequence[tuple[int, int]], expected: Mapping[int, int]) -> Admission:
+    """The records a table may apply: per source partition, those up to the first gap in its offsets.
+
+    ``positions`` are the batch's (partition, offset) in order; ``expected`` the next offset each
+    partition's state expects (its rewind target after a recovery, then one past the last record
+    applied; a partition not named expects anything). A record past that offset means records in
+    between were never handed over (Faust hands the agents records from before its seek after a
+    recovery, then drops some: docs/reliability.md): applying it would move the states past them,
+    and they would count as replays when read again. Records at or below it are replays, kept
+    (the states skip them).
+
+    >>> admit([(0, 5), (0, 6), (1, 9), (0, 9), (0, 10), (1, 10)], {0: 5, 1: 9})
+    Admission(keep=[0, 1, 2, 5], seek_back={0: 7}, expected={0: 7, 1: 11})
+    >>> admit([(0, 3), (0, 4)], {0: 5}).keep, admit([(2, 40)], {}).expected
+    ([0, 1], {2: 41})
+    """
+    keep: list[int] = []
+    seek_back: dict[int, int] = {}
+    after = dict(expected)
+    for index, (partition, offset) in enumerate(positions):
+        if partition in seek_back:
+            continue
+        want = after.get(partition)
+        if want is not None and offset > want:
+            seek_back[partition] = want
+            continue
+        keep.append(index)
+        after[partition] = max(want or 0, offset + 1)
+    return Admission(keep, seek_back, after)
 
 
 def rewind_target(watermark: int | None, committed: int | None) -> int | None:
@@ -92,6 +144,12 @@ class ExactTable(faust.Table):
         #: rebalance): the Redis self-heal re-serves the partitions this worker has just taken.
         self.on_recovered: Callable[[ExactTable, set[int]], None] | None = None
         self._partition: int | None = None
+        #: Source partition -> the next offset the state expects (:func:`admit`), set at each recovery.
+        self.expected: dict[int, int] = {}
+        #: Source partition -> (offset sought back to, the offset met there, how many times in a row).
+        self._gap_seeks: dict[int, tuple[int, int, int]] = {}
+        self._admitted: dict[int, int] = {}
+        self._guard_until = 0.0
 
     def put(self, key: Any, value: Any, partition: int) -> None:
         """``table[key] = value`` with the changelog record in ``partition``.
@@ -230,11 +288,16 @@ class ExactTable(faust.Table):
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         await super().on_recovery_completed(active_tps, standby_tps)
         rewinds: dict[TP, int] = {}
+        self.expected, self._gap_seeks = {}, {}
+        self._guard_until = time.monotonic() + GAP_GUARD_SECONDS
         for changelog_tp in active_tps:
             source_tp = TP(self.source_topic, changelog_tp.partition)
             watermark = self.data.get(watermark_key(changelog_tp.partition))
             committed = await self._committed(source_tp)
             target = rewind_target(watermark, committed)
+            start = target if target is not None else committed
+            if start is not None:  # where Faust's seek puts the partition; never committed: anywhere
+                self.expected[changelog_tp.partition] = start
             if target is not None:
                 log.warning(
                     "%s: committed offset %s of %s is ahead of the table (watermark %s); rewinding to %s",
@@ -253,6 +316,56 @@ class ExactTable(faust.Table):
             await cast(Any, self.app.consumer)._commit(rewinds)
         if self.on_recovered is not None:
             self.on_recovered(self, {tp.partition for tp in active_tps})
+
+    async def admit(self, positions: Sequence[tuple[int, int]]) -> list[int]:
+        """The indices of a batch's records to apply now (:func:`admit`); seeks back where a gap is.
+
+        The caller applies the kept records, then calls :meth:`applied_through`. A gap met again
+        and again at the same place (:data:`GAP_SEEKS_BEFORE_A_HOLE` seeks back) is a hole in the
+        log, and the partition's expectation moves past it.
+        """
+        admission = admit(positions, self.expected)
+        holes = {}
+        for partition, offset in admission.seek_back.items():
+            met = next(o for p, o in positions if p == partition and o > offset)
+            last = self._gap_seeks.get(partition)
+            times = last[2] + 1 if last is not None and last[:2] == (offset, met) else 1
+            self._gap_seeks[partition] = (offset, met, times)
+            if times > GAP_SEEKS_BEFORE_A_HOLE:
+                holes[partition] = met
+            elif last is None or last[0] != offset:  # once per gap, not per batch of a burst
+                log.warning("%s: %s[%s] handed over offset %s where %s was expected; seeking back",
+                            self.name, self.source_topic, partition, met, offset)
+        if holes:
+            for partition, met in holes.items():
+                log.warning("%s: offsets %s-%s of %s[%s] never came after %s seeks back: taken for a hole",
+                            self.name, self.expected[partition], met - 1, self.source_topic, partition,
+                            GAP_SEEKS_BEFORE_A_HOLE)
+                self.expected[partition] = met
+                self._gap_seeks.pop(partition)
+            admission = admit(positions, self.expected)
+        consumer = cast(Any, self.app.consumer)
+        for partition, offset in admission.seek_back.items():
+            INPUT_GAPS.labels(self.source_topic).inc()
+            await consumer.seek(TP(self.source_topic, partition), offset)
+        for partition in {positions[i][0] for i in admission.keep} - admission.seek_back.keys():
+            self._gap_seeks.pop(partition, None)  # it moved on: the next gap counts from one
+        self._admitted = admission.expected
+        return admission.keep
+
+    async def contiguous(self, records: Sequence[Any]) -> list[Any]:
+        """The records of a batch (Faust events) this table may apply now: :meth:`admit` on their positions,
+        in the :data:`GAP_GUARD_SECONDS` after a recovery; all of them after that."""
+        if time.monotonic() > self._guard_until:
+            self.expected = {}
+            return list(records)
+        kept = await self.admit([(r.message.partition, r.message.offset) for r in records])
+        return list(records) if len(kept) == len(records) else [records[i] for i in kept]
+
+    def applied_through(self) -> None:
+        """The records :meth:`admit` kept are applied: expect what follows them."""
+        self.expected.update(self._admitted)
+        self._admitted = {}
 
     async def _committed(self, tp: TP) -> int | None:
         thread = self.app.consumer._thread  # type: ignore[attr-defined]

@@ -14,6 +14,11 @@ RECOVERY_REWINDS = Counter(
     "Source partitions rewound at recovery because the committed offset was ahead of the state.",
     ["topic"],
 )
+INPUT_GAPS = Counter(
+    "persona_input_gaps_total",
+    "Seeks back of a source partition whose batch skipped offsets the table's state expected (tables.exact.admit).",
+    ["topic"],
+)
 RECOVERY_BULK_RECORDS = Counter(
     "persona_recovery_bulk_records_total",
     "Changelog records read into tables by the bulk recovery step (tables.bulk_recovery), per changelog topic.",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 # The state layer's own metrics live with it (tables/metrics.py), in the same registry; exported here too.
+from tables.metrics import INPUT_GAPS as INPUT_GAPS
 from tables.metrics import RECOVERY_BULK_RECORDS as RECOVERY_BULK_RECORDS
 from tables.metrics import RECOVERY_REWINDS as RECOVERY_REWINDS
 
